@@ -1,0 +1,10 @@
+"""mllm_ood: a reproducible study of multimodal LLMs under distribution shift.
+
+Two papers are reproduced (see ../shared/STUDY.md): Zhang et al., "On the OOD generalization of
+multimodal LLMs" (zero-shot, hypotheses, ICL) and Oh et al., "Understanding MLLMs under distribution
+shifts: an information-theoretic approach" (EMI, EMID and its bound).
+"""
+
+__version__ = "0.1.0"
+# Bumped whenever a change alters what a cached artefact contains; part of every cache key.
+CODE_VERSION = "1"

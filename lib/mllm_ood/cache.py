@@ -1,0 +1,108 @@
+"""Content-addressed cache for expensive intermediates (datasets, embeddings, responses, weights).
+
+An entry lives in ``<cache>/<kind>/<key>/`` where ``key`` hashes the sorted-JSON inputs and the code
+version. It is built in a temporary sibling folder, every file is listed with its SHA-256 in
+``manifest.json``, a ``done`` marker is written last, and only then is the folder renamed into place.
+A folder without a valid marker, with a marker from another code version, or whose files do not match
+the manifest is treated as absent: it is deleted and rebuilt, never silently used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from . import CODE_VERSION
+from .paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+MARKER = "done"
+MANIFEST = "manifest.json"
+
+
+def cache_key(kind: str, params: dict) -> str:
+    """16-hex-digit key of ``kind``, the JSON-serialisable ``params`` and the code version."""
+    blob = json.dumps({"kind": kind, "params": params, "code": CODE_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def entry_path(kind: str, params: dict) -> Path:
+    """Where the entry for (kind, params) lives, whether or not it exists yet."""
+    return cache_dir() / kind / cache_key(kind, params)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _manifest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): _sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in (MARKER, MANIFEST)
+    }
+
+
+def is_valid(folder: Path, key: str | None = None) -> bool:
+    """True when ``folder`` holds a complete entry of this code version whose files match its manifest."""
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    if marker.get("code") != CODE_VERSION or (key is not None and marker.get("key") != key):
+        return False
+    return manifest == _manifest(folder)
+
+
+def cached(kind: str, params: dict, build: Callable[[Path], None]) -> Path:
+    """Return the folder of a valid entry for (kind, params), building it with ``build(tmp_folder)`` if needed.
+
+    ``build`` writes its files into the folder it is given. Nothing is visible under the final name
+    until the build has finished and its marker is written.
+    """
+    key = cache_key(kind, params)
+    final = cache_dir() / kind / key
+    if final.exists():
+        if is_valid(final, key):
+            return final
+        log.warning("cache entry %s is incomplete, corrupt or stale: rebuilding", final)
+        shutil.rmtree(final, ignore_errors=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        build(tmp)
+        (tmp / "params.json").write_text(json.dumps({"kind": kind, "params": params}, indent=1, default=str))
+        (tmp / MANIFEST).write_text(json.dumps(_manifest(tmp), indent=1, sort_keys=True))
+        (tmp / MARKER).write_text(json.dumps({"key": key, "code": CODE_VERSION}))
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            # Another process finished the same entry first; keep theirs if it is valid.
+            if not is_valid(final, key):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def clean_stale_temporaries(kind: str) -> int:
+    """Delete leftover ``.tmp-*`` folders of ``kind`` (from killed builds); return how many."""
+    root = cache_dir() / kind
+    n = 0
+    for p in root.glob(".tmp-*") if root.exists() else []:
+        shutil.rmtree(p, ignore_errors=True)
+        n += 1
+    return n

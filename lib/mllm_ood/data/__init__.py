@@ -1,0 +1,1 @@
+"""The offline embedded data world and the paper profile's hub dataset specs."""

