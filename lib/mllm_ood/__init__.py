@@ -7,4 +7,4 @@ shifts: an information-theoretic approach" (EMI, EMID and its bound).
 
 __version__ = "0.1.0"
 # Bumped whenever a change alters what a cached artefact contains; part of every cache key.
-CODE_VERSION = "1"
+CODE_VERSION = "2"

@@ -31,7 +31,8 @@ def solubility_table():
     out["heavy_atoms"] = [m.GetNumHeavyAtoms() for m in mols]
     out["size"] = [_size_bin(n) for n in out["heavy_atoms"]]
     out["scaffold"] = [_scaffold_family(m, MurckoScaffold) for m in mols]
-    out["id"] = [f"mol-{int(i):04d}" for i in df["ID"]]
+    # The shipped ID column repeats one value; the row position in the shipped table is unique.
+    out["id"] = [f"mol-{i:04d}" for i in range(len(df))]
     return out.drop(columns=["SOL_classification", "ID"]).reset_index(drop=True)
 
 

@@ -4,7 +4,7 @@ Corruption severities follow ImageNet-C (Hendrycks & Dietterich 2019): gaussian 
 standard deviations on [0, 1] pixels; frost blends the image with a frost texture using its
 (image, frost) weights; defocus blur uses a disk kernel whose radius is ImageNet-C's scaled to the
 smaller image (ImageNet-C's radii 3-10 px on 224 px would erase a 28 px digit at every level, so the
-radii here are 0.5-2.5 px, chosen to span "slightly soft" to "barely legible").
+radii here are 0.75-2.5 px, chosen to span "slightly soft" to "barely legible").
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ CORRUPTIONS = ["defocus_blur", "frost", "gaussian_noise"]
 SEVERITIES = [1, 2, 3, 4, 5]
 NOISE_STD = {1: 0.08, 2: 0.12, 3: 0.18, 4: 0.26, 5: 0.38}
 FROST_WEIGHTS = {1: (1.0, 0.4), 2: (0.8, 0.6), 3: (0.7, 0.7), 4: (0.65, 0.7), 5: (0.6, 0.75)}
-BLUR_RADIUS = {1: 0.5, 2: 1.0, 3: 1.5, 4: 2.0, 5: 2.5}
+BLUR_RADIUS = {1: 0.75, 2: 1.0, 3: 1.5, 4: 2.0, 5: 2.5}
 # Two colours for ColoredMNIST, as in DomainBed: red for digits 0-4, green for 5-9 when the tie holds.
 COLOURS = {"red": (255, 40, 40), "green": (40, 255, 40)}
 
@@ -59,7 +59,7 @@ def _disk(radius: float) -> np.ndarray:
     ss = 8
     g = (np.arange(size * ss) + 0.5) / ss - size / 2
     yy, xx = np.meshgrid(g, g, indexing="ij")
-    k = (xx**2 + yy**2 <= max(radius, 0.5) ** 2).astype(np.float32)
+    k = (xx**2 + yy**2 <= radius**2).astype(np.float32)
     k = k.reshape(size, ss, size, ss).mean(axis=(1, 3))
     return k / k.sum()
 

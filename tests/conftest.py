@@ -1,0 +1,44 @@
+"""Shared fixtures: a per-session cache so tests never read or pollute the user's data/cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SUPPORT = Path(__file__).resolve().parent / "support"
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    """One cache folder for the whole test session (datasets are built once, then reused)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(session_cache, monkeypatch):
+    monkeypatch.setenv("MLLM_OOD_CACHE", str(session_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch) -> Path:
+    """An empty cache for tests that count builds."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("MLLM_OOD_CACHE", str(path))
+    return path
+
+
+def network_guard_env(record: Path) -> dict:
+    """Environment that makes every Python process (kernels included) refuse non-loopback connections.
+
+    ``support/sitecustomize.py`` is imported at interpreter start-up through PYTHONPATH; each refused
+    attempt is appended to ``record``.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["MLLM_OOD_NETWORK_RECORD"] = str(record)
+    return env

@@ -1,0 +1,90 @@
+"""The cache: built once, atomic (a killed build leaves nothing valid-looking), corrupt/stale rebuilt."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from mllm_ood import cache
+
+
+def _writer(counter: list):
+    def build(tmp):
+        counter.append(1)
+        (tmp / "a.txt").write_text("payload")
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "b.bin").write_bytes(b"\x00\x01")
+    return build
+
+
+def test_built_once_then_reused(fresh_cache):
+    calls = []
+    p1 = cache.cached("thing", {"x": 1}, _writer(calls))
+    p2 = cache.cached("thing", {"x": 1}, _writer(calls))
+    assert p1 == p2 and len(calls) == 1
+    assert (p1 / "a.txt").read_text() == "payload" and cache.is_valid(p1)
+    cache.cached("thing", {"x": 2}, _writer(calls))
+    assert len(calls) == 2, "other inputs, other entry"
+
+
+def test_key_depends_on_code_version(monkeypatch):
+    k1 = cache.cache_key("thing", {"x": 1})
+    monkeypatch.setattr(cache, "CODE_VERSION", "other")
+    assert cache.cache_key("thing", {"x": 1}) != k1
+
+
+def test_corrupt_entry_is_rebuilt(fresh_cache):
+    calls = []
+    p = cache.cached("thing", {"x": 1}, _writer(calls))
+    (p / "sub" / "b.bin").write_bytes(b"garbage")
+    assert not cache.is_valid(p)
+    p2 = cache.cached("thing", {"x": 1}, _writer(calls))
+    assert len(calls) == 2 and (p2 / "sub" / "b.bin").read_bytes() == b"\x00\x01"
+
+
+def test_stale_or_unmarked_entry_is_rebuilt(fresh_cache):
+    calls = []
+    p = cache.cached("thing", {"x": 1}, _writer(calls))
+    marker = json.loads((p / cache.MARKER).read_text())
+    (p / cache.MARKER).write_text(json.dumps({**marker, "code": "0"}))
+    cache.cached("thing", {"x": 1}, _writer(calls))
+    assert len(calls) == 2
+    (p / cache.MARKER).unlink()
+    cache.cached("thing", {"x": 1}, _writer(calls))
+    assert len(calls) == 3
+
+
+KILLED_BUILD = """
+import time
+from pathlib import Path
+from mllm_ood import cache
+
+def build(tmp):
+    (tmp / "part1.txt").write_text("half")
+    Path({flag!r}).write_text("started")
+    time.sleep(60)
+    (tmp / "part2.txt").write_text("never")
+
+cache.cached("slow", {{"x": 1}}, build)
+"""
+
+
+def test_killed_build_leaves_no_valid_looking_entry(fresh_cache, tmp_path):
+    flag = tmp_path / "started"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_BUILD.format(flag=str(flag))])
+    deadline = time.time() + 60
+    while not flag.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert flag.exists(), "the build never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    final = cache.entry_path("slow", {"x": 1})
+    assert not final.exists(), "a killed build must not leave an entry under the final name"
+    assert list(final.parent.glob(".tmp-*")), "the half-written temporary stays aside"
+    calls = []
+    p = cache.cached("slow", {"x": 1}, _writer(calls))
+    assert len(calls) == 1 and cache.is_valid(p)
+    assert cache.clean_stale_temporaries("slow") == 1

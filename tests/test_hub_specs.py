@@ -1,0 +1,71 @@
+"""Paper-profile dataset specs, tested offline on stand-ins saved in the hub's parquet layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from datasets import ClassLabel, Dataset, Features, Image, Value
+from PIL import Image as PILImage
+
+from mllm_ood.data.hub import SPECS, load_hub
+from mllm_ood.validation import ParameterError
+
+
+def _images(n):
+    r = np.random.default_rng(0)
+    return [PILImage.fromarray(r.integers(0, 255, (8, 8, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def _save_hub_layout(ds: Dataset, root, split="train"):
+    (root / "data").mkdir(parents=True)
+    ds.to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
+    return root
+
+
+def test_classlabel_dataset_in_hub_layout(tmp_path):
+    names = ["dog", "elephant", "giraffe", "guitar", "horse", "house", "person"]
+    feats = Features({"image": Image(), "domain": Value("string"), "label": ClassLabel(names=names)})
+    ds = Dataset.from_dict({"image": _images(6), "domain": ["photo", "photo", "sketch", "sketch", "art_painting",
+                                                            "cartoon"], "label": [0, 1, 2, 3, 4, 6]}, features=feats)
+    src = _save_hub_layout(ds, tmp_path / "pacs")
+    out = load_hub("pacs", source=src)
+    assert set(out.column_names) == {"id", "image", "label", "domain"}
+    assert out.features["label"].names == names
+    assert out["label"] == [0, 1, 2, 3, 4, 6] and out[0]["image"].size == (8, 8)
+    sketch = load_hub("pacs", source=src, domains="sketch")
+    assert len(sketch) == 2 and set(sketch["domain"]) == {"sketch"}
+    with pytest.raises(ParameterError, match="unknown domain 'quickdraw'"):
+        load_hub("pacs", source=src, domains="quickdraw")
+
+
+def test_string_labels_and_save_to_disk_layout(tmp_path):
+    ds = Dataset.from_dict({"image": _images(4), "dx": ["nv", "mel", "nv", "bkl"],
+                            "localization": ["back", "face", "back", "trunk"]},
+                           features=Features({"image": Image(), "dx": Value("string"),
+                                              "localization": Value("string")}))
+    ds.save_to_disk(str(tmp_path / "ham"))
+    out = load_hub("ham10000", source=tmp_path / "ham")
+    assert out.features["label"].names == ["bkl", "mel", "nv"]
+    assert [out.features["label"].int2str(v) for v in out["label"]] == ["nv", "mel", "nv", "bkl"]
+
+
+def test_vqa_spec(tmp_path):
+    ds = Dataset.from_dict({"image": _images(3), "question_id": [0, 1, 2], "question": ["q0", "q1", "q2"],
+                            "gpt_answer": ["a0", "a1", "a2"]}, features=Features(
+        {"image": Image(), "question_id": Value("int64"), "question": Value("string"), "gpt_answer": Value("string")}))
+    out = load_hub("llava_bench_in_the_wild", source=_save_hub_layout(ds, tmp_path / "wild"))
+    assert out["id"] == ["0", "1", "2"] and out["reference"] == ["a0", "a1", "a2"]
+
+
+def test_bad_requests(tmp_path):
+    with pytest.raises(ParameterError, match="unknown hub dataset 'imagenet'"):
+        load_hub("imagenet", source=tmp_path)
+    with pytest.raises(ParameterError, match="does not exist"):
+        load_hub("pacs", source=tmp_path / "missing")
+    ds = Dataset.from_dict({"image": _images(2), "label": [0, 1]})
+    with pytest.raises(ParameterError, match=r"columns \['domain'\] missing"):
+        load_hub("pacs", source=_save_hub_layout(ds, tmp_path / "nodomain"))
+
+
+def test_every_spec_is_marked_untested_online():
+    assert len(SPECS) >= 8 and all(s.untested_online for s in SPECS.values())
