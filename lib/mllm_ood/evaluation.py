@@ -1,0 +1,53 @@
+"""Accuracy with bootstrap confidence intervals, and aggregation of per-sample results.
+
+Per-sample results are a table with at least the columns ``dataset``, ``domain``, ``label``, ``correct``
+(bool) and, for generation, ``parsed`` (bool: the reply matched the ``Answer Choice:`` parser).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .seeding import derive_seed
+from .validation import ParameterError, check_positive_int
+
+
+def bootstrap_ci(correct, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of 0/1 outcomes ``correct`` (shape (n,)); fractions in [0, 1].
+
+    Resampling n outcomes with replacement makes the bootstrap mean Binomial(n, p_hat)/n, so for 0/1 data
+    this interval approximates the binomial quantiles (tests check that closed form).
+    """
+    x = np.asarray(correct, dtype=float)
+    if x.ndim != 1 or len(x) == 0:
+        raise ParameterError(f"bootstrap_ci needs a non-empty 1-D array of outcomes, got shape {x.shape}")
+    check_positive_int("n_boot", n_boot)
+    if not 0 < level < 1:
+        raise ParameterError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(derive_seed(seed, "bootstrap", len(x)))
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(means, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def accuracy_table(results: pd.DataFrame, by: Sequence[str], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Accuracy per group of ``by`` columns with a 95 % bootstrap interval and, when present, parse rate.
+
+    Returns columns: *by, n, accuracy, ci_low, ci_high[, parse_failure_rate] (fractions in [0, 1]).
+    """
+    missing = [c for c in [*by, "correct"] if c not in results.columns]
+    if missing:
+        raise ParameterError(f"results lack columns {missing}; have {list(results.columns)}")
+    rows = []
+    for key, group in results.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        lo, hi = bootstrap_ci(group["correct"].to_numpy(), n_boot=n_boot, seed=derive_seed(seed, *key))
+        row = dict(zip(by, key), n=len(group), accuracy=float(group["correct"].mean()), ci_low=lo, ci_high=hi)
+        if "parsed" in group.columns:
+            row["parse_failure_rate"] = float(1 - group["parsed"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
