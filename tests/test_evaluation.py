@@ -44,3 +44,14 @@ def test_accuracy_table_golden(tmp_path):
     assert np.allclose(table["accuracy"].to_numpy(), means)
     with pytest.raises(ParameterError, match="lack columns"):
         accuracy_table(results.drop(columns="correct"), ["dataset"])
+
+
+def test_bootstrap_difference_matches_normal_approximation():
+    # Large samples: the interval of p1 - p2 approaches +-1.96 * sqrt(p1 q1 / n1 + p2 q2 / n2).
+    from mllm_ood.evaluation import bootstrap_diff_ci
+
+    a = np.r_[np.ones(700), np.zeros(300)]
+    b = np.r_[np.ones(400), np.zeros(600)]
+    lo, hi = bootstrap_diff_ci(a, b, n_boot=20000, seed=0)
+    se = np.sqrt(0.7 * 0.3 / 1000 + 0.4 * 0.6 / 1000)
+    assert abs(lo - (0.3 - 1.96 * se)) < 0.006 and abs(hi - (0.3 + 1.96 * se)) < 0.006

@@ -51,3 +51,17 @@ def accuracy_table(results: pd.DataFrame, by: Sequence[str], n_boot: int = 2000,
             row["parse_failure_rate"] = float(1 - group["parsed"].mean())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def bootstrap_diff_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(a) - mean(b) for two independent samples of 0/1 outcomes."""
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if xa.ndim != 1 or xb.ndim != 1 or not len(xa) or not len(xb):
+        raise ParameterError("bootstrap_diff_ci needs two non-empty 1-D arrays of outcomes")
+    check_positive_int("n_boot", n_boot)
+    rng = np.random.default_rng(derive_seed(seed, "bootstrap-diff", len(xa), len(xb)))
+    diff = (xa[rng.integers(0, len(xa), (n_boot, len(xa)))].mean(1)
+            - xb[rng.integers(0, len(xb), (n_boot, len(xb)))].mean(1))
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(diff, [alpha, 1 - alpha])
+    return float(lo), float(hi)
