@@ -1,0 +1,77 @@
+"""Linear probes (paper A, hypothesis 2 and 3): multinomial logistic regression on frozen features.
+
+Hygiene: a probe is fitted and its regularisation chosen (cross-validation) on the training split only;
+the test split is touched once, to score the fitted probe. Splits are stratified and seeded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .evaluation import bootstrap_ci
+from .seeding import derive_seed
+from .validation import ParameterError, check_positive_int
+
+C_GRID = (0.01, 0.1, 1.0, 10.0)
+
+
+def split_indices(labels, test_fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed stratified (train, test) split of ``range(len(labels))``; sorted index arrays."""
+    y = np.asarray(labels)
+    if not 0 < test_fraction < 1:
+        raise ParameterError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    idx = np.arange(len(y))
+    counts = np.bincount(y) if len(y) else np.array([])
+    strat = y if len(y) and counts[counts > 0].min() >= 2 else None
+    tr, te = train_test_split(idx, test_size=test_fraction, random_state=derive_seed(seed, "probe-split"),
+                              stratify=strat)
+    return np.sort(tr), np.sort(te)
+
+
+def fit_probe(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0, max_folds: int = 5):
+    """Standardise + logistic regression, C chosen by stratified CV on (x_train, y_train) only.
+
+    With fewer than 2 examples in some class, CV is impossible and C = 1 is used.
+    Returns a fitted scikit-learn estimator.
+    """
+    x_train, y_train = np.asarray(x_train, np.float64), np.asarray(y_train)
+    if x_train.ndim != 2 or len(x_train) != len(y_train):
+        raise ParameterError(f"fit_probe needs x (n, d) and y (n,), got {x_train.shape} and {y_train.shape}")
+    if len(np.unique(y_train)) < 2:
+        raise ParameterError("a probe needs at least two classes in its training split")
+    base = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    folds = min(max_folds, int(np.bincount(y_train)[np.unique(y_train)].min()))
+    if folds < 2:
+        return base.fit(x_train, y_train)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=derive_seed(seed, "probe-cv"))
+    search = GridSearchCV(base, {"logisticregression__C": list(C_GRID)}, cv=cv, n_jobs=1)
+    return search.fit(x_train, y_train).best_estimator_
+
+
+def probe_accuracy(features: np.ndarray, labels, seed: int = 0, test_fraction: float = 0.5,
+                   per_class: int | None = None, n_boot: int = 1000) -> dict:
+    """Fit on the fixed training split (optionally only ``per_class`` examples of each class), score on
+    the fixed test split. Returns n_train, n_test, accuracy, ci_low, ci_high (fractions)."""
+    x, y = np.asarray(features), np.asarray(labels)
+    if len(x) != len(y):
+        raise ParameterError(f"{len(x)} feature rows but {len(y)} labels")
+    if per_class is not None:
+        check_positive_int("labelled examples per class", per_class)
+    tr, te = split_indices(y, test_fraction, seed)
+    if per_class is not None:
+        r = np.random.default_rng(derive_seed(seed, "probe-per-class", per_class))
+        tr = np.sort(np.concatenate([r.permutation(tr[y[tr] == c])[:per_class] for c in np.unique(y[tr])]))
+    clf = fit_probe(x[tr], y[tr], seed=seed)
+    correct = clf.predict(x[te]) == y[te]
+    lo, hi = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
+    return {"n_train": int(len(tr)), "n_test": int(len(te)), "accuracy": float(correct.mean()), "ci_low": lo,
+            "ci_high": hi}
+
+
+def pixel_features(images, size: int = 28) -> np.ndarray:
+    """Raw pixels as a probe floor: each image resized to size x size RGB, flattened, in [0, 1]; (n, 3*size^2)."""
+    return np.stack([np.asarray(im.convert("RGB").resize((size, size)), np.float32).ravel() / 255.0 for im in images])

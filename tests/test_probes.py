@@ -1,0 +1,68 @@
+"""Probes: split hygiene (test rows never reach fitting or model selection) and sanity on separable data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from mllm_ood import probes
+from mllm_ood.validation import ParameterError
+
+
+def _blobs(n_per_class=40, d=6, sep=3.0, seed=0):
+    r = np.random.default_rng(seed)
+    centres = r.normal(0, sep, (3, d))
+    y = np.repeat(np.arange(3), n_per_class)
+    return centres[y] + r.normal(0, 1, (len(y), d)), y
+
+
+def test_split_is_fixed_stratified_and_disjoint():
+    _, y = _blobs()
+    tr, te = probes.split_indices(y, 0.5, seed=1)
+    tr2, te2 = probes.split_indices(y, 0.5, seed=1)
+    assert np.array_equal(tr, tr2) and np.array_equal(te, te2)
+    assert not set(tr) & set(te) and len(tr) + len(te) == len(y)
+    assert (np.bincount(y[te]) == 20).all()
+
+
+def test_probe_never_sees_test_rows(monkeypatch):
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _blobs()
+    x[:, 0] = np.arange(len(x))  # a unique tag per row, to recognise raw rows inside fitting
+    tr, te = probes.split_indices(y, 0.5, seed=0)
+    seen = []
+    real_fit = StandardScaler.fit
+
+    def spy(self, X, *a, **k):  # the pipeline's first step sees raw rows, in every CV fold and the refit
+        seen.append(np.asarray(X)[:, 0].copy())
+        return real_fit(self, X, *a, **k)
+
+    monkeypatch.setattr(StandardScaler, "fit", spy)
+    probes.probe_accuracy(x, y, seed=0)
+    assert len(seen) > 4, "cross-validation should fit several times"
+    for tags in seen:
+        assert set(tags.astype(int)) <= set(tr), "a test row reached fitting or model selection"
+    assert set(seen[-1].astype(int)) == set(tr), "the final fit uses the whole training split"
+
+
+def test_probe_accuracy_on_separable_and_random_data():
+    x, y = _blobs(sep=4.0)
+    good = probes.probe_accuracy(x, y, seed=0, n_boot=200)
+    assert good["accuracy"] > 0.9 and good["ci_low"] <= good["accuracy"] <= good["ci_high"]
+    noise = np.random.default_rng(1).normal(size=x.shape)
+    bad = probes.probe_accuracy(noise, y, seed=0, n_boot=200)
+    assert bad["accuracy"] < 0.6  # chance is 1/3
+    one = probes.probe_accuracy(x, y, seed=0, per_class=1, n_boot=200)
+    assert one["n_train"] == 3
+
+
+def test_probe_errors():
+    x, y = _blobs()
+    with pytest.raises(ParameterError, match="feature rows"):
+        probes.probe_accuracy(x[:-1], y)
+    with pytest.raises(ParameterError, match="two classes"):
+        probes.fit_probe(x[:5], np.zeros(5, int))
+    with pytest.raises(ParameterError, match="per class"):
+        probes.probe_accuracy(x, y, per_class=0)
