@@ -55,7 +55,8 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0, max_folds
 def probe_accuracy(features: np.ndarray, labels, seed: int = 0, test_fraction: float = 0.5,
                    per_class: int | None = None, n_boot: int = 1000) -> dict:
     """Fit on the fixed training split (optionally only ``per_class`` examples of each class), score on
-    the fixed test split. Returns n_train, n_test, accuracy, ci_low, ci_high (fractions)."""
+    the fixed test split. Returns n_train, n_test, accuracy, ci_low, ci_high (fractions) and ``correct``
+    (bool array over the test split, for pooling)."""
     x, y = np.asarray(features), np.asarray(labels)
     if len(x) != len(y):
         raise ParameterError(f"{len(x)} feature rows but {len(y)} labels")
@@ -69,7 +70,7 @@ def probe_accuracy(features: np.ndarray, labels, seed: int = 0, test_fraction: f
     correct = clf.predict(x[te]) == y[te]
     lo, hi = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
     return {"n_train": int(len(tr)), "n_test": int(len(te)), "accuracy": float(correct.mean()), "ci_low": lo,
-            "ci_high": hi}
+            "ci_high": hi, "correct": correct}
 
 
 def pixel_features(images, size: int = 28) -> np.ndarray:

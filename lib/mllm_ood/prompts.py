@@ -58,3 +58,27 @@ def parse_answer(reply: str, class_names: Sequence[str]) -> int | None:
             key = (hit.start(), -len(name), idx)
             best = key if best is None or key < best else best
     return None if best is None else best[2]
+
+
+def _descriptions() -> dict:
+    import json
+
+    from .paths import RESOURCES
+
+    return json.loads((RESOURCES / "descriptions.json").read_text())
+
+
+def class_descriptions(class_names: Sequence[str]) -> str:
+    """Hypothesis-1 context: 'zero means an oval closed loop; one means ...' for the classes that have one."""
+    table = _descriptions()["classes"]
+    parts = [f"{name} means {table[name]}" for name in class_names if name in table]
+    return ("Hints: " + "; ".join(parts) + ".") if parts else ""
+
+
+def domain_context(dataset: str, domain: str) -> str:
+    """Hypothesis-1 context: one sentence on the image style or shift of (dataset, domain), '' if none."""
+    table = _descriptions()["domains"]
+    for key in (f"{dataset}/{domain}", f"{dataset}/{domain.rsplit('-', 1)[0]}-*", f"{dataset}/*"):
+        if key in table:
+            return table[key].format(domain=domain.replace("_", " "))
+    return ""

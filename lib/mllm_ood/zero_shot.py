@@ -21,10 +21,12 @@ from tqdm import tqdm
 
 from .cache import cached
 from .data import catalog, world
-from .prompts import QUESTION, format_answer, parse_answer, zero_shot_prompt
+from .prompts import QUESTION, class_descriptions, domain_context, format_answer, parse_answer, zero_shot_prompt
 from .validation import ParameterError, check_choice, check_choices, check_positive_int
 
 MODES = ("generate", "loglik")
+# Prompt variants of paper A's hypothesis 1: the plain prompt, + class descriptions, + domain context.
+PROMPT_VARIANTS = ("plain", "descriptions", "domain_context")
 RESULT_COLUMNS = ["model", "dataset", "family", "domain", "id", "label", "label_name", "mode", "pred",
                   "pred_name", "parsed", "correct", "reply"]
 
@@ -41,8 +43,9 @@ def model_fingerprint(model_ref: str | Path) -> str:
     return f"{path.name}@{h.hexdigest()[:12]}"
 
 
-def validate(datasets, modes, n_per_class: int, sampling: str) -> None:
+def validate(datasets, modes, n_per_class: int, sampling: str, variant: str = "plain") -> None:
     """Check the notebook's parameters before anything is loaded."""
+    check_choice("prompt variant", variant, PROMPT_VARIANTS)
     catalog.validate_names(datasets)
     if isinstance(modes, str) or not modes:
         raise ParameterError(f"modes must be a non-empty list, got {modes!r}")
@@ -51,9 +54,16 @@ def validate(datasets, modes, n_per_class: int, sampling: str) -> None:
     check_choice("sampling", sampling, ["first", "random"])
 
 
-def _evaluate_rows(model, fingerprint, ds, info, domain, mode, question, max_new_tokens, batch_size) -> pd.DataFrame:
+def build_prompt(info, domain: str, variant: str = "plain", question: str = QUESTION) -> str:
+    """Paper A's prompt for (dataset, domain), optionally enriched (hypothesis 1)."""
+    check_choice("prompt variant", variant, PROMPT_VARIANTS)
+    context = {"plain": "", "descriptions": class_descriptions(info.class_names),
+               "domain_context": domain_context(info.name, domain)}[variant]
+    return zero_shot_prompt(list(info.class_names), question=question, context=context)
+
+
+def _evaluate_rows(model, fingerprint, ds, info, domain, mode, prompt, max_new_tokens, batch_size) -> pd.DataFrame:
     names = list(info.class_names)
-    prompt = zero_shot_prompt(names, question=question)
     labels, ids = list(ds["label"]), list(ds["id"])
     convs = [([image], prompt) for image in ds["image"]]
     if mode == "generate":
@@ -74,14 +84,14 @@ def _evaluate_rows(model, fingerprint, ds, info, domain, mode, question, max_new
 
 def evaluate(model, model_ref: str, datasets, modes=MODES, n_per_class: int = 20, sampling: str = "first",
              seed: int = 0, question: str = QUESTION, max_new_tokens: int = 16, batch_size: int = 32,
-             sources: dict | None = None) -> pd.DataFrame:
+             sources: dict | None = None, variant: str = "plain") -> pd.DataFrame:
     """Per-sample zero-shot results (RESULT_COLUMNS) for every (dataset, domain, mode).
 
     model: a :class:`mllm_ood.models.MLLM`; model_ref: its path or hub id (names the cache entry).
     n_per_class / sampling: paper A's first-N per domain x class, or a seeded random N.
     Each (dataset, domain, mode) is cached; a rerun with the same arguments recomputes nothing.
     """
-    validate(datasets, modes, n_per_class, sampling)
+    validate(datasets, modes, n_per_class, sampling, variant)
     fingerprint = model_fingerprint(model_ref)
     frames = []
     jobs = []
@@ -92,18 +102,20 @@ def evaluate(model, model_ref: str, datasets, modes=MODES, n_per_class: int = 20
                 jobs.append((name, ds, info, domain, mode))
     for name, ds, info, domain, mode in tqdm(jobs, desc="zero-shot (dataset, domain, mode)"):
         params = {"model": fingerprint, "dataset": name, "domain": domain, "mode": mode, "n": n_per_class,
-                  "sampling": sampling, "seed": seed, "question": question, "max_new_tokens": max_new_tokens}
+                  "sampling": sampling, "seed": seed, "question": question, "max_new_tokens": max_new_tokens,
+                  "variant": variant}
 
         def build(tmp: Path, ds=ds, info=info, domain=domain, mode=mode):
             sub = ds.select([i for i, d in enumerate(ds["domain"]) if d == domain])
             sub = world.sample_per_class(sub, n_per_class, mode=sampling, seed=seed)
-            _evaluate_rows(model, fingerprint, sub, info, domain, mode, question, max_new_tokens,
+            prompt = build_prompt(info, domain, variant, question)
+            _evaluate_rows(model, fingerprint, sub, info, domain, mode, prompt, max_new_tokens,
                            batch_size).to_csv(tmp / "results.csv", index=False)
 
         folder = cached("zero_shot", params, build)
         frames.append(pd.read_csv(folder / "results.csv", keep_default_na=False,
                                   dtype={"domain": str, "id": str, "reply": str, "pred_name": str}))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True).assign(variant=variant)
 
 
 def chance_level(info_or_names) -> float:

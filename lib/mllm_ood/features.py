@@ -1,0 +1,48 @@
+"""Frozen features of a model on a dataset domain, cached: pooled vision-tower output, the language
+model's hidden state at the answer position (under paper A's prompt), and raw pixels (a floor)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .cache import cached
+from .data import catalog, world
+from .probes import pixel_features
+from .validation import check_choice
+from .zero_shot import build_prompt, model_fingerprint
+
+KINDS = ("vision", "answer_state", "pixels")
+
+
+def domain_features(model, model_ref: str, dataset: str, domain: str, kind: str, n_per_class: int,
+                    seed: int = 0, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(features (n, d) float32, labels (n,), ids) for the first ``n_per_class`` samples per class of
+    (dataset, domain). Cached per (model, dataset, domain, kind, n_per_class, seed, code version)."""
+    check_choice("feature kind", kind, KINDS)
+    ds_all, info = catalog.open_dataset(dataset, seed=seed)
+    check_choice(f"domain of {dataset}", domain, info.domains)
+    params = {"model": model_fingerprint(model_ref) if kind != "pixels" else None, "dataset": dataset,
+              "domain": domain, "kind": kind, "n": n_per_class, "seed": seed}
+
+    def build(tmp: Path):
+        ds = ds_all.select([i for i, d in enumerate(ds_all["domain"]) if d == domain])
+        ds = world.sample_per_class(ds, n_per_class, mode="first")
+        images = list(ds["image"])
+        if kind == "vision":
+            x = model.vision_features(images, batch_size=batch_size)
+        elif kind == "answer_state":
+            prompt = build_prompt(info, domain, "plain")
+            x = model.answer_state([([im], prompt) for im in images], batch_size=batch_size)
+        else:
+            x = pixel_features(images)
+        np.savez(tmp / "features.npz", x=x.astype(np.float32), y=np.asarray(ds["label"]), ids=np.asarray(ds["id"]))
+
+    with np.load(cached("features", params, build) / "features.npz") as f:
+        return f["x"], f["y"], [str(i) for i in f["ids"]]
+
+
+def ood_domains(info) -> list[str]:
+    """The domains of a dataset other than its in-distribution reference."""
+    return [d for d in info.domains if d != info.id_domain]

@@ -1,0 +1,217 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: mllm-ood (.venv)
+#     language: python
+#     name: mllm-ood
+# ---
+
+# %% [markdown]
+# # 02 — Why does zero-shot fail? Paper A's three hypotheses
+#
+# Paper A (Zhang et al., arXiv 2402.06599) asks why MLLMs fail outside their training domains and tests
+# three explanations:
+#
+# 1. **Semantic misinterpretation** — the model does not understand what the class names mean in this
+#    domain. Test: enrich the prompt with class descriptions and with domain context. If accuracy rises,
+#    the words were the problem. (Paper A: it did not help.)
+# 2. **Visual feature insufficiency** — the vision encoder does not extract what is needed. Test: a
+#    linear probe on the frozen vision features, trained on labelled examples of the OOD domain. If the
+#    probe is far above zero-shot, the features carry the information. (Paper A: they do.)
+# 3. **Mapping deficiency** — the information is there, but the model cannot map it to the label. Test:
+#    a probe on the language model's hidden state at the answer position: if even that state separates
+#    the classes while the generated answer is wrong, the failure is in the last step, the mapping.
+#
+# The verdict at the end is computed from the numbers and their intervals, per dataset.
+# **Model and data:** `MODEL` on `DATASETS`; in the embedded profile, the project's own small model on the
+# offline embedded world — not paper A's models or datasets.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from mllm_ood import zero_shot
+from mllm_ood.data import catalog
+from mllm_ood.evaluation import bootstrap_ci, bootstrap_diff_ci
+from mllm_ood.features import domain_features, ood_domains
+from mllm_ood.models import load_model
+from mllm_ood.paths import ROOT
+from mllm_ood.plotting import save_figure
+from mllm_ood.probes import probe_accuracy
+
+# %% tags=["parameters"]
+SMOKE: bool = False  # same model, tiny samples, first 2 datasets (tests)
+MODEL: str = "data/models/embedded_mllm"  # local checkpoint (relative to the repo root) or hub id
+DATASETS: list = ["digit_styles", "rotated_mnist", "colored_mnist", "corrupted_mnist", "molecules_size", "molecules_scaffold"]  # datasets whose OOD domains are tested
+MODE: str = "generate"  # zero-shot answer mode: "generate" (paper A's parser) or "loglik"
+SAMPLES_PER_CLASS: int = 20  # zero-shot samples per domain x class (as notebook 01, so its cache is reused)
+PROBE_PER_CLASS: int = 60  # samples per domain x class for probes, split half/half into train/test
+LEARNING_CURVE: list = [1, 2, 4, 8, 16, 32]  # labelled examples per class for the probe learning curve
+SEED: int = 0  # seed for splits, CV folds and bootstrap
+N_BOOT: int = 1000  # bootstrap resamples per interval
+BATCH_SIZE: int = 64  # queries per forward pass
+
+# %%
+model_ref = str(ROOT / MODEL) if (ROOT / MODEL).exists() else MODEL
+datasets = DATASETS[:2] if SMOKE else DATASETS
+n_zs = 1 if SMOKE else SAMPLES_PER_CLASS
+n_probe = 6 if SMOKE else PROBE_PER_CLASS
+curve = [k for k in LEARNING_CURVE if k <= n_probe // 2]
+n_boot = 100 if SMOKE else N_BOOT
+zero_shot.validate(datasets, [MODE], n_zs, "first")
+model = load_model(model_ref)
+infos = {name: catalog.open_dataset(name, seed=SEED)[1] for name in datasets}
+print(model, "|", zero_shot.model_fingerprint(model_ref))
+
+# %% [markdown]
+# ## Hypothesis 1: richer prompts
+# The same images, three prompts: paper A's plain prompt; the prompt with a one-line description of each
+# class (what a *seven* looks like); the prompt with a sentence on the domain (e.g. "the digit is rotated
+# by 45 degrees"). Only OOD domains are used.
+
+# %%
+variant_results = []
+for variant in zero_shot.PROMPT_VARIANTS:
+    res = zero_shot.evaluate(model, model_ref, datasets, modes=[MODE], n_per_class=n_zs, seed=SEED,
+                             batch_size=BATCH_SIZE, variant=variant)
+    variant_results.append(res)
+zs = pd.concat(variant_results, ignore_index=True)
+zs = zs[[d in ood_domains(infos[n]) for n, d in zip(zs["dataset"], zs["domain"])]]
+print("example prompt with descriptions:\n", zero_shot.build_prompt(infos[datasets[0]], ood_domains(infos[datasets[0]])[0], "descriptions"))
+
+# %% [markdown]
+# ## Hypotheses 2 and 3: linear probes
+# Within each OOD domain, a fixed stratified split: half the samples train a logistic-regression probe
+# (its regularisation chosen by cross-validation on the training half only), the other half test it.
+# Three feature sets: the pooled vision-tower output (what the projector reads), the language model's
+# hidden state where the answer's first token is predicted (under the plain prompt), and raw pixels as
+# a floor.
+
+# %%
+probe_rows, pooled = [], {}
+for name in datasets:
+    for dom in ood_domains(infos[name]):
+        for kind in ["vision", "answer_state", "pixels"]:
+            x, y, _ = domain_features(model, model_ref, name, dom, kind, n_probe, seed=SEED, batch_size=BATCH_SIZE)
+            r = probe_accuracy(x, y, seed=SEED, n_boot=n_boot)
+            pooled.setdefault((name, kind), []).append(r.pop("correct"))
+            probe_rows.append({"dataset": name, "domain": dom, "features": kind, **r})
+probe_table = pd.DataFrame(probe_rows)
+probe_table.round(3)
+
+# %% [markdown]
+# ## The comparison per dataset
+# Zero-shot (plain, +descriptions, +domain context) against the three probes, pooled over each dataset's
+# OOD domains, with 95 % bootstrap intervals and chance.
+
+# %%
+rows = []
+for name in datasets:
+    chance = zero_shot.chance_level(infos[name])
+    for variant in zero_shot.PROMPT_VARIANTS:
+        c = zs[(zs["dataset"] == name) & (zs["variant"] == variant)]["correct"].to_numpy()
+        lo, hi = bootstrap_ci(c, n_boot=n_boot, seed=SEED)
+        rows.append({"dataset": name, "method": f"zero-shot: {variant}", "accuracy": c.mean(), "ci_low": lo,
+                     "ci_high": hi, "n": len(c), "chance": chance})
+    for kind, label in [("vision", "probe: vision features"), ("answer_state", "probe: LM answer state"),
+                        ("pixels", "probe: raw pixels")]:
+        c = np.concatenate(pooled[(name, kind)])
+        lo, hi = bootstrap_ci(c, n_boot=n_boot, seed=SEED)
+        rows.append({"dataset": name, "method": label, "accuracy": c.mean(), "ci_low": lo, "ci_high": hi,
+                     "n": len(c), "chance": chance})
+comparison = pd.DataFrame(rows)
+methods = list(dict.fromkeys(comparison["method"]))
+fig, ax = plt.subplots(figsize=(max(8, 1.9 * len(datasets)), 4.5))
+width = 0.8 / len(methods)
+for j, m in enumerate(methods):
+    part = comparison[comparison["method"] == m]
+    xs = np.arange(len(datasets)) + (j - len(methods) / 2 + 0.5) * width
+    ax.bar(xs, part["accuracy"] * 100, width, label=m,
+           yerr=[(part["accuracy"] - part["ci_low"]) * 100, (part["ci_high"] - part["accuracy"]) * 100], capsize=2)
+for i, name in enumerate(datasets):
+    ax.hlines(comparison[comparison["dataset"] == name]["chance"].iloc[0] * 100, i - 0.45, i + 0.45,
+              colors="k", linestyles=":", label="chance" if i == 0 else None)
+ax.set_xticks(np.arange(len(datasets)), datasets, rotation=20)
+ax.set_xlabel("dataset (OOD domains pooled)")
+ax.set_ylabel("accuracy (%)")
+ax.set_ylim(0, 105)
+ax.set_title(f"Zero-shot vs probes on OOD domains ({zs['model'].iloc[0]}, mode {MODE})")
+ax.legend(fontsize=7, ncol=2)
+save_figure(fig, "02_hypotheses_zero_shot_vs_probes", comparison)
+plt.show()
+comparison.round(3)
+
+# %% [markdown]
+# ## How many labelled examples does the probe need?
+# Vision-feature probe accuracy against the number of labelled examples per class (training half only;
+# same test half). Notebook 03 puts the in-context-learning curve beside it: ICL sees the same kind of
+# evidence — a few labelled examples — but through the prompt instead of a trained classifier.
+
+# %%
+curve_rows = []
+for name in datasets:
+    for dom in ood_domains(infos[name]):
+        x, y, _ = domain_features(model, model_ref, name, dom, "vision", n_probe, seed=SEED, batch_size=BATCH_SIZE)
+        for k in curve:
+            r = probe_accuracy(x, y, seed=SEED, per_class=k, n_boot=n_boot)
+            curve_rows.append({"dataset": name, "domain": dom, "per_class": k, "accuracy": r["accuracy"]})
+curve_table = pd.DataFrame(curve_rows)
+summary_curve = curve_table.groupby(["dataset", "per_class"])["accuracy"].agg(["mean", "std", "count"]).reset_index()
+fig, ax = plt.subplots(figsize=(7, 4.5))
+for name, grp in summary_curve.groupby("dataset", sort=False):
+    ax.errorbar(grp["per_class"], grp["mean"] * 100, yerr=grp["std"].fillna(0) * 100, marker="o", capsize=3, label=name)
+ax.set_xscale("log", base=2)
+ax.set_xlabel("labelled examples per class (log scale)")
+ax.set_ylabel("probe accuracy (%), mean ± sd over OOD domains")
+ax.set_title("Vision-feature probe: accuracy vs labelled examples")
+ax.legend(fontsize=8)
+save_figure(fig, "02_probe_learning_curve", curve_table)
+plt.show()
+
+# %% [markdown]
+# ## Verdict — computed, per dataset
+# Rules (95 % bootstrap intervals of differences, so "clearly" means the interval excludes zero):
+# - **H1 semantic misinterpretation** is supported when a richer prompt (descriptions or domain context)
+#   clearly raises zero-shot accuracy over the plain prompt.
+# - **H2 visual feature insufficiency** is rejected when the vision probe is clearly above zero-shot
+#   (the features carry the class); otherwise it cannot be ruled out.
+# - **H3 mapping deficiency** is supported when H2 is rejected, the LM answer-state probe is also clearly
+#   above zero-shot (the evidence reaches the language model), and no richer prompt closes the gap.
+
+# %%
+def _correct(name, variant=None, kind=None):
+    if variant is not None:
+        return zs[(zs["dataset"] == name) & (zs["variant"] == variant)]["correct"].to_numpy()
+    return np.concatenate(pooled[(name, kind)])
+
+
+verdicts = []
+for name in datasets:
+    plain = _correct(name, "plain")
+    gains = {v: bootstrap_diff_ci(_correct(name, v), plain, n_boot=n_boot, seed=SEED) for v in ["descriptions", "domain_context"]}
+    h1 = any(lo > 0 for lo, _ in gains.values())
+    vis_lo, _ = bootstrap_diff_ci(_correct(name, kind="vision"), plain, n_boot=n_boot, seed=SEED)
+    lm_lo, _ = bootstrap_diff_ci(_correct(name, kind="answer_state"), plain, n_boot=n_boot, seed=SEED)
+    h2_rejected = vis_lo > 0
+    h3 = h2_rejected and lm_lo > 0 and not h1
+    supported = (["H1 semantic misinterpretation"] if h1 else []) + \
+                ([] if h2_rejected else ["H2 visual feature insufficiency (not ruled out)"]) + \
+                (["H3 mapping deficiency"] if h3 else [])
+    verdicts.append({"dataset": name, "zero-shot plain": plain.mean(),
+                     "best richer prompt gain (CI low)": max(lo for lo, _ in gains.values()),
+                     "vision probe - zero-shot (CI low)": vis_lo, "LM-state probe - zero-shot (CI low)": lm_lo,
+                     "H1 supported": h1, "H2 rejected": h2_rejected, "H3 supported": h3,
+                     "verdict": "; ".join(supported) or "no hypothesis clearly supported"})
+verdict_table = pd.DataFrame(verdicts)
+matches = verdict_table["H3 supported"].sum()
+print(f"Paper A's pattern (H1 no, H2 rejected, H3 yes) holds for {matches} of {len(verdict_table)} datasets "
+      f"for model {zs['model'].iloc[0]}.")
+if matches < len(verdict_table):
+    print("Where it does not hold, this model does NOT show paper A's pattern; see the verdict column.")
+verdict_table.round(3)
