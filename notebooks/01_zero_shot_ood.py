@@ -39,7 +39,7 @@ from mllm_ood import zero_shot
 from mllm_ood.data import catalog
 from mllm_ood.evaluation import accuracy_table, bootstrap_diff_ci
 from mllm_ood.models import load_model
-from mllm_ood.paths import ROOT
+from mllm_ood.paths import resolve_model
 from mllm_ood.plotting import save_figure
 
 # %% tags=["parameters"]
@@ -54,7 +54,7 @@ N_BOOT: int = 1000  # bootstrap resamples per interval
 BATCH_SIZE: int = 64  # queries per forward pass
 
 # %%
-model_ref = str(ROOT / MODEL) if (ROOT / MODEL).exists() else MODEL
+model_ref = resolve_model(MODEL)
 datasets = DATASETS[:2] if SMOKE else DATASETS
 n_per_class = 1 if SMOKE else SAMPLES_PER_CLASS
 n_boot = 100 if SMOKE else N_BOOT

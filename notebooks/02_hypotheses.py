@@ -41,7 +41,7 @@ from mllm_ood.data import catalog
 from mllm_ood.evaluation import bootstrap_ci, bootstrap_diff_ci
 from mllm_ood.features import domain_features, ood_domains
 from mllm_ood.models import load_model
-from mllm_ood.paths import ROOT
+from mllm_ood.paths import resolve_model
 from mllm_ood.plotting import save_figure
 from mllm_ood.probes import probe_accuracy
 
@@ -58,7 +58,7 @@ N_BOOT: int = 1000  # bootstrap resamples per interval
 BATCH_SIZE: int = 64  # queries per forward pass
 
 # %%
-model_ref = str(ROOT / MODEL) if (ROOT / MODEL).exists() else MODEL
+model_ref = resolve_model(MODEL)
 datasets = DATASETS[:2] if SMOKE else DATASETS
 n_zs = 1 if SMOKE else SAMPLES_PER_CLASS
 n_probe = 6 if SMOKE else PROBE_PER_CLASS

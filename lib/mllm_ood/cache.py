@@ -38,7 +38,8 @@ def entry_path(kind: str, params: dict) -> Path:
     return cache_dir() / kind / cache_key(kind, params)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -48,7 +49,7 @@ def _sha256(path: Path) -> str:
 
 def _manifest(folder: Path) -> dict[str, str]:
     return {
-        str(p.relative_to(folder)): _sha256(p)
+        str(p.relative_to(folder)): sha256_file(p)
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name not in (MARKER, MANIFEST)
     }

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cache import cached
+from .cache import cached, sha256_file
 from .information import default_device, l2_normalise
 from .validation import ParameterError, check_choice, check_positive_int
 
@@ -54,14 +54,6 @@ def minilm_path() -> Path:
     return path
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @lru_cache(maxsize=32)
 def _folder_fingerprint(folder: str, stamp: tuple) -> str:
     del stamp  # only part of the lru key: a rewritten file changes it
@@ -69,7 +61,7 @@ def _folder_fingerprint(folder: str, stamp: tuple) -> str:
     for p in sorted(Path(folder).rglob("*")):
         if p.is_file():
             h.update(str(p.relative_to(folder)).encode())
-            h.update(_sha256_file(p).encode())
+            h.update(sha256_file(p).encode())
     return h.hexdigest()[:16]
 
 
@@ -253,7 +245,7 @@ def load_image(item, *, rgb: bool = True):
 def _image_digest(item) -> str:
     h = hashlib.sha256()
     if isinstance(item, (str, Path)):
-        h.update(_sha256_file(Path(item)).encode())
+        h.update(sha256_file(Path(item)).encode())
     elif isinstance(item, np.ndarray):
         h.update(f"{item.dtype}{item.shape}".encode())
         h.update(np.ascontiguousarray(item).tobytes())

@@ -25,3 +25,10 @@ def cache_dir() -> Path:
 def figures_dir() -> Path:
     """The figures root, re-read from the environment so smoke tests write elsewhere."""
     return Path(os.environ.get("MLLM_OOD_FIGURES", ROOT / "figures"))
+
+
+def resolve_model(ref: str) -> str:
+    """A model reference as notebooks take it: a path relative to the repo root if one exists there
+    (e.g. ``data/models/embedded_mllm``), else ``ref`` unchanged (an absolute path or a hub id)."""
+    local = ROOT / ref
+    return str(local) if local.exists() else str(ref)
