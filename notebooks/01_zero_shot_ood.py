@@ -229,7 +229,8 @@ for mode in MODES:
     id_acc = float(idr["accuracy"].iloc[0]) if len(idr) else float("nan")
     print(f"[{mode}] ID accuracy (held-out MNIST): {id_acc:.1%}")
     for _, r in summary[summary["mode"] == mode].iterrows():
-        verdict = ("near chance" if r["accuracy"] < r["chance"] + 0.1 else
+        verdict = ("below chance" if r["accuracy"] < r["chance"] - 0.1 else
+                   "near chance" if r["accuracy"] < r["chance"] + 0.1 else
                    "clearly below ID" if r["accuracy"] < id_acc - 0.1 else "close to ID")
         print(f"    {r['family']:11s} mean accuracy {r['accuracy']:.1%} (chance {r['chance']:.0%}): {verdict}")
 print(f"\nmodel: {results['model'].iloc[0]}; datasets: {', '.join(datasets)}")
