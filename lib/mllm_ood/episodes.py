@@ -1,0 +1,180 @@
+"""Few-shot in-context-learning (ICL) episodes: demonstrations, then a query, as one conversation.
+
+An episode is a multi-image prompt for the model interface (:mod:`mllm_ood.models`): the images are
+the demonstrations in order followed by the query, and the text marks each image's place with
+``<image>``. The layout follows what made ICL emerge in the embedded model (STUDY §2): the
+instructions come first, every demonstration image is followed directly by its label word (no
+constant token in between), and the query image comes last::
+
+    Each example image is followed by its label. What is in this image? Choice list: [dax, wug].
+    Reply in the format: Answer Choice: [class name].
+    <image>dax
+    <image>wug
+    <image>
+
+and the expected reply is paper A's ``Answer Choice: [dax]``.
+
+Two label-word variants:
+
+- ``fixed``: every class is called by its true name (``seven``), as in paper A's ICL study;
+- ``reassigned``: each class gets a word drawn afresh per episode from :data:`NONCE_WORDS`, so no
+  zero-shot prior can solve the episode: only the demonstrations tell which word means what.
+
+Demonstrations never include the query sample; by default they are class-balanced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .prompts import format_answer, zero_shot_prompt
+from .seeding import rng
+from .validation import ParameterError, check_choice, check_positive_int
+
+IMAGE_PLACEHOLDER = "<image>"
+EPISODE_INSTRUCTION = "Each example image is followed by its label."
+# Made-up label words for reassigned episodes (each is one token of the embedded model's tokenizer).
+NONCE_WORDS = (
+    "dax", "wug", "blick", "fep", "toma", "zup", "kiki", "bouba", "lorp", "mib", "tufa", "gazzer",
+    "pilk", "vonk", "snerg", "quib", "norf", "yeb", "glorp", "trez", "plov", "drem", "zib", "kesh",
+)
+MODES = ("fixed", "reassigned")
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One ICL episode.
+
+    images: demonstration images in order, then the query image (PIL images), len = shots + 1.
+    prompt: the text with one ``<image>`` per image, in order (see module docstring).
+    choices: the label words of the episode's classes, in choice-list order.
+    answer: the query's label word; ``answer_index`` its index in ``choices``.
+    query_label / demo_labels: class indices in the source dataset's ClassLabel.
+    query_id / demo_ids: dataset ids (``demo_ids`` never contains ``query_id``).
+    """
+
+    images: list
+    prompt: str
+    choices: list[str]
+    answer: str
+    answer_index: int
+    query_label: int
+    demo_labels: list[int]
+    query_id: str
+    demo_ids: list[str]
+    mode: str
+    words: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def conversation(self) -> tuple[list, str]:
+        """(images, prompt): what :meth:`mllm_ood.models.MLLM.generate` and ``score_choices`` take."""
+        return (list(self.images), self.prompt)
+
+    @property
+    def reply(self) -> str:
+        """The expected reply, paper A's format: ``Answer Choice: [word]``."""
+        return format_answer(self.answer)
+
+
+def episode_prompt(demo_words: Sequence[str], choices: Sequence[str]) -> str:
+    """The episode text: instructions, then ``<image>word`` per demonstration, then the query ``<image>``."""
+    if not choices:
+        raise ParameterError("the choice list of an episode is empty")
+    head = EPISODE_INSTRUCTION + " " + zero_shot_prompt(list(choices)) + "\n"
+    return head + "".join(f"{IMAGE_PLACEHOLDER}{w}\n" for w in demo_words) + IMAGE_PLACEHOLDER
+
+
+def balanced_counts(shots: int, n_way: int, r: np.random.Generator) -> np.ndarray:
+    """Demonstrations per class: ``shots // n_way`` each, the remainder to classes drawn at random."""
+    counts = np.full(n_way, shots // n_way)
+    counts[r.choice(n_way, size=shots % n_way, replace=False)] += 1
+    return counts
+
+
+def build_episodes(
+    ds,
+    n_episodes: int,
+    shots: int,
+    *,
+    mode: str = "reassigned",
+    classes: Sequence[int] | None = None,
+    n_way: int = 2,
+    demo_ds=None,
+    proportions: Sequence[float] | None = None,
+    seed: int = 0,
+) -> list[Episode]:
+    """Build ``n_episodes`` seeded episodes of ``shots`` demonstrations plus one query.
+
+    ds: a dataset with columns id, image, label (ClassLabel); queries come from it.
+    mode: 'fixed' (true class names) or 'reassigned' (fresh words from NONCE_WORDS per episode).
+    classes: the episode's class indices (len n_way); None draws n_way distinct classes per episode.
+    demo_ds: where demonstrations come from (default ``ds``; another domain for the domain-shift study).
+    proportions: demonstration class proportions (len n_way, label-shift study); None = balanced.
+    Queries cycle through the classes so that every class is queried equally often.
+    """
+    check_positive_int("number of episodes", n_episodes)
+    check_positive_int("shots", shots, allow_zero=True)
+    check_choice("episode mode", mode, MODES)
+    check_positive_int("n_way", n_way)
+    if n_way < 2:
+        raise ParameterError(f"an episode needs at least 2 classes, got n_way={n_way}")
+    class_names = ds.features["label"].names
+    if classes is not None:
+        classes = [int(c) for c in classes]
+        if len(set(classes)) != len(classes) or len(classes) < 2:
+            raise ParameterError(f"episode classes must be at least 2 distinct indices, got {classes}")
+        for c in classes:
+            if not 0 <= c < len(class_names):
+                raise ParameterError(f"class index {c} out of range for {len(class_names)} classes")
+        n_way = len(classes)
+    if n_way > len(class_names):
+        raise ParameterError(f"n_way={n_way} exceeds the {len(class_names)} classes")
+    if proportions is not None:
+        p = np.asarray(proportions, float)
+        if len(p) != n_way or (p < 0).any() or not np.isclose(p.sum(), 1.0):
+            raise ParameterError(f"proportions must be {n_way} non-negative numbers summing to 1, got {proportions}")
+    if mode == "reassigned" and n_way > len(NONCE_WORDS):
+        raise ParameterError(f"n_way={n_way} exceeds the {len(NONCE_WORDS)} nonce words")
+    demo_ds = ds if demo_ds is None else demo_ds
+    q_labels, d_labels = np.asarray(ds["label"]), np.asarray(demo_ds["label"])
+    q_ids, d_ids = list(ds["id"]), list(demo_ds["id"])
+    by_class = {c: np.flatnonzero(d_labels == c) for c in range(len(class_names))}
+    r = rng(seed, "episodes", mode, shots, n_way)
+    episodes = []
+    for e in range(n_episodes):
+        cls = list(classes) if classes is not None else sorted(r.choice(len(class_names), n_way, replace=False).tolist())
+        qc = cls[e % n_way]
+        pool = np.flatnonzero(q_labels == qc)
+        if len(pool) == 0:
+            raise ParameterError(f"no query sample of class {class_names[qc]!r} in the dataset")
+        qi = int(r.choice(pool))
+        if mode == "fixed":
+            words = {c: class_names[c] for c in cls}
+        else:
+            words = dict(zip(cls, r.choice(NONCE_WORDS, n_way, replace=False).tolist()))
+        if proportions is None:
+            counts = balanced_counts(shots, n_way, r)
+        else:
+            counts = r.multinomial(shots, np.asarray(proportions, float) / np.sum(proportions))
+        demos: list[int] = []
+        for c, k in zip(cls, counts):
+            cand = [i for i in by_class[c] if d_ids[i] != q_ids[qi]]  # never the query itself
+            if len(cand) < k:
+                raise ParameterError(f"only {len(cand)} demonstrations of class {class_names[c]!r}, need {k}")
+            demos.extend(r.choice(cand, int(k), replace=False).tolist())
+        demos = [demos[i] for i in r.permutation(len(demos))]
+        # Reassigned words are listed in random order (in class order the list would reveal which
+        # word belongs to the lower digit); true names keep the dataset's class order, as paper A.
+        order = cls if mode == "fixed" else [cls[j] for j in r.permutation(n_way)]
+        choices = [words[c] for c in order]
+        demo_labels = [int(d_labels[i]) for i in demos]
+        prompt = episode_prompt([words[c] for c in demo_labels], choices)
+        images = [demo_ds[int(i)]["image"] for i in demos] + [ds[qi]["image"]]
+        episodes.append(Episode(images=images, prompt=prompt, choices=choices, answer=words[qc],
+                                answer_index=choices.index(words[qc]), query_label=int(qc),
+                                demo_labels=demo_labels, query_id=q_ids[qi],
+                                demo_ids=[d_ids[i] for i in demos], mode=mode, words=words))
+    return episodes

@@ -1,0 +1,504 @@
+"""One interface for every MLLM the study runs: the embedded model and hub models (LLaVA-1.5/1.6,
+Idefics3/SmolVLM, Qwen2-VL), loaded with ``AutoProcessor`` / ``AutoModelForImageTextToText`` and
+prompted through their own chat templates.
+
+A *conversation* is ``(images, prompt)``: a list of PIL images and the user's text. The text marks
+where each image goes with ``<image>`` (one per image, in order: few-shot episodes interleave
+images and text this way); a text without any ``<image>`` gets all its images before the text, as
+LLaVA's single-image prompts do. Every public method validates its inputs before any compute and
+raises :class:`~mllm_ood.validation.ParameterError` with one clear message.
+
+- :meth:`MLLM.generate` — greedy replies for a batch of conversations (any number of images each);
+- :meth:`MLLM.score_choices` — log-likelihood (nats) of each answer choice given the conversation,
+  batched; the prompt is run once and its key/value cache reused for all choices;
+- :meth:`MLLM.vision_features` — frozen, mean-pooled vision-tower features;
+- :meth:`MLLM.answer_state` — the language model's hidden state where the answer's first token is
+  predicted (the last prompt position), for probes.
+
+Device and dtype are chosen automatically: CUDA with bfloat16 where present, else CPU float32.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .episodes import IMAGE_PLACEHOLDER
+from .validation import ParameterError
+
+# Hub id: "owner/name" (no leading '/' or '.', no further slashes).
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+FAMILIES = ("llava", "idefics3", "qwen2_vl", "generic")
+
+
+def pick_device(device: str | None = None) -> str:
+    """``device`` if given, else 'cuda' when available, else 'cpu'."""
+    import torch
+
+    if device is not None:
+        return str(device)
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(device: str, dtype=None):
+    """``dtype`` if given (a torch dtype or its name), else bfloat16 on CUDA and float32 on CPU."""
+    import torch
+
+    if dtype is None:
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    if isinstance(dtype, str):
+        if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
+            raise ParameterError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16', 'float16'")
+        return getattr(torch, dtype)
+    return dtype
+
+
+def _family(model_type: str) -> str:
+    if model_type in ("llava", "llava_next", "llava_onevision"):
+        return "llava"
+    if model_type in ("idefics3", "smolvlm"):
+        return "idefics3"
+    if model_type in ("qwen2_vl", "qwen2_5_vl"):
+        return "qwen2_vl"
+    return "generic"
+
+
+def load_model(path_or_hub_id: str | Path, device: str | None = None, dtype=None,
+               local_files_only: bool | None = None) -> "MLLM":
+    """Load an MLLM from a local folder (``save_pretrained`` format) or a hub id ('owner/name').
+
+    device: 'cpu', 'cuda', 'cuda:1', ... (default: automatic); dtype: torch dtype or name (default:
+    automatic). local_files_only: default True for folders; for hub ids, whatever transformers'
+    offline settings say. Raises ParameterError for a folder that does not exist, a hub id that
+    cannot be loaded, or a folder without a multimodal model.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    name = str(path_or_hub_id)
+    local = Path(name).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise ParameterError(f"model folder {name!r} has no config.json (not a save_pretrained folder)")
+        source, lfo = str(local), True if local_files_only is None else local_files_only
+    elif _HUB_ID.match(name):
+        source, lfo = name, local_files_only
+    else:
+        raise ParameterError(f"model path {name!r} does not exist (and is not a hub id like 'owner/name')")
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    kw = {} if lfo is None else {"local_files_only": lfo}
+    try:
+        processor = AutoProcessor.from_pretrained(source, **kw)
+        model = AutoModelForImageTextToText.from_pretrained(source, dtype=dt, **kw)
+    except (OSError, ValueError) as err:
+        raise ParameterError(f"cannot load MLLM {name!r}: {err}") from err
+    model.to(dev).eval()
+    return MLLM(model, processor, name, dev, dt)
+
+
+def _segments(prompt: str, n_images: int) -> list[dict]:
+    """Chat-template content parts for a prompt with ``n_images`` images (see module docstring)."""
+    n_marks = prompt.count(IMAGE_PLACEHOLDER)
+    if n_marks == 0:
+        parts = [{"type": "image"} for _ in range(n_images)]
+        return parts + ([{"type": "text", "text": prompt}] if prompt else [])
+    if n_marks != n_images:
+        raise ParameterError(f"the prompt marks {n_marks} image(s) with {IMAGE_PLACEHOLDER!r} but "
+                             f"{n_images} image(s) were given")
+    parts = []
+    for j, seg in enumerate(prompt.split(IMAGE_PLACEHOLDER)):
+        if j > 0:
+            parts.append({"type": "image"})
+        if seg:
+            parts.append({"type": "text", "text": seg})
+    return parts
+
+
+def check_conversations(conversations) -> list[tuple[list, str]]:
+    """Validate conversations (see module docstring); return them as a list of (images, prompt)."""
+    from PIL import Image
+
+    if isinstance(conversations, tuple) and len(conversations) == 2 and isinstance(conversations[1], str):
+        raise ParameterError("pass a list of conversations, e.g. [(images, prompt)], not a single one")
+    conversations = list(conversations)
+    if not conversations:
+        raise ParameterError("no conversations given")
+    out = []
+    for i, conv in enumerate(conversations):
+        if not (isinstance(conv, (tuple, list)) and len(conv) == 2 and isinstance(conv[1], str)):
+            raise ParameterError(f"conversation {i} must be (list of PIL images, prompt text), got {type(conv)!r}")
+        images, prompt = conv
+        images = [images] if isinstance(images, Image.Image) else list(images)
+        for im in images:
+            if not isinstance(im, Image.Image):
+                raise ParameterError(f"conversation {i}: images must be PIL images, got {type(im).__name__}")
+        try:
+            _segments(prompt, len(images))
+        except ParameterError as err:
+            raise ParameterError(f"conversation {i}: {err}") from None
+        out.append((images, prompt))
+    return out
+
+
+def _check_choices(choices, n: int) -> list[list[str]]:
+    """Shared list of choices, or one list per conversation -> one list per conversation."""
+    if isinstance(choices, str):
+        raise ParameterError("choices must be a list of strings (or one list per conversation), not a string")
+    choices = list(choices)
+    if not choices:
+        raise ParameterError("the choice list is empty")
+    if all(isinstance(c, str) for c in choices):
+        per = [choices] * n
+    elif all(isinstance(c, (list, tuple)) for c in choices):
+        if len(choices) != n:
+            raise ParameterError(f"{len(choices)} choice lists for {n} conversations")
+        per = [list(c) for c in choices]
+    else:
+        raise ParameterError("choices must be a list of strings or a list of lists of strings")
+    for i, c in enumerate(per):
+        if not c:
+            raise ParameterError(f"the choice list of conversation {i} is empty")
+        if any(not isinstance(s, str) or not s for s in c):
+            raise ParameterError(f"choice list {i} contains an empty or non-string choice")
+    return per
+
+
+class MLLM:
+    """A loaded MLLM with one interface (see module docstring). Build with :func:`load_model`."""
+
+    def __init__(self, model, processor, name: str, device: str, dtype):
+        self.model, self.processor, self.name, self.device, self.dtype = model, processor, name, device, dtype
+        self.model_type = model.config.model_type
+        self.family = _family(self.model_type)
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.tokenizer.padding_side = "left"  # the last position is every prompt's last token
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    def __repr__(self) -> str:
+        return f"MLLM({self.name!r}, type={self.model_type}, device={self.device}, dtype={self.dtype})"
+
+    # ---------------------------------------------------------------- inputs
+    def messages(self, images: list, prompt: str) -> list[dict]:
+        """The chat messages (one user turn) for one conversation."""
+        return [{"role": "user", "content": _segments(prompt, len(images))}]
+
+    def prompt_text(self, conversation) -> str:
+        """The conversation rendered by the model's chat template, with the generation prompt."""
+        images, prompt = check_conversations([conversation])[0]
+        return self.processor.apply_chat_template(self.messages(images, prompt), add_generation_prompt=True,
+                                                  tokenize=False)
+
+    def _inputs(self, convs: list[tuple[list, str]]):
+        import torch
+
+        texts = [self.processor.apply_chat_template(self.messages(ims, p), add_generation_prompt=True, tokenize=False)
+                 for ims, p in convs]
+        n_img = [len(ims) for ims, _ in convs]
+        kw = {"text": texts, "return_tensors": "pt", "padding": True}
+        if sum(n_img):
+            if self.family == "idefics3":
+                kw["images"] = [list(ims) for ims, _ in convs]
+            else:
+                kw["images"] = [im for ims, _ in convs for im in ims]
+        enc = self.processor(**kw)
+        enc = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in enc.items()}
+        for k in ("pixel_values",):
+            if k in enc and enc[k].is_floating_point():
+                enc[k] = enc[k].to(self.dtype)
+        return enc
+
+    def _positions(self, mask):
+        """1-D RoPE positions for a left-padded batch (None where the model computes its own)."""
+        if self.family == "qwen2_vl":
+            return None
+        pos = mask.long().cumsum(-1) - 1
+        return pos.clamp(min=0)
+
+    # ---------------------------------------------------------------- generation
+    def generate(self, conversations, max_new_tokens: int = 32, batch_size: int = 8, progress: bool = False) -> list[str]:
+        """Greedy replies (decoded, special tokens removed), one string per conversation."""
+        import torch
+        from tqdm import tqdm
+
+        convs = check_conversations(conversations)
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ParameterError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        out: list[str] = []
+        for i in tqdm(range(0, len(convs), batch_size), desc="generate", disable=not progress):
+            enc = self._inputs(convs[i:i + batch_size])
+            with torch.no_grad():
+                ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                          pad_token_id=self.tokenizer.pad_token_id)
+            new = ids[:, enc["input_ids"].shape[1]:]
+            out.extend(s.strip() for s in self.tokenizer.batch_decode(new, skip_special_tokens=True))
+        return out
+
+    # ---------------------------------------------------------------- scoring
+    def _choice_ids(self, choice: str) -> list[int]:
+        ids = self.tokenizer(choice, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ParameterError(f"choice {choice!r} encodes to no tokens")
+        return list(ids)
+
+    def score_choices(self, conversations, choices, batch_size: int = 8, progress: bool = False) -> np.ndarray:
+        """Log-likelihood (nats, summed over the choice's tokens) of each choice as the reply.
+
+        conversations: n conversations; choices: one list of k strings for all, or n lists of k.
+        Returns float64 (n, k). The prompt is run once per conversation and its key/value cache is
+        repeated for the k choices (Qwen2-VL, whose multimodal rotary positions do not carry over a
+        repeated cache, scores prompt + choice as full sequences instead).
+        """
+        import torch
+        from tqdm import tqdm
+
+        convs = check_conversations(conversations)
+        per = _check_choices(choices, len(convs))
+        k = len(per[0])
+        if any(len(c) != k for c in per):
+            raise ParameterError("every conversation needs the same number of choices")
+        out = np.zeros((len(convs), k))
+        for i in tqdm(range(0, len(convs), batch_size), desc="score", disable=not progress):
+            chunk, cps = convs[i:i + batch_size], per[i:i + batch_size]
+            with torch.no_grad():
+                if self.family == "qwen2_vl":
+                    out[i:i + len(chunk)] = self._score_full(chunk, cps)
+                else:
+                    out[i:i + len(chunk)] = self._score_cached(chunk, cps)
+        return out
+
+    def _choice_batch(self, cps):
+        import torch
+
+        toks = [self._choice_ids(c) for cs in cps for c in cs]
+        L = max(len(t) for t in toks)
+        ids = torch.full((len(toks), L), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(toks), L), dtype=torch.long)
+        for j, t in enumerate(toks):
+            ids[j, : len(t)] = torch.tensor(t)
+            mask[j, : len(t)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _score_cached(self, chunk, cps) -> np.ndarray:
+        import torch
+
+        k = len(cps[0])
+        enc = self._inputs(chunk)
+        mask = enc["attention_mask"]
+        pos = self._positions(mask)
+        first = self.model(**enc, position_ids=pos, use_cache=True)
+        cache = first.past_key_values
+        cache.batch_repeat_interleave(k)
+        last_logp = torch.log_softmax(first.logits[:, -1].float(), -1).repeat_interleave(k, 0)  # (n*k, V)
+        c_ids, c_mask = self._choice_batch(cps)
+        full_mask = torch.cat([mask.repeat_interleave(k, 0), c_mask], dim=1)
+        start = mask.sum(-1).repeat_interleave(k, 0)[:, None]
+        c_pos = start + torch.arange(c_ids.shape[1], device=self.device)[None]
+        second = self.model(input_ids=c_ids, attention_mask=full_mask, position_ids=c_pos, past_key_values=cache,
+                            use_cache=True)
+        logp = torch.log_softmax(second.logits.float(), -1)
+        tok_lp = torch.cat([last_logp.gather(1, c_ids[:, :1]),
+                            logp[:, :-1].gather(2, c_ids[:, 1:, None]).squeeze(-1)], dim=1)
+        return (tok_lp * c_mask).sum(-1).reshape(len(chunk), k).double().cpu().numpy()
+
+    def _score_full(self, chunk, cps) -> np.ndarray:
+        """Prompt + choice as whole sequences (no cache reuse), for models with non-1-D positions."""
+        import torch
+
+        k = len(cps[0])
+        texts = [self.processor.apply_chat_template(self.messages(ims, p), add_generation_prompt=True,
+                                                    tokenize=False) for ims, p in chunk]
+        rep = [(ims, p) for ims, p in chunk for _ in range(k)]
+        full = [t + c for t, cs in zip(texts, cps) for c in cs]
+        kw = {"text": full, "return_tensors": "pt", "padding": True}
+        if any(ims for ims, _ in rep):
+            kw["images"] = [im for ims, _ in rep for im in ims]
+        enc = {kk: v.to(self.device) for kk, v in self.processor(**kw).items()}
+        logits = self.model(**enc).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], -1).gather(2, enc["input_ids"][:, 1:, None]).squeeze(-1)
+        lens = torch.tensor([len(self._choice_ids(c)) for cs in cps for c in cs], device=self.device)
+        T = enc["input_ids"].shape[1]
+        sel = torch.arange(T - 1, device=self.device)[None] >= (T - 1 - lens)[:, None]
+        return (logp * sel).sum(-1).reshape(len(chunk), k).double().cpu().numpy()
+
+    # ---------------------------------------------------------------- features
+    def vision_features(self, images, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Mean-pooled vision-tower features, float32 (n, d_vision).
+
+        LLaVA family: the layer and tokens the projector reads (``vision_feature_layer``, CLS dropped
+        under the 'default' strategy), i.e. what the language model sees, before the projector.
+        Idefics3: the vision encoder's last hidden state. Qwen2-VL: the vision blocks' output before
+        the patch merger.
+        """
+        import torch
+        from PIL import Image
+        from tqdm import tqdm
+
+        if isinstance(images, Image.Image):
+            images = [images]
+        images = list(images)
+        if not images:
+            raise ParameterError("no images given")
+        for im in images:
+            if not isinstance(im, Image.Image):
+                raise ParameterError(f"images must be PIL images, got {type(im).__name__}")
+        out = []
+        for i in tqdm(range(0, len(images), batch_size), desc="vision", disable=not progress):
+            with torch.no_grad():
+                out.append(self._vision_batch(images[i:i + batch_size]).float().cpu().numpy())
+        return np.concatenate(out)
+
+    def _vision_batch(self, ims):
+        cfg, inner = self.model.config, self.model.model
+        ip = self.processor.image_processor
+        if self.family == "llava":
+            pv = ip(ims, return_tensors="pt")["pixel_values"].to(self.device, self.dtype)
+            hs = inner.vision_tower(pixel_values=pv, output_hidden_states=True).hidden_states
+            layers = [cfg.vision_feature_layer] if isinstance(cfg.vision_feature_layer, int) else cfg.vision_feature_layer
+            feats = [hs[layer][:, 1:] if cfg.vision_feature_select_strategy == "default" else hs[layer] for layer in layers]
+            return __import__("torch").cat(feats, -1).mean(1)
+        if self.family == "idefics3":
+            enc = ip([[im] for im in ims], return_tensors="pt")
+            pv = enc["pixel_values"].to(self.device, self.dtype)  # (n, sub-images, 3, H, W)
+            n, s = pv.shape[:2]
+            h = inner.vision_model(pixel_values=pv.flatten(0, 1)).last_hidden_state  # (n*s, patches, d)
+            return h.reshape(n, s * h.shape[1], -1).mean(1)
+        if self.family == "qwen2_vl":
+            enc = ip(images=ims, return_tensors="pt")
+            pv, grid = enc["pixel_values"].to(self.device, self.dtype), enc["image_grid_thw"].to(self.device)
+            visual = inner.visual
+            merger = visual.merger
+            captured = {}
+            handle = merger.register_forward_hook(lambda m, a, o: captured.setdefault("x", a[0]))
+            try:
+                visual(pv, grid_thw=grid)
+            finally:
+                handle.remove()
+            x = captured["x"]  # (total patches, d) before merging
+            sizes = (grid.prod(-1)).tolist()
+            return __import__("torch").stack([t.mean(0) for t in x.split(sizes)])
+        raise ParameterError(f"vision_features is not implemented for model type {self.model_type!r}")
+
+    def answer_state(self, conversations, layer: int = -1, batch_size: int = 8, progress: bool = False) -> np.ndarray:
+        """The language model's hidden state at the last prompt position (where the reply's first
+        token is predicted), float32 (n, hidden). ``layer`` indexes ``hidden_states`` (-1 = last)."""
+        import torch
+        from tqdm import tqdm
+
+        convs = check_conversations(conversations)
+        out = []
+        for i in tqdm(range(0, len(convs), batch_size), desc="answer state", disable=not progress):
+            enc = self._inputs(convs[i:i + batch_size])
+            with torch.no_grad():
+                res = self.model(**enc, position_ids=self._positions(enc["attention_mask"]), output_hidden_states=True)
+            hs = res.hidden_states
+            if not -len(hs) <= layer < len(hs):
+                raise ParameterError(f"layer {layer} out of range for {len(hs)} hidden-state layers")
+            out.append(hs[layer][:, -1].float().cpu().numpy())
+        return np.concatenate(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny stand-ins of hub architectures, built from config (no network) for tests
+# --------------------------------------------------------------------------------------------
+
+LLAVA15_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
+    "{% for item in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] | selectattr('type', 'equalto', 'text') %}{{ item['text'] + ' '}}{% endfor %}"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+IDEFICS3_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+# Qwen2-VL is served by the adapter but has no stand-in here: its processor needs torchvision (not
+# a dependency), so its code path is untested on this machine.
+STANDIN_ARCHS = ("llava", "idefics3")
+
+
+def _tiny_tokenizer(specials: list[str], seed: int = 0):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from .embedded_model import corpus
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus(seed, n=300), trainer)
+    return tok
+
+
+def make_standin(arch: str, out_dir: str | Path, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny ``arch`` MLLM (model + processor + tokenizer) in hub format.
+
+    arch: 'llava' (LLaVA-1.5 layout: CLIP tower, GELU projector, Llama, 'USER: <image>\\n...'
+    template) or 'idefics3' (SmolVLM layout). Built from config only (no download).
+    """
+    import torch
+    from transformers import LlamaConfig, PreTrainedTokenizerFast
+
+    if arch not in STANDIN_ARCHS:
+        raise ParameterError(f"unknown stand-in architecture {arch!r}; allowed: {', '.join(STANDIN_ARCHS)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    if arch == "llava":
+        from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+        tok = PreTrainedTokenizerFast(tokenizer_object=_tiny_tokenizer(["<unk>", "<s>", "</s>", "<image>", "<pad>"], seed),
+                                      bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                                      additional_special_tokens=["<image>"])
+        tok.chat_template = LLAVA15_TEMPLATE
+        ip = CLIPImageProcessorPil(size={"shortest_edge": 30}, crop_size={"height": 30, "width": 30})
+        proc = LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=15, vision_feature_select_strategy="default",
+                              chat_template=LLAVA15_TEMPLATE, num_additional_image_tokens=1)
+        cfg = LlavaConfig(
+            vision_config=CLIPVisionConfig(image_size=30, patch_size=15, hidden_size=32, intermediate_size=64,
+                                           num_hidden_layers=2, num_attention_heads=2, projection_dim=32),
+            text_config=LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                    num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                                    bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                    pad_token_id=tok.pad_token_id),
+            image_token_index=tok.convert_tokens_to_ids("<image>"), image_seq_length=4,
+            vision_feature_layer=-2, vision_feature_select_strategy="default")
+        model = LlavaForConditionalGeneration(cfg)
+    else:
+        from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+        from transformers.models.idefics3.configuration_idefics3 import Idefics3VisionConfig
+        from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+        specials = ["<unk>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>",
+                    "<global-img>", "<pad>"] + [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+        tok = PreTrainedTokenizerFast(tokenizer_object=_tiny_tokenizer(specials, seed), bos_token="<|im_start|>",
+                                      eos_token="<end_of_utterance>", unk_token="<unk>", pad_token="<pad>",
+                                      additional_special_tokens=specials[2:6])
+        tok.chat_template = IDEFICS3_TEMPLATE
+        ip = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": 32},
+                                       max_image_size={"longest_edge": 32})
+        proc = Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=4, chat_template=IDEFICS3_TEMPLATE)
+        cfg = Idefics3Config(
+            vision_config=Idefics3VisionConfig(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
+                                               num_hidden_layers=2, num_attention_heads=2),
+            text_config=LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                    num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                                    bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                    pad_token_id=tok.pad_token_id),
+            image_token_id=tok.convert_tokens_to_ids("<image>"), scale_factor=2, pad_token_id=tok.pad_token_id)
+        model = Idefics3ForConditionalGeneration(cfg)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(out)
+    proc.save_pretrained(out)
+    return out

@@ -1,0 +1,120 @@
+"""The embedded MLLM: tokenizer, chat template, staged training (micro model in seconds),
+determinism, the saved Hugging Face format, and the committed checkpoint."""
+
+import json
+
+import numpy as np
+import pytest
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from mllm_ood import embedded_model as em
+from mllm_ood.data.digits import DIGIT_NAMES
+from mllm_ood.episodes import NONCE_WORDS
+from mllm_ood.validation import ParameterError
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return em.build_tokenizer(640)
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    out = tmp_path_factory.mktemp("micro") / "model"
+    rec = em.train_embedded_model(em.load_config(smoke=True), out, smoke=True)
+    return out, rec
+
+
+def test_tokenizer_handles_any_text(tokenizer):
+    for text in ["这张图片里有什么？", "Wht is in ths imgae?", "Τι υπάρχει σε αυτή την εικόνα;", "x\ty\u00a0z"]:
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        assert tokenizer.unk_token_id is None or tokenizer.unk_token_id not in ids
+        assert tokenizer.decode(ids) == text
+    for w in [*DIGIT_NAMES, *NONCE_WORDS]:
+        assert len(tokenizer.encode(w, add_special_tokens=False)) == 1
+
+
+def test_chat_template_multi_image(tokenizer):
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "Label.\n"}, {"type": "image"},
+                                         {"type": "text", "text": "dax\n"}, {"type": "image"}]}]
+    text = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    assert text == "<s><|user|>Label.\n<image>dax\n<image><|end|><|assistant|>"
+    toks = tokenizer.tokenize(text)
+    assert toks[toks.index("<image>") + 1] == "dax"  # the label word directly follows its image
+
+
+def test_micro_model_saved_in_hub_format(micro):
+    out, rec = micro
+    processor = AutoProcessor.from_pretrained(out, local_files_only=True)
+    model = AutoModelForImageTextToText.from_pretrained(out, local_files_only=True)
+    cfg = model.config
+    assert type(model).__name__ == "LlavaForConditionalGeneration"
+    assert cfg.projector_hidden_act == "linear" and cfg.multimodal_projector_bias is False
+    assert model.model.multi_modal_projector.linear_1.bias is None
+    assert processor.chat_template == em.CHAT_TEMPLATE
+    saved = json.loads((out / em.RECORD).read_text())
+    assert saved == json.loads(json.dumps(rec))
+    for key in ("seed", "config", "config_hash", "data_hash", "code_version", "losses", "wall_s", "diagnostics"):
+        assert key in saved
+    assert saved["config"]["id_data"]["dataset"] == "mnist_train"
+    assert set(saved["wall_s"]) >= {"vision", "centring", "align", "instruct"}
+    assert len(saved["losses"]["instruct_loss"]) == saved["config"]["stages"]["instruct"]["steps"]
+    # centring folded into the tower: ID features have (near) zero mean
+    assert saved["diagnostics"]["centring"]["mean_norm_ratio_after"] < 1e-3
+    # one image token per image
+    ims = [__import__("PIL.Image", fromlist=["Image"]).fromarray(np.zeros((28, 28), np.uint8))]
+    enc = processor(text=["<s><|user|><image>hi<|end|><|assistant|>"], images=ims, return_tensors="pt")
+    assert int((enc["input_ids"] == cfg.image_token_id).sum()) == 1
+
+
+def test_pixels_match_processor(micro):
+    out, _ = micro
+    from PIL import Image
+
+    processor = AutoProcessor.from_pretrained(out, local_files_only=True)
+    x = np.random.default_rng(0).integers(0, 255, (3, 28, 28), dtype=np.uint8)
+    ref = processor.image_processor([Image.fromarray(a) for a in x], return_tensors="pt")["pixel_values"]
+    assert float((ref - em.pixel_values(x)).abs().max()) < 1e-6
+
+
+def test_training_is_deterministic(tmp_path):
+    cfg = em.load_config(smoke=True)
+    cfg["stages"]["vision"]["steps"] = 4
+    cfg["stages"]["align"]["steps"] = 3
+    cfg["stages"]["instruct"]["steps"] = 3
+    a = em.train_embedded_model(cfg, tmp_path / "a", smoke=True)
+    b = em.train_embedded_model(cfg, tmp_path / "b", smoke=True)
+    assert a["losses"] == b["losses"] and a["data_hash"] == b["data_hash"]
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_train_or_load_reuses(micro):
+    out, rec = micro
+    mtime = (out / "model.safetensors").stat().st_mtime_ns
+    _, rec2 = em.train_or_load(out, em.load_config(smoke=True), smoke=True)
+    assert rec2["config_hash"] == rec["config_hash"]
+    assert (out / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_bad_config(tmp_path):
+    with pytest.raises(ParameterError):
+        em.load_config(tmp_path / "missing.yaml")
+    cfg = em.load_config(smoke=True)
+    cfg["id_data"]["domains"] = ["nope"]
+    with pytest.raises(ParameterError):
+        em.load_id_data(cfg)
+
+
+@pytest.mark.skipif(not (em.DEFAULT_MODEL_DIR / "config.json").is_file(), reason="no committed checkpoint")
+def test_committed_checkpoint_answers_id_images():
+    from mllm_ood.data.world import load
+    from mllm_ood.models import load_model
+    from mllm_ood.prompts import parse_answer, zero_shot_prompt
+
+    m = load_model(em.DEFAULT_MODEL_DIR)
+    ds = load("digit_styles", "mnist").select(range(20))
+    replies = m.generate([([im], zero_shot_prompt(DIGIT_NAMES)) for im in ds["image"]], max_new_tokens=12)
+    pred = [parse_answer(r, DIGIT_NAMES) for r in replies]
+    assert np.mean(np.array(pred) == np.array(ds["label"])) >= 0.8
+    rec = em.read_record(em.DEFAULT_MODEL_DIR)
+    assert rec["config_hash"] == em.config_hash(em.load_config())
