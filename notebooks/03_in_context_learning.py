@@ -1,0 +1,508 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: mllm-ood (.venv)
+#     language: python
+#     name: mllm-ood
+# ---
+
+# %% [markdown]
+# # 03 — In-context learning and its vulnerabilities (paper A, ICL sections)
+#
+# **Claim under test** (Zhang et al., arXiv 2402.06599): showing an MLLM a few labelled examples in the
+# prompt — *in-context learning* (ICL) — raises its accuracy on out-of-distribution (OOD) data, but the
+# gain is fragile. It shrinks or turns into a loss when the demonstrations (1) come from another domain
+# than the query (**domain shift**), (2) show the classes in unequal proportions (**label shift**), or
+# (3) carry a nuisance attribute, such as colour, that is tied to the label and does not hold for the
+# query (**spurious correlation**).
+#
+# **An episode** is one multi-image prompt: the instructions and the choice list first, then every
+# demonstration image followed directly by its label word, then the query image. The model answers in
+# paper A's format `Answer Choice: [word]`. Episodes go through the same `score_choices` / `generate`
+# calls that serve hub models, with one `<image>` per image.
+#
+# **Label words — two settings, both reported.**
+# - `reassigned`: every class gets a made-up word (`dax`, `wug`, ...) drawn afresh per episode. Only the
+#   demonstrations say which word means what, so this measures ICL alone; 0 shots is chance by
+#   construction. **This is the primary setting here**: the embedded model already knows the digit
+#   names, and with true names a curve mixes what the demonstrations teach with the zero-shot prior.
+# - `fixed`: the true class names (`seven`, `low solubility`), as in paper A. The model can also use its
+#   zero-shot knowledge, so 0 shots is notebook 01's zero-shot accuracy restricted to the task's classes.
+#
+# **Scoring** (`SCORING`): `loglik` scores each choice's reply `Answer Choice: [word]` by its
+# log-likelihood (nats, summed over tokens) and predicts the most likely choice, so format failures cannot
+# hide ICL. `generate` uses paper A's greedy generation and regex parser (an unparsed reply is wrong).
+#
+# **Design.** Binary tasks are a fixed pair of classes, one task per shift; multi-class tasks are 3-way.
+# Queries are fixed per task and shared by every condition, so conditions are compared on the same
+# queries (paired). Demonstrations are class-balanced (apart from the label-shift study), drawn with
+# several seeds, and never include the query or another rendering of the query's source image (e.g. the
+# same MNIST digit upright). Each point is the mean over demonstration seeds; its 95 % interval is a
+# bootstrap over queries of their seed-averaged correctness. Every condition is cached.
+#
+# **What produced the numbers below:** the model named in `MODEL` on the tasks named in `TASKS`. In the
+# default *embedded* profile that is the project's own small LLaVA-architecture model, trained on upright
+# grey MNIST only (with few-shot episodes in its training mix), evaluated on the offline embedded world.
+# These numbers describe that model; they are **not** paper A's results and must not be read as them.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from mllm_ood import icl
+from mllm_ood.features import domain_features
+from mllm_ood.models import load_model
+from mllm_ood.paths import ROOT, figures_dir
+from mllm_ood.plotting import save_figure
+from mllm_ood.probes import probe_accuracy
+from mllm_ood.zero_shot import model_fingerprint
+
+# %% tags=["parameters"]
+SMOKE: bool = False  # tiny grid (2 tasks, shots 0/2, 1 seed, 2 queries per class, 100 resamples) for tests
+MODEL: str = "data/models/embedded_mllm"  # local checkpoint (relative to the repo root) or hub id
+TASKS: list = ["rotated_60", "coloured_flipped", "printed", "textured", "molecules_large", "rotated_45_3way", "molecules_small_3way"]  # names in mllm_ood.icl.TASKS, or dicts {name, dataset, query_domain, shift_domain, classes}
+SHOTS: list = [0, 1, 2, 4, 8]  # demonstrations per episode for the shots curve
+MODES: list = ["reassigned", "fixed"]  # label words: made-up per episode (pure ICL; primary) and true names (paper A)
+SEEDS: list = [0, 1, 2]  # demonstration-selection seeds (each point is the mean over these)
+QUERIES_PER_CLASS: int = 30  # queries per class and task (fixed across conditions)
+SCORING: str = "loglik"  # "loglik" (choice log-likelihood) or "generate" (paper A's parser)
+LABEL_SHIFT_TASKS: list = ["rotated_60", "printed", "textured", "molecules_large"]  # tasks for the label-shift study
+LABEL_SHIFT_SHOTS: int = 8  # demonstrations per episode in the label-shift study
+MAJORITY_FRACTIONS: list = [0.5, 0.625, 0.75, 0.875, 1.0]  # share of the majority class among demos (exact)
+SPURIOUS_PAIRS: list = [["one", "seven"], ["three", "eight"]]  # digit pairs, one red-home (0-4), one green-home (5-9)
+SPURIOUS_SHOTS: int = 8  # demonstrations per episode in the spurious-correlation study
+TIE_STRENGTHS: list = [0.5, 0.625, 0.75, 0.875, 1.0]  # share of demos wearing their class's home colour (exact)
+PROBE_PER_CLASS: int = 60  # samples per class for the probe comparison (as notebook 02: its cache is reused)
+PROBE_CURVE: list = [1, 2, 4, 8, 16, 32]  # labelled examples per class for the probe curve
+SEED: int = 0  # query selection, dataset build and bootstrap seed
+N_BOOT: int = 1000  # bootstrap resamples per interval
+BATCH_SIZE: int = 64  # episodes per forward pass
+
+# %%
+model_ref = str(ROOT / MODEL) if (ROOT / MODEL).exists() else MODEL
+# The full parameters are checked even in smoke mode, so a bad value fails the quick run too.
+icl.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, LABEL_SHIFT_TASKS, MAJORITY_FRACTIONS,
+             LABEL_SHIFT_SHOTS, SPURIOUS_PAIRS, TIE_STRENGTHS, SPURIOUS_SHOTS)
+task_names = TASKS[:2] if SMOKE else TASKS
+shots_list = sorted({min(SHOTS), min(max(SHOTS), 2)}) if SMOKE else SHOTS
+seeds = SEEDS[:1] if SMOKE else SEEDS
+n_q = 2 if SMOKE else QUERIES_PER_CLASS
+_names = [t if isinstance(t, str) else t["name"] for t in task_names]
+ls_tasks = ([t for t in LABEL_SHIFT_TASKS if t in _names][:1] or _names[:1]) if SMOKE else LABEL_SHIFT_TASKS
+ls_shots = 2 if SMOKE else LABEL_SHIFT_SHOTS
+fractions = [0.5, 1.0] if SMOKE else MAJORITY_FRACTIONS
+pairs = SPURIOUS_PAIRS[:1] if SMOKE else SPURIOUS_PAIRS
+sp_shots = 2 if SMOKE else SPURIOUS_SHOTS
+ties = [0.5, 1.0] if SMOKE else TIE_STRENGTHS
+n_probe = 6 if SMOKE else PROBE_PER_CLASS
+probe_curve = [k for k in PROBE_CURVE if k <= n_probe // 2]
+n_boot = 100 if SMOKE else N_BOOT
+tasks = icl.validate(task_names, shots_list, MODES, seeds, n_q, SCORING, ls_tasks, fractions, ls_shots, pairs, ties,
+                     sp_shots)
+by_name = {t.name: t for t in tasks}
+primary = MODES[0]
+max_shots = max(shots_list)
+model = load_model(model_ref)
+data = icl.IclData(seed=SEED)
+fingerprint = model_fingerprint(model_ref)
+print(model, "|", fingerprint)
+pd.DataFrame([t.spec() for t in tasks])
+
+# %% [markdown]
+# ## One episode, as the model sees it
+# A 4-shot episode of the first task with reassigned words: the demonstrations (with their label words)
+# and the query, then the text the model's chat template makes of it. The layout — each label word
+# straight after its image — is the one the embedded model was trained on (STUDY §2).
+
+# %%
+example_cond = icl.Condition("shots", tasks[0], min(4, max(max_shots, 1)), "reassigned", seeds[0], n_q,
+                             query_seed=SEED)
+ep = icl.build_condition_episodes(example_cond, data)[0][0]
+fig, axes = plt.subplots(1, len(ep.images), figsize=(1.6 * len(ep.images), 2.2), squeeze=False)
+words = [ep.words[c] for c in ep.demo_labels] + ["? (query)"]
+for ax, im, w in zip(axes[0], ep.images, words):
+    ax.imshow(im, cmap="gray")
+    ax.set_title(w, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+fig.suptitle(f"An ICL episode of task {tasks[0].name} (answer: {ep.answer})", fontsize=10)
+fig.tight_layout()
+save_figure(fig, "03_example_episode", pd.DataFrame({"position": range(len(ep.images)), "word": words,
+                                                     "id": ep.demo_ids + [ep.query_id]}))
+plt.show()
+print(model.prompt_text(ep.conversation))
+
+# %% [markdown]
+# ## 1. Accuracy against the number of demonstrations
+# Every task at 0/1/2/4/8 class-balanced demonstrations, from the query's own domain (solid lines) or
+# from the task's other domain (dashed: e.g. upright MNIST demonstrations for a rotated query, small
+# molecules for a large-molecule query). With fewer shots than classes, some classes are shown no
+# example. The dotted line is chance (1 / number of classes).
+#
+# How to read it: a rising solid line is ICL working on OOD data. A dashed line below the solid one is
+# the **domain-shift vulnerability**: the same number of examples helps less when they look different
+# from the query. In `reassigned` mode, 0 shots is chance by construction; in `fixed` mode it is the
+# zero-shot accuracy on the task's classes.
+
+# %%
+shots_res = icl.run_conditions(model, model_ref, icl.shots_conditions(tasks, shots_list, MODES, seeds, n_q, SCORING,
+                                                                    query_seed=SEED), data, BATCH_SIZE,
+                               desc="shots curve conditions")
+shots_tab = icl.summarise(shots_res, ["task", "mode", "source", "shots"], n_boot=n_boot, seed=SEED)
+shots_tab["chance"] = shots_tab["task"].map(lambda n: 1 / by_name[n].n_way)
+shots_tab.round(3)
+
+
+# %%
+def yerr(df, col="accuracy"):
+    """Asymmetric error bars (percentage points) from ci_low / ci_high."""
+    return [(df[col] - df["ci_low"]) * 100, (df["ci_high"] - df[col]) * 100]
+
+
+def shared_legend(fig, axes, n_used):
+    """One legend for a grid of panels: in the first unused panel if there is one, else below the grid."""
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    spare = list(axes.flat[n_used:])
+    for ax in spare:
+        ax.axis("off")
+    if spare:
+        spare[0].legend(handles, labels, loc="center", fontsize=8, frameon=False)
+    else:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8,
+                   bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(labels) // 3)))
+
+
+def curve(tab, task, mode, source):
+    """One line of the shots figure: the 0-shot point (no demonstrations) then the chosen source."""
+    t = tab[(tab["task"] == task) & (tab["mode"] == mode)]
+    return pd.concat([t[t["source"] == "none"], t[t["source"] == source]]).sort_values("shots")
+
+
+xpos = {s: i for i, s in enumerate(sorted(shots_list))}
+ncol = min(4, len(tasks))
+nrow = int(np.ceil(len(tasks) / ncol))
+fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.4 * nrow), squeeze=False, sharey=True)
+for ax, t in zip(axes.flat, tasks):
+    for j, mode in enumerate(MODES):
+        for source, ls in [("in_domain", "-"), ("shifted", "--")]:
+            c = curve(shots_tab, t.name, mode, source)
+            ax.errorbar([xpos[s] + (j - 0.5) * 0.08 for s in c["shots"]], c["accuracy"] * 100, yerr=yerr(c),
+                        color=f"C{j}", ls=ls, marker="o", ms=4, capsize=2,
+                        label=f"{mode} words, {'in-domain' if source == 'in_domain' else 'shifted'} demos")
+    ax.axhline(100 / t.n_way, color="grey", ls=":", label="chance (1 / classes)")
+    ax.set_xticks(list(xpos.values()), list(xpos))
+    ax.set_title(f"{t.name}: query {t.dataset} / {t.query_domain}\n{t.n_way}-way; shifted demos from "
+                 f"{t.shift_domain}", fontsize=9)
+    ax.set_xlabel("demonstrations (shots)")
+    ax.set_ylim(0, 105)
+for ax in axes[:, 0]:
+    ax.set_ylabel("accuracy (%), mean over seeds")
+shared_legend(fig, axes, len(tasks))
+fig.suptitle(f"ICL accuracy vs shots: in-domain (solid) vs shifted (dashed) demonstrations; 95 % bootstrap "
+             f"intervals over queries; model {fingerprint}", fontsize=10)
+fig.tight_layout()
+save_figure(fig, "03_icl_accuracy_vs_shots", shots_tab)
+plt.show()
+
+# %% [markdown]
+# **What the curves said for the embedded model** (checkpoint `embedded_mllm@55b733987958`, the run at
+# the time of writing; the closing note recomputes every number for whatever `MODEL` is):
+# - *Reassigned words:* 0 shots sits at chance (45 % pooled) and 8 shots reach 58 %: ICL works where the
+#   digit is easy to read (coloured 48 -> 97 %, printed 55 -> 80 %), weakly on rotated (46 -> 58 %) and
+#   3-way rotated digits, and not at all on textured digits and molecules.
+# - *True names:* the demonstrations add nothing (67 % at 0 shots, 66 % at 8): the model answers from its
+#   zero-shot prior, and where that prior fails (rotated 60 degrees, molecules) the examples do not rescue it.
+# - *Domain shift:* no clear cost. Upright MNIST demonstrations help as much as, or more than, demonstrations
+#   that look like the query (printed: 89 % vs 80 %). For this model, examples it can read are worth
+#   more than examples that resemble the query — not paper A's vulnerability.
+#
+# ### Domain shift of the demonstrations, in numbers
+# At the largest number of shots: accuracy with in-domain demonstrations minus accuracy with shifted
+# ones, on the same queries (paired bootstrap interval over queries). Positive = shifted demonstrations
+# help less. The last rows pool every task.
+
+# %%
+top = shots_res[shots_res["shots"] == max_shots]
+dom_rows = []
+for mode in MODES:
+    for name in [t.name for t in tasks] + ["all tasks"]:
+        sel = top[(top["mode"] == mode) & ((top["task"] == name) | (name == "all tasks"))]
+        if max_shots == 0 or not len(sel):
+            continue
+        eff = icl.paired_effect(sel[sel["source"] == "in_domain"], sel[sel["source"] == "shifted"], n_boot=n_boot,
+                                seed=SEED)
+        dom_rows.append({"mode": mode, "task": name, "shots": max_shots, "in_domain": eff["a"], "shifted": eff["b"],
+                         "in_domain_minus_shifted": eff["effect"], "ci_low": eff["ci_low"], "ci_high": eff["ci_high"],
+                         "n_queries": eff["n_queries"]})
+domain_shift = pd.DataFrame(dom_rows)
+domain_shift.round(3)
+
+# %% [markdown]
+# ## 2. Label shift: unequal class proportions among the demonstrations
+# `LABEL_SHIFT_SHOTS` in-domain demonstrations per episode; the share of one class — the *majority
+# class* — goes from balanced (0.5 for two classes) to all demonstrations of that class (1.0). The
+# proportions are realised exactly in every episode (e.g. 6 of 8 for 0.75). The majority class
+# alternates over queries so that each query class meets it equally often; queries stay balanced.
+#
+# How to read it: a model that reads the *content* of the demonstrations keeps its accuracy; a model that
+# copies the most frequent label word drifts towards predicting the majority class (right panel; the
+# dotted line is the rate an unbiased, perfect classifier would show, 1 / number of classes) and loses
+# accuracy on queries of the minority class (middle panel). At 1.0 in `reassigned` mode the minority
+# class's word never appears with an image, so only elimination can still find it.
+
+# %%
+ls_conds = icl.label_shift_conditions([by_name[n] for n in ls_tasks], fractions, ls_shots, MODES, seeds, n_q,
+                                      SCORING, query_seed=SEED)
+ls_res = icl.run_conditions(model, model_ref, ls_conds, data, BATCH_SIZE, desc="label-shift conditions")
+ls_res["query_class"] = np.where(ls_res["label"] == ls_res["majority"], "majority class", "minority class")
+ls_acc = icl.summarise(ls_res, ["mode", "level"], n_boot=n_boot, seed=SEED)
+ls_acc_task = icl.summarise(ls_res, ["mode", "task", "level"], n_boot=n_boot, seed=SEED)
+ls_acc_cls = icl.summarise(ls_res, ["mode", "query_class", "level"], n_boot=n_boot, seed=SEED)
+ls_maj = icl.summarise(ls_res, ["mode", "level"], value="pred_majority", n_boot=n_boot, seed=SEED)
+ls_maj_task = icl.summarise(ls_res, ["mode", "task", "level"], value="pred_majority", n_boot=n_boot, seed=SEED)
+fig, axes = plt.subplots(len(MODES), 3, figsize=(14, 3.6 * len(MODES)), squeeze=False, sharex=True)
+for i, mode in enumerate(MODES):
+    ax = axes[i, 0]
+    for name, g in ls_acc_task[ls_acc_task["mode"] == mode].groupby("task", sort=False):
+        ax.plot(g["level"], g["accuracy"] * 100, lw=0.8, alpha=0.6, marker=".", label=name)
+    g = ls_acc[ls_acc["mode"] == mode]
+    ax.errorbar(g["level"], g["accuracy"] * 100, yerr=yerr(g), color="k", lw=2, capsize=3, label="all tasks")
+    ax.set_ylabel(f"[{mode}] accuracy (%)")
+    ax.set_title("accuracy, all queries")
+    ax = axes[i, 1]
+    for j, (qc, g) in enumerate(ls_acc_cls[ls_acc_cls["mode"] == mode].groupby("query_class")):
+        ax.errorbar(g["level"], g["accuracy"] * 100, yerr=yerr(g), marker="o", capsize=3, color=f"C{j + 3}", label=qc)
+    ax.set_title("accuracy by query class (all tasks)")
+    ax = axes[i, 2]
+    for name, g in ls_maj_task[ls_maj_task["mode"] == mode].groupby("task", sort=False):
+        ax.plot(g["level"], g["pred_majority"] * 100, lw=0.8, alpha=0.6, marker=".", label=name)
+    g = ls_maj[ls_maj["mode"] == mode]
+    ax.errorbar(g["level"], g["pred_majority"] * 100, yerr=yerr(g, "pred_majority"), color="k", lw=2, capsize=3,
+                label="all tasks")
+    if len({by_name[n].n_way for n in ls_tasks}) == 1:
+        ax.axhline(100 / by_name[ls_tasks[0]].n_way, color="grey", ls=":", label="unbiased (1 / classes)")
+    ax.set_title("predictions of the majority demo class")
+    ax.set_ylabel("rate (%)")
+    for ax in axes[i]:
+        ax.set_ylim(0, 105)
+        ax.legend(fontsize=6)
+for ax in axes[-1]:
+    ax.set_xlabel("share of the majority class among the demonstrations")
+fig.suptitle(f"Label shift: {ls_shots}-shot in-domain demonstrations with unequal class proportions; "
+             f"95 % bootstrap intervals; model {fingerprint}", fontsize=10)
+fig.tight_layout()
+save_figure(fig, "03_icl_label_shift", pd.concat([ls_acc.assign(series="accuracy", query_class="all"),
+                                                  ls_acc_cls.assign(series="accuracy"),
+                                                  ls_maj.assign(series="majority_rate", query_class="all")]))
+plt.show()
+
+# %% [markdown]
+# **What the curves said for the embedded model** (checkpoint `embedded_mllm@55b733987958`): label shift
+# is this model's clearest ICL vulnerability. With reassigned words, the rate of predicting the majority
+# demonstration class climbs from 50 % (balanced) to 83 % (all one class) and accuracy on queries of the
+# minority class falls from 58 % to 26 %; overall accuracy hardly moves only because the majority-class
+# queries gain what the minority-class queries lose. With true names the pull is weaker (50 -> 63 %),
+# since the prior competes with the copied label.
+#
+# ## 3. Spurious correlation: colour tied to the label in the demonstrations
+# ColoredMNIST's rule: digits 0-4 are painted red and 5-9 green (their *home colour*). Each pair takes
+# one digit of each group; `SPURIOUS_SHOTS` class-balanced demonstrations are held-out grey MNIST digits
+# painted so that exactly the share `tie strength` wears its home colour (0.5: colour says nothing;
+# 1.0: colour alone separates the classes). The queries are painted the **other** colour (the tie
+# flipped, as in ColoredMNIST's test domain); as a control, the same queries in their home colour
+# (tie aligned). Horizontal lines: the same flipped queries with no demonstrations.
+#
+# How to read it: if the model learns the digit from the demonstrations, the flipped line stays flat; if
+# it picks up the shortcut, the flipped line falls as the tie strengthens while the aligned line rises —
+# the gap between them is what the colour, not the shape, decides.
+
+# %%
+sp_conds = icl.spurious_conditions(pairs, ties, sp_shots, MODES, seeds, n_q, SCORING, query_seed=SEED)
+sp_res = icl.run_conditions(model, model_ref, sp_conds, data, BATCH_SIZE, desc="spurious conditions")
+sp_tab = icl.summarise(sp_res[sp_res["shots"] > 0], ["mode", "query_colour", "level"], n_boot=n_boot, seed=SEED)
+sp_task = icl.summarise(sp_res[sp_res["shots"] > 0], ["mode", "task", "query_colour", "level"], n_boot=n_boot,
+                        seed=SEED)
+sp_zero = icl.summarise(sp_res[sp_res["shots"] == 0], ["mode", "query_colour"], n_boot=n_boot, seed=SEED)
+fig, axes = plt.subplots(1, len(MODES), figsize=(6 * len(MODES), 4), squeeze=False, sharey=True)
+for ax, mode in zip(axes[0], MODES):
+    for j, col in enumerate(icl.QUERY_COLOURS):
+        g = sp_tab[(sp_tab["mode"] == mode) & (sp_tab["query_colour"] == col)]
+        ax.errorbar(g["level"], g["accuracy"] * 100, yerr=yerr(g), marker="o", capsize=3, color=f"C{j}", lw=2,
+                    label=f"queries with the tie {col} (all pairs)")
+        for name, gt in sp_task[(sp_task["mode"] == mode) & (sp_task["query_colour"] == col)].groupby("task"):
+            ax.plot(gt["level"], gt["accuracy"] * 100, color=f"C{j}", lw=0.7, alpha=0.5, ls="--")
+        z = sp_zero[(sp_zero["mode"] == mode) & (sp_zero["query_colour"] == col)]
+        if len(z):
+            ax.axhline(z["accuracy"].iloc[0] * 100, color=f"C{j}", ls="-.", lw=1, label=f"0 shots, tie {col}")
+    ax.axhline(50, color="grey", ls=":", label="chance")
+    ax.set_title(f"label words: {mode}")
+    ax.set_xlabel("tie strength in the demonstrations (share in home colour)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=7)
+axes[0, 0].set_ylabel("accuracy (%), mean over seeds")
+fig.suptitle(f"Spurious correlation: {sp_shots}-shot coloured demonstrations, pairs {pairs} (thin dashed: per "
+             f"pair); model {fingerprint}", fontsize=10)
+fig.tight_layout()
+save_figure(fig, "03_icl_spurious_correlation", pd.concat([sp_task, sp_tab.assign(task="all pairs"),
+                                                           sp_zero.assign(task="all pairs", level=0.0)]))
+plt.show()
+sp_tab.round(3)
+
+# %% [markdown]
+# Can the model see the colour at all? A flat line could mean the model resists the shortcut, or that
+# colour barely reaches it (the embedded model was trained on grey digits only). A linear probe on the
+# frozen vision features of the same digits painted red and painted green tells the two apart: if it
+# separates the colours, the colour is visible and the demonstrations' tie is simply not used.
+
+# %%
+grey = data.pool(*icl.GREY_SOURCE)
+pair_classes = sorted({c for p in pairs for c in data.class_indices(icl.spurious_task(p))})
+idx = [int(i) for c in pair_classes for i in grey.of_class(c)[: max(n_probe // 2, 4)]]
+painted = [icl.paint(grey.images[i], col) for i in idx for col in ("red", "green")]
+colour_y = np.tile([0, 1], len(idx))
+colour_probe = probe_accuracy(model.vision_features(painted, batch_size=BATCH_SIZE), colour_y, seed=SEED, n_boot=n_boot)
+print(f"colour (red vs green) from frozen vision features, probe on {len(painted)} painted digits: "
+      f"{colour_probe['accuracy']:.0%} [{colour_probe['ci_low']:.0%}, {colour_probe['ci_high']:.0%}] (chance 50%)")
+
+# %% [markdown]
+# **What the curves said for the embedded model** (checkpoint `embedded_mllm@55b733987958`): no spurious
+# vulnerability. Flipped and aligned queries score the same at every tie strength (reassigned words
+# 88-90 %, true names 98-99 %), although the vision features separate red from green almost perfectly
+# (probe 98 %). The colour is visible but the model's in-context matching runs on shape: it was trained on
+# grey digits only, so no episode ever rewarded a colour cue. Paper A's colour shortcut needs a model that
+# has learned to use colour in the first place.
+#
+# ## ICL beside the linear probe (notebook 02)
+# Both use a handful of labelled examples of the OOD domain: the probe trains a logistic regression on
+# the frozen vision features; ICL only puts the examples in the prompt. Per task, accuracy against
+# *labelled examples per class* (ICL: shots / number of classes, in-domain demonstrations; probe: its
+# training examples per class, scored on a fixed held-out half). Two probe lines: on the same classes
+# as the ICL task (solid, the fair comparison), and notebook 02's probe over all classes of the domain
+# (dashed; read from `figures/02_probe_learning_curve.csv`, recomputed here the same way if that file is
+# absent; its chance level is lower, 1/10 for digits). 0 shots has no place on the log axis: it is in the
+# shots figure. If the probe climbs far above ICL, the information is in the features and the model's
+# in-context *use* of it is the bottleneck — the ICL face of paper A's mapping deficiency.
+
+# %%
+nb02_csv = figures_dir() / "02_probe_learning_curve.csv"
+nb02 = pd.read_csv(nb02_csv, dtype={"domain": str}) if nb02_csv.exists() else None
+probe_rows = []
+for t in tasks:
+    x, y, _ = domain_features(model, model_ref, t.dataset, t.query_domain, "vision", n_probe, seed=SEED,
+                              batch_size=BATCH_SIZE)
+    keep = np.isin(y, data.class_indices(t))
+    for k in probe_curve:
+        r = probe_accuracy(x[keep], y[keep], seed=SEED, per_class=k, n_boot=n_boot)
+        probe_rows.append({"task": t.name, "probe": "same classes (this notebook)", "per_class": k,
+                           "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]})
+        src = None if nb02 is None else nb02[(nb02["dataset"] == t.dataset) & (nb02["domain"] == t.query_domain)
+                                             & (nb02["per_class"] == k)]
+        if src is not None and len(src):
+            probe_rows.append({"task": t.name, "probe": "all classes (notebook 02)", "per_class": k,
+                               "accuracy": float(src["accuracy"].iloc[0])})
+        elif len(np.unique(y)) > t.n_way:  # (when the task uses every class, the line above is this one)
+            r = probe_accuracy(x, y, seed=SEED, per_class=k, n_boot=n_boot)
+            probe_rows.append({"task": t.name, "probe": "all classes (recomputed, as notebook 02)", "per_class": k,
+                               "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]})
+probe_tab = pd.DataFrame(probe_rows)
+icl_curve = shots_tab[(shots_tab["source"] == "in_domain")].copy()
+icl_curve["per_class"] = icl_curve["shots"] / icl_curve["task"].map(lambda n: by_name[n].n_way)
+print("notebook 02 probe curve:", nb02_csv if nb02 is not None else "absent (recomputed here)")
+
+fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.4 * nrow), squeeze=False, sharey=True)
+for ax, t in zip(axes.flat, tasks):
+    for j, mode in enumerate(MODES):
+        c = icl_curve[(icl_curve["task"] == t.name) & (icl_curve["mode"] == mode)].sort_values("per_class")
+        ax.errorbar(c["per_class"], c["accuracy"] * 100, yerr=yerr(c), color=f"C{j}", marker="o", capsize=2,
+                    label=f"ICL ({mode} words)")
+    for probe, g in probe_tab[probe_tab["task"] == t.name].groupby("probe", sort=False):
+        err = yerr(g) if g["ci_low"].notna().all() else None
+        same = probe.startswith("same")
+        ax.errorbar(g["per_class"], g["accuracy"] * 100, yerr=err, color="k" if same else "grey",
+                    ls="-" if same else "--", marker="s", ms=3, capsize=2,
+                    label="probe, task's classes" if same else "probe, all classes of the domain (notebook 02)")
+    ax.axhline(100 / t.n_way, color="grey", ls=":", label="chance (task)")
+    ax.set_xscale("log", base=2)
+    ax.set_title(f"{t.name} ({t.dataset} / {t.query_domain}, {t.n_way}-way)", fontsize=9)
+    ax.set_xlabel("labelled examples per class (log scale)")
+    ax.set_ylim(0, 105)
+for ax in axes[:, 0]:
+    ax.set_ylabel("accuracy (%)")
+shared_legend(fig, axes, len(tasks))
+fig.suptitle(f"Labelled examples per class vs accuracy: vision-feature probe vs in-context learning; "
+             f"model {fingerprint}", fontsize=10)
+fig.tight_layout()
+save_figure(fig, "03_icl_vs_probe", pd.concat([icl_curve.assign(method="icl"), probe_tab.assign(method="probe")]))
+plt.show()
+
+# %% [markdown]
+# ## Closing note — computed from the tables above
+# The shots table gives 0 and the largest number of shots per task with 95 % intervals, followed by the
+# three vulnerabilities as paired differences on the same queries (intervals exclude 0 = a clear effect).
+# The sentences are generated from the numbers, so they describe the model named below and nothing else.
+
+# %%
+def fmt(v, lo, hi):
+    return f"{v:.0%} [{lo:.0%}, {hi:.0%}]"
+
+
+def effect_line(name, a_lab, b_lab, eff):
+    clear = eff["ci_low"] > 0 or eff["ci_high"] < 0
+    return (f"{name}: {a_lab} {eff['a']:.0%} vs {b_lab} {eff['b']:.0%}; difference {eff['effect']:+.1%} "
+            f"[{eff['ci_low']:+.1%}, {eff['ci_high']:+.1%}] ({'clear' if clear else 'not clear'}; "
+            f"{eff['n_queries']} queries)")
+
+
+rows = []
+for t in tasks:
+    for mode in MODES:
+        g = shots_tab[(shots_tab["task"] == t.name) & (shots_tab["mode"] == mode)]
+        row = {"task": t.name, "mode": mode, "chance": f"{1 / t.n_way:.0%}"}
+        for label, sel in [("0 shots", g[g["shots"] == 0]),
+                           (f"{max_shots} shots, in-domain demos", g[(g["shots"] == max_shots) & (g["source"] == "in_domain")]),
+                           (f"{max_shots} shots, shifted demos", g[(g["shots"] == max_shots) & (g["source"] == "shifted")])]:
+            row[label] = fmt(*sel[["accuracy", "ci_low", "ci_high"]].iloc[0]) if len(sel) else "-"
+        rows.append(row)
+closing_shots = pd.DataFrame(rows)
+display(closing_shots)
+
+lines = [f"Model {fingerprint}; scoring {SCORING}; {len(seeds)} demonstration seed(s); {n_q} queries per class."]
+for mode in MODES:
+    lines.append(f"\n[{mode} label words]")
+    z = shots_res[(shots_res["mode"] == mode) & (shots_res["shots"] == 0)]
+    k = shots_res[(shots_res["mode"] == mode) & (shots_res["shots"] == max_shots) & (shots_res["source"] == "in_domain")]
+    if max_shots > 0 and len(z):
+        lines.append(effect_line(f"ICL gain, all tasks ({max_shots} vs 0 shots)", f"{max_shots} shots", "0 shots",
+                                 icl.paired_effect(k, z, n_boot=n_boot, seed=SEED)))
+    if max_shots > 0:
+        d = domain_shift[(domain_shift["mode"] == mode) & (domain_shift["task"] == "all tasks")].iloc[0]
+        lines.append(effect_line("1. domain shift (in-domain minus shifted demos)", "in-domain", "shifted",
+                                 {"a": d["in_domain"], "b": d["shifted"], "effect": d["in_domain_minus_shifted"],
+                                  "ci_low": d["ci_low"], "ci_high": d["ci_high"], "n_queries": d["n_queries"]}))
+    lo, hi = min(fractions), max(fractions)
+    a = ls_res[(ls_res["mode"] == mode) & (ls_res["level"] == lo)]
+    b = ls_res[(ls_res["mode"] == mode) & (ls_res["level"] == hi)]
+    lines.append(effect_line(f"2. label shift, accuracy (majority share {lo} minus {hi})", f"share {lo}",
+                             f"share {hi}", icl.paired_effect(a, b, n_boot=n_boot, seed=SEED)))
+    lines.append(effect_line(f"   label shift, majority-prediction rate ({hi} minus {lo})", f"share {hi}",
+                             f"share {lo}", icl.paired_effect(b, a, "pred_majority", n_boot=n_boot, seed=SEED)))
+    mb = b[b["query_class"] == "minority class"]
+    if len(mb):
+        lines.append(f"   minority-class queries at share {hi}: accuracy {mb['correct'].mean():.0%}")
+    lo_t, hi_t = min(ties), max(ties)
+    fl = sp_res[(sp_res["mode"] == mode) & (sp_res["query_colour"] == "flipped") & (sp_res["shots"] > 0)]
+    al = sp_res[(sp_res["mode"] == mode) & (sp_res["query_colour"] == "aligned") & (sp_res["shots"] > 0)]
+    lines.append(effect_line(f"3. spurious tie, flipped queries (tie {lo_t} minus {hi_t})", f"tie {lo_t}",
+                             f"tie {hi_t}", icl.paired_effect(fl[fl["level"] == lo_t], fl[fl["level"] == hi_t],
+                                                              n_boot=n_boot, seed=SEED)))
+    lines.append(effect_line(f"   spurious tie {hi_t}, aligned minus flipped queries", "aligned", "flipped",
+                             icl.paired_effect(al[al["level"] == hi_t], fl[fl["level"] == hi_t], n_boot=n_boot,
+                                               seed=SEED)))
+print("\n".join(lines))
+print("\nThese are the embedded model's numbers on the embedded world (or those of MODEL), not paper A's.")
