@@ -211,16 +211,15 @@ save_figure(fig, "03_icl_accuracy_vs_shots", shots_tab)
 plt.show()
 
 # %% [markdown]
-# **What the curves said for the embedded model** (checkpoint `embedded_mllm@55b733987958`, the run at
-# the time of writing; the closing note recomputes every number for whatever `MODEL` is):
-# - *Reassigned words:* 0 shots sits at chance (45 % pooled) and 8 shots reach 58 %: ICL works where the
-#   digit is easy to read (coloured 48 -> 97 %, printed 55 -> 80 %), weakly on rotated (46 -> 58 %) and
-#   3-way rotated digits, and not at all on textured digits and molecules.
-# - *True names:* the demonstrations add nothing (67 % at 0 shots, 66 % at 8): the model answers from its
-#   zero-shot prior, and where that prior fails (rotated 60 degrees, molecules) the examples do not rescue it.
-# - *Domain shift:* no clear cost. Upright MNIST demonstrations help as much as, or more than, demonstrations
-#   that look like the query (printed: 89 % vs 80 %). For this model, examples it can read are worth
-#   more than examples that resemble the query — not paper A's vulnerability.
+# **How to read these curves** (the numbers for the model that ran are computed in the tables below and in
+# the closing summary, not written here):
+# - *Reassigned words:* at 0 shots the model can only guess (chance); any rise with shots is in-context
+#   learning proper. Expect it where the digit is easy to read for this model and none where its vision
+#   features do not separate the classes (e.g. molecules).
+# - *True names:* the model can answer from its zero-shot prior; if the curve is flat, the demonstrations
+#   add nothing beyond what the model already knows.
+# - *Domain shift:* the dashed line uses demonstrations from another domain. Paper A finds that such
+#   demonstrations help less; if the lines coincide, this model does not show that vulnerability.
 #
 # ### Domain shift of the demonstrations, in numbers
 # At the largest number of shots: accuracy with in-domain demonstrations minus accuracy with shifted
@@ -303,12 +302,10 @@ save_figure(fig, "03_icl_label_shift", pd.concat([ls_acc.assign(series="accuracy
 plt.show()
 
 # %% [markdown]
-# **What the curves said for the embedded model** (checkpoint `embedded_mllm@55b733987958`): label shift
-# is this model's clearest ICL vulnerability. With reassigned words, the rate of predicting the majority
-# demonstration class climbs from 50 % (balanced) to 83 % (all one class) and accuracy on queries of the
-# minority class falls from 58 % to 26 %; overall accuracy hardly moves only because the majority-class
-# queries gain what the minority-class queries lose. With true names the pull is weaker (50 -> 63 %),
-# since the prior competes with the copied label.
+# **How to read this figure:** if the model copies the majority label of its demonstrations, the
+# majority-prediction rate climbs from 50 % (balanced) towards 100 % (all one class), and accuracy on
+# queries of the minority class falls. Overall accuracy can stay flat while both happen, because
+# majority-class queries gain what minority-class queries lose; the per-class lines show it.
 #
 # ## 3. Spurious correlation: colour tied to the label in the demonstrations
 # ColoredMNIST's rule: digits 0-4 are painted red and 5-9 green (their *home colour*). Each pair takes
@@ -371,12 +368,11 @@ print(f"colour (red vs green) from frozen vision features, probe on {len(painted
       f"{colour_probe['accuracy']:.0%} [{colour_probe['ci_low']:.0%}, {colour_probe['ci_high']:.0%}] (chance 50%)")
 
 # %% [markdown]
-# **What the curves said for the embedded model** (checkpoint `embedded_mllm@55b733987958`): no spurious
-# vulnerability. Flipped and aligned queries score the same at every tie strength (reassigned words
-# 88-90 %, true names 98-99 %), although the vision features separate red from green almost perfectly
-# (probe 98 %). The colour is visible but the model's in-context matching runs on shape: it was trained on
-# grey digits only, so no episode ever rewarded a colour cue. Paper A's colour shortcut needs a model that
-# has learned to use colour in the first place.
+# **How to read this figure:** a model that picks up the colour shortcut from its demonstrations loses
+# accuracy on flipped queries as the tie strength grows, while aligned queries gain. If flipped and aligned
+# queries score the same at every tie strength, the model's in-context matching ignores colour — which the
+# probe above tells apart from "the model cannot see colour". Paper A's colour shortcut needs a model that
+# has learned to use colour; the embedded model was trained on grey digits only.
 #
 # ## ICL beside the linear probe (notebook 02)
 # Both use a handful of labelled examples of the OOD domain: the probe trains a logistic regression on
