@@ -55,6 +55,18 @@ def _manifest(folder: Path) -> dict[str, str]:
     }
 
 
+def array_digest(*arrays) -> str:
+    """16-hex-digit hash of arrays' shapes and float32 bytes (a cache-key ingredient for embeddings)."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
 def is_valid(folder: Path, key: str | None = None) -> bool:
     """True when ``folder`` holds a complete entry of this code version whose files match its manifest."""
     try:

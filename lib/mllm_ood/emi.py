@@ -26,7 +26,6 @@ that sampling noise alone would not produce.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import time
@@ -173,14 +172,6 @@ def _correlation(a: list[float], b: list[float]) -> dict:
     return out
 
 
-def _digest(*arrays: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(str(a.shape).encode())
-        h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
-    return h.hexdigest()[:16]
-
-
 def compute_emi(
     groups: dict[str, list[Record]],
     source: str,
@@ -202,7 +193,7 @@ def compute_emi(
     All MI, EMI, EMID and JSD values are in nats; W distances in embedding units.
     """
     from . import information as info
-    from .cache import cached
+    from .cache import array_digest, cached
     from .embedders import embed_cached
 
     check_choice("wasserstein method", wasserstein, list(info.WASSERSTEIN_METHODS))
@@ -231,7 +222,7 @@ def compute_emi(
     club_info: dict = {"trained": club is None}
     if club is None:
         kwargs = {"seed": derive_seed(seed, "emi", "club"), "progress": progress, **(club_kwargs or {})}
-        params = {"x": _digest(x), "y_model": _digest(zy_model), "y_reference": _digest(zy_ref),
+        params = {"x": array_digest(x), "y_model": array_digest(zy_model), "y_reference": array_digest(zy_ref),
                   "spans": [(k, s.start, s.stop) for k, s in spans.items()],
                   "train": {k: v for k, v in kwargs.items() if k != "progress"}}
 
@@ -255,32 +246,16 @@ def compute_emi(
                      val_log_likelihood=(max(club.history["val_ll"]) if club.history.get("val_ll") else None))
 
     emis = {name: info.effective_mi(club, x[s], zy_model[s], zy_ref[s]) for name, s in spans.items()}
-    w_fn = info.WASSERSTEIN_METHODS[wasserstein]
     src = spans[source]
-
-    def terms(name: str) -> tuple[dict, dict]:
-        """JSD and W estimates (with baselines) of the four bound terms for target ``name``."""
-        tgt = spans[name]
-        pairs = {
-            "t": (zt[src], zt[tgt]),
-            "py": (zy_model[src], zy_ref[src]),
-            "qy": (zy_model[tgt], zy_ref[tgt]),
-        }
-        if not text_only:
-            pairs["v"] = (zv[src], zv[tgt])
-        jsd, w = {}, {}
-        for term, (p, q) in pairs.items():
-            s = derive_seed(seed, "emi", "baseline", name, term)
-            jsd[term] = info.jsd_estimate(p, q, seed=s)
-            w[term] = w_fn(p, q, seed=s)
-        return jsd, w
-
     scenarios = {}
     for name in tqdm([k for k in groups if k != source], desc="bounds", disable=not progress, leave=False):
-        jsd, w = terms(name)
+        tgt = spans[name]
+        pairs = {"t": (zt[src], zt[tgt]), "py": (zy_model[src], zy_ref[src]), "qy": (zy_model[tgt], zy_ref[tgt])}
+        if not text_only:
+            pairs["v"] = (zv[src], zv[tgt])
         # text-only: no image term, JSv = Wv = 0
-        ub = info.emid_bound(*(jsd[k].value if k in jsd else 0.0 for k in ("v", "t", "py", "qy")))
-        ub_w = info.wasserstein_emid_bound(*(w[k].value if k in w else 0.0 for k in ("v", "t", "py", "qy")))
+        jsd, w, ub, ub_w = info.emid_bound_estimates(pairs, seed=seed, task=("emi", "baseline", name),
+                                                     wasserstein=wasserstein)
         scenarios[name] = {
             **emis[name].to_dict(),
             "emid": info.emid(emis[source], emis[name]),

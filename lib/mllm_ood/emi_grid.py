@@ -32,7 +32,6 @@ Units: MI, EMI, EMID and JSD in nats; W2 in embedding units; judge scores in [0,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -47,7 +46,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from . import information as info
-from .cache import cached
+from .cache import array_digest, cached
 from .data import world
 from .data.text_shifts import LANGUAGES, TEXT_CONDITIONS, apply_text_shift, question_in
 from .prompts import QUESTION, format_answer, parse_answer, zero_shot_prompt
@@ -366,22 +365,13 @@ def embed_grid(responses: pd.DataFrame, images: list, text_embedder, image_embed
 # EMI, EMID and the bounds per scenario
 
 
-def _digest(*arrays) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a, dtype=np.float32)
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:16]
-
-
 def pooled_club(emb: GridEmbeddings, spans: dict[str, np.ndarray], *, seed: int, club_kwargs: dict | None = None,
                 progress: bool = False):
     """One CLUB trained on the pooled (x, response) and (x, reference) pairs of every scenario (paper B),
     cached by the embeddings' digest and the training settings. Returns (club, seconds, from_cache)."""
     x = emb.x
     kwargs = {"seed": derive_seed(seed, "emi-grid", "club"), "progress": progress, **(club_kwargs or {})}
-    params = {"x": _digest(x), "y_model": _digest(emb.z_response), "y_reference": _digest(emb.z_reference),
+    params = {"x": array_digest(x), "y_model": array_digest(emb.z_response), "y_reference": array_digest(emb.z_reference),
               "spans": {k: [int(i) for i in v] for k, v in spans.items()},
               "train": {k: v for k, v in kwargs.items() if k != "progress"}}
     from .cache import entry_path, is_valid
@@ -419,7 +409,6 @@ def scenario_table(responses: pd.DataFrame, emb: GridEmbeddings, grid: Grid, *, 
     scores = judge_scores(responses, judge) if judge is not None else np.full(len(responses), np.nan)
     emis = {s: info.effective_mi(club, x[i], emb.z_response[i], emb.z_reference[i]) for s, i in spans.items()}
     src = spans[grid.id_scenario]
-    w_fn = info.WASSERSTEIN_METHODS[wasserstein]
     rows = []
     for s, idx in tqdm(spans.items(), desc=f"EMI and bounds ({grid.name})", disable=not progress):
         first = responses.iloc[idx[0]]
@@ -430,12 +419,8 @@ def scenario_table(responses: pd.DataFrame, emb: GridEmbeddings, grid: Grid, *, 
             continue
         pairs = {"v": (emb.z_image[src], emb.z_image[idx]), "t": (emb.z_question[src], emb.z_question[idx]),
                  "py": (emb.z_response[src], emb.z_reference[src]), "qy": (emb.z_response[idx], emb.z_reference[idx])}
-        jsd, w = {}, {}
-        for term, (p, q) in pairs.items():
-            ts = derive_seed(seed, "emi-grid", "baseline", s, term)
-            jsd[term], w[term] = info.jsd_estimate(p, q, seed=ts), w_fn(p, q, seed=ts)
-        ub = info.emid_bound(*(jsd[k].value for k in ("v", "t", "py", "qy")))
-        ub_w = info.wasserstein_emid_bound(*(w[k].value for k in ("v", "t", "py", "qy")))
+        jsd, w, ub, ub_w = info.emid_bound_estimates(pairs, seed=seed, task=("emi-grid", "baseline", s),
+                                                     wasserstein=wasserstein)
         row.update(emid=info.emid(emis[grid.id_scenario], emis[s]), jsd_bound=ub.bound, w_bound=ub_w.bound)
         for k in ("v", "t", "py", "qy"):
             row.update({f"jsd_{k}": jsd[k].value, f"jsd_{k}_base": jsd[k].baseline,

@@ -811,3 +811,26 @@ def train_club_pooled(xs, y_models, y_references, **train_kwargs) -> CLUB:
     except ValueError as err:
         raise ParameterError(f"train_club_pooled: scenarios disagree in embedding width: {err}") from None
     return train_club(x_cat, y_cat, **train_kwargs)
+
+
+def emid_bound_estimates(pairs: dict, *, seed: int, task: tuple, wasserstein: str = "exact"):
+    """Estimate the four bound terms and both EMID bounds for one target scenario.
+
+    pairs: term -> (source set, target set) of L2-normalised embeddings (n, d), for the terms ``v``
+    (images; omit for text-only data: the term is then 0), ``t`` (questions), ``py`` (model vs reference
+    responses on the source) and ``qy`` (the same on the target). Each term gets its JSD and W estimate
+    (with split-half baselines) seeded by ``derive_seed(seed, *task, term)``.
+    Returns (jsd estimates, W estimates, JSD bound, W bound).
+    """
+    check_choice("wasserstein method", wasserstein, WASSERSTEIN_METHODS)
+    w_fn = WASSERSTEIN_METHODS[wasserstein]
+    jsd, w = {}, {}
+    for term, (p, q) in pairs.items():
+        s = derive_seed(seed, *task, term)
+        jsd[term] = jsd_estimate(p, q, seed=s)
+        w[term] = w_fn(p, q, seed=s)
+
+    def values(est: dict) -> list[float]:
+        return [est[k].value if k in est else 0.0 for k in ("v", "t", "py", "qy")]
+
+    return jsd, w, emid_bound(*values(jsd)), wasserstein_emid_bound(*values(w))
