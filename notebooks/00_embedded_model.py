@@ -164,7 +164,9 @@ print(f"ID held-out accuracy (generate + paper A parser): {id_acc:.3f}   parse r
 
 # %%
 questions = [prompt, "Describe the image.", "Which digit is shown?", "Is this a seven? Answer yes or no."]
-sample = id_eval.select(range(N_GENERATIONS if not SMOKE else 2))
+# One image of each of the first N_GENERATIONS digits (the eval set is ordered by class).
+first_of = {int(y): i for i, y in reversed(list(enumerate(id_eval["label"])))}
+sample = id_eval.select([first_of[c] for c in sorted(first_of)[:N_GENERATIONS if not SMOKE else 2]])
 rows = []
 for im, y in zip(sample["image"], sample["label"]):
     out = model.generate([([im], q) for q in questions], max_new_tokens=16)
