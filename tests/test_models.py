@@ -91,3 +91,14 @@ def test_bad_input(model_dirs, images, tmp_path):
         m.generate([])
     with pytest.raises(ParameterError):
         m.vision_features([])
+
+
+def test_prompt_longer_than_the_context_is_refused(model_dirs, images):
+    m = load_model(model_dirs["embedded"])
+    limit = m.model.config.get_text_config().max_position_embeddings
+    long_prompt = "What is in this image? " * limit  # far more tokens than positions
+    for call in (lambda: m.generate([([images[0]], long_prompt)]),
+                 lambda: m.score_choices([([images[0]], long_prompt)], ["a", "b"]),
+                 lambda: m.answer_state([([images[0]], long_prompt)])):
+        with pytest.raises(ParameterError, match=f"context of {limit} positions"):
+            call()

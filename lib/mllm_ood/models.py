@@ -205,6 +205,12 @@ class MLLM:
             else:
                 kw["images"] = [im for ims, _ in convs for im in ims]
         enc = self.processor(**kw)
+        limit = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        longest = int(enc["attention_mask"].sum(-1).max())
+        if limit is not None and longest >= limit:
+            # Past its trained positions a model answers garbage silently; say so instead.
+            raise ParameterError(f"a prompt of {longest} tokens does not fit the model's context of {limit} positions "
+                                 f"({self.name}); shorten the prompt")
         enc = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in enc.items()}
         for k in ("pixel_values",):
             if k in enc and enc[k].is_floating_point():

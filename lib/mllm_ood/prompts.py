@@ -69,9 +69,9 @@ def _descriptions() -> dict:
 
 
 def class_descriptions(class_names: Sequence[str]) -> str:
-    """Hypothesis-1 context: 'zero means an oval closed loop; one means ...' for the classes that have one."""
+    """Hypothesis-1 context: 'Hints: zero: oval loop; one: one straight stroke; ...' for the classes that have one."""
     table = _descriptions()["classes"]
-    parts = [f"{name} means {table[name]}" for name in class_names if name in table]
+    parts = [f"{name}: {table[name]}" for name in class_names if name in table]
     return ("Hints: " + "; ".join(parts) + ".") if parts else ""
 
 

@@ -101,14 +101,14 @@ def evaluate(model, model_ref: str, datasets, modes=MODES, n_per_class: int = 20
             for mode in modes:
                 jobs.append((name, ds, info, domain, mode))
     for name, ds, info, domain, mode in tqdm(jobs, desc="zero-shot (dataset, domain, mode)"):
+        prompt = build_prompt(info, domain, variant, question)
+        # The prompt text itself is part of the key: editing a description invalidates its results.
         params = {"model": fingerprint, "dataset": name, "domain": domain, "mode": mode, "n": n_per_class,
-                  "sampling": sampling, "seed": seed, "question": question, "max_new_tokens": max_new_tokens,
-                  "variant": variant}
+                  "sampling": sampling, "seed": seed, "prompt": prompt, "max_new_tokens": max_new_tokens}
 
-        def build(tmp: Path, ds=ds, info=info, domain=domain, mode=mode):
+        def build(tmp: Path, ds=ds, info=info, domain=domain, mode=mode, prompt=prompt):
             sub = ds.select([i for i, d in enumerate(ds["domain"]) if d == domain])
             sub = world.sample_per_class(sub, n_per_class, mode=sampling, seed=seed)
-            prompt = build_prompt(info, domain, variant, question)
             _evaluate_rows(model, fingerprint, sub, info, domain, mode, prompt, max_new_tokens,
                            batch_size).to_csv(tmp / "results.csv", index=False)
 
