@@ -65,16 +65,7 @@ print(f"datasets: {DATASET_NAMES}; seed {SEED}")
 
 # %%
 loaded = {name: world.load(name, seed=SEED) for name in tqdm(DATASET_NAMES, desc="datasets")}
-rows = []
-for name, ds in loaded.items():
-    info = world.DATASETS[name]
-    frame = pd.DataFrame({"domain": ds["domain"], "label": ds["label"]})
-    for dom in info.domains:
-        counts = frame[frame.domain == dom].label.value_counts()
-        rows.append({"dataset": name, "family": info.family, "domain": dom, "n": int(counts.sum()),
-                     "classes": len(info.class_names), "per class (min-max)": f"{counts.min()}-{counts.max()}",
-                     "ID reference": dom == info.id_domain})
-sizes = pd.DataFrame(rows)
+sizes = world.sizes_table(loaded)
 sizes
 
 # %% [markdown]

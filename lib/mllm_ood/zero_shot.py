@@ -12,7 +12,6 @@ Two answer modes:
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +128,3 @@ def id_reference(results: pd.DataFrame) -> pd.DataFrame:
     keep = [world.DATASETS.get(d) is not None and world.DATASETS[d].id_domain == dom
             for d, dom in zip(results["dataset"], results["domain"])]
     return results[np.array(keep, dtype=bool)]
-
-
-def describe_run(model_ref: str, record: dict | None) -> str:
-    """One line naming the model and its training record (for notebook headers)."""
-    extra = json.dumps({k: record[k] for k in ("seed", "config_hash", "data_hash") if k in record}) if record else ""
-    return f"model: {model_ref} ({model_fingerprint(model_ref)}) {extra}"

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import cached
+from ..seeding import rng
 from ..validation import ParameterError, check_choice, check_choices, check_positive_int
 from . import digits, molecules, shifts
 
@@ -107,7 +108,7 @@ def _rows(name: str, seed: int):
     elif name == "colored_mnist":
         for dom, tie in COLOURED_DOMAINS.items():
             for im, y, i in zip(ims, ys, ids):
-                colour = shifts.coloured_mnist_colour(int(y), tie, _rng(seed, "colour", dom, i))
+                colour = shifts.coloured_mnist_colour(int(y), tie, rng(seed, "colour", dom, i))
                 yield f"{i}-col{dom}", shifts.colourise(im, colour), y, dom
     elif name == "corrupted_mnist":
         for dom in CORRUPTED_DOMAINS:
@@ -119,12 +120,6 @@ def _rows(name: str, seed: int):
                     yield f"{i}-{dom}", shifts.corrupt(im, kind, int(sev), seed, key=i), y, dom
     else:  # pragma: no cover - names are validated before
         raise AssertionError(name)
-
-
-def _rng(seed, *task):
-    from ..seeding import rng
-
-    return rng(seed, *task)
 
 
 def validate(name: str, domains=None, seed: int = 0) -> DatasetInfo:
@@ -179,8 +174,6 @@ def sample_per_class(ds, n: int, mode: str = "first", seed: int = 0):
     """
     check_positive_int("samples per domain x class", n)
     check_choice("sampling mode", mode, ["first", "random"])
-    from ..seeding import rng
-
     doms, labels = list(ds["domain"]), list(ds["label"])
     cells: dict[tuple, list[int]] = {}
     for i, key in enumerate(zip(doms, labels)):
@@ -194,19 +187,20 @@ def sample_per_class(ds, n: int, mode: str = "first", seed: int = 0):
     return ds.select(sorted(keep))
 
 
-def sizes_table(seed: int = 0):
-    """A pandas table: dataset, domain, n, classes, per-class min/max counts (builds/loads every dataset)."""
+def sizes_table(datasets: dict) -> "pd.DataFrame":
+    """Sizes per (dataset, domain) of already loaded datasets (name -> Dataset): n, classes, per-class
+    min-max counts, and whether the domain is the in-distribution reference."""
     import pandas as pd
 
     rows = []
-    for name, info in DATASETS.items():
-        ds = load(name, seed=seed)
-        df = pd.DataFrame({"domain": ds["domain"], "label": ds["label"]})
+    for name, ds in datasets.items():
+        info = DATASETS[name]
+        frame = pd.DataFrame({"domain": ds["domain"], "label": ds["label"]})
         for dom in info.domains:
-            counts = df[df.domain == dom].label.value_counts()
-            rows.append({"dataset": name, "domain": dom, "family": info.family, "n": int(counts.sum()),
-                         "classes": len(info.class_names), "min_per_class": int(counts.min()),
-                         "max_per_class": int(counts.max())})
+            counts = frame[frame.domain == dom].label.value_counts()
+            rows.append({"dataset": name, "family": info.family, "domain": dom, "n": int(counts.sum()),
+                         "classes": len(info.class_names), "per class (min-max)": f"{counts.min()}-{counts.max()}",
+                         "ID reference": dom == info.id_domain})
     return pd.DataFrame(rows)
 
 
