@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from mllm_ood import cache
 
@@ -60,6 +62,7 @@ def test_stale_or_unmarked_entry_is_rebuilt(fresh_cache):
 KILLED_BUILD = """
 import time
 from pathlib import Path
+from pathlib import Path
 from mllm_ood import cache
 
 def build(tmp):
@@ -79,6 +82,8 @@ def test_killed_build_leaves_no_valid_looking_entry(fresh_cache, tmp_path):
     while not flag.exists() and time.time() < deadline:
         time.sleep(0.1)
     assert flag.exists(), "the build never started"
+    assert cache.clean_stale_temporaries() == 0, "a running build's temporary must survive a sweep"
+    assert list(cache.entry_path("slow", {"x": 1}).parent.glob(".tmp-*"))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     final = cache.entry_path("slow", {"x": 1})
@@ -88,3 +93,29 @@ def test_killed_build_leaves_no_valid_looking_entry(fresh_cache, tmp_path):
     p = cache.cached("slow", {"x": 1}, _writer(calls))
     assert len(calls) == 1 and cache.is_valid(p)
     assert cache.clean_stale_temporaries("slow") == 1
+
+
+CONCURRENT_BUILD = """
+import sys, time
+from pathlib import Path
+from mllm_ood import cache
+
+def build(tmp):
+    with open(sys.argv[1], "a") as f:
+        f.write("built\\n")
+    time.sleep(1.5)
+    (tmp / "a.txt").write_text("payload")
+
+print(cache.cached("shared", {"x": 1}, build))
+"""
+
+
+def test_concurrent_builders_of_one_entry_build_it_once(fresh_cache, tmp_path):
+    count = tmp_path / "builds.txt"
+    env = {**os.environ, "MLLM_OOD_CACHE": str(fresh_cache)}
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_BUILD, str(count)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert count.read_text() == "built\n", "the second process waits for the first build and reuses it"
+    assert outs[0][0] == outs[1][0] and cache.is_valid(Path(outs[0][0].strip()))

@@ -5,10 +5,16 @@ version. It is built in a temporary sibling folder, every file is listed with it
 ``manifest.json``, a ``done`` marker is written last, and only then is the folder renamed into place.
 A folder without a valid marker, with a marker from another code version, or whose files do not match
 the manifest is treated as absent: it is deleted and rebuilt, never silently used.
+
+Concurrent processes: building (or deleting) the entry of a key holds an exclusive lock on
+``<cache>/<kind>/.lock-<key>``, so two runs needing the same entry build it once (the second waits,
+then reuses it), and ``clean_stale_temporaries`` removes only temporaries whose builder is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -79,43 +85,67 @@ def is_valid(folder: Path, key: str | None = None) -> bool:
     return manifest == _manifest(folder)
 
 
+@contextlib.contextmanager
+def _key_lock(folder: Path, key: str, *, wait: bool = True):
+    """Exclusive lock on (kind folder, key); yields False instead of waiting when ``wait`` is False and
+    another process holds it. The OS releases it when the holder dies, even by SIGKILL."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".lock-{key}", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                yield False
+                return
+            log.info("waiting for another process building %s/%s", folder.name, key)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield True
+
+
 def cached(kind: str, params: dict, build: Callable[[Path], None]) -> Path:
     """Return the folder of a valid entry for (kind, params), building it with ``build(tmp_folder)`` if needed.
 
     ``build`` writes its files into the folder it is given. Nothing is visible under the final name
-    until the build has finished and its marker is written.
+    until the build has finished and its marker is written. Another process building the same entry
+    is waited for, not duplicated.
     """
     key = cache_key(kind, params)
     final = cache_dir() / kind / key
-    if final.exists():
-        if is_valid(final, key):
-            return final
-        log.warning("cache entry %s is incomplete, corrupt or stale: rebuilding", final)
-        shutil.rmtree(final, ignore_errors=True)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
-        build(tmp)
-        (tmp / "params.json").write_text(json.dumps({"kind": kind, "params": params}, indent=1, default=str))
-        (tmp / MANIFEST).write_text(json.dumps(_manifest(tmp), indent=1, sort_keys=True))
-        (tmp / MARKER).write_text(json.dumps({"key": key, "code": CODE_VERSION}))
+    if final.exists() and is_valid(final, key):
+        return final
+    with _key_lock(final.parent, key):
+        if final.exists():
+            if is_valid(final, key):  # built by another process while we waited
+                return final
+            log.warning("cache entry %s is incomplete, corrupt or stale: rebuilding", final)
+            shutil.rmtree(final, ignore_errors=True)
+        # Unique per build: two processes never write the same temporary.
+        tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
+            tmp.mkdir()
+            build(tmp)
+            (tmp / "params.json").write_text(json.dumps({"kind": kind, "params": params}, indent=1, default=str))
+            (tmp / MANIFEST).write_text(json.dumps(_manifest(tmp), indent=1, sort_keys=True))
+            (tmp / MARKER).write_text(json.dumps({"key": key, "code": CODE_VERSION}))
             os.rename(tmp, final)
-        except OSError:
-            # Another process finished the same entry first; keep theirs if it is valid.
-            if not is_valid(final, key):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
-def clean_stale_temporaries(kind: str) -> int:
-    """Delete leftover ``.tmp-*`` folders of ``kind`` (from killed builds); return how many."""
-    root = cache_dir() / kind
+def clean_stale_temporaries(kind: str | None = None) -> int:
+    """Delete leftover ``.tmp-*`` folders (from killed builds) of ``kind``, or of every kind; return how many.
+
+    A temporary whose key is locked belongs to a build still running in another process and is kept.
+    """
+    root = cache_dir()
+    kinds = [root / kind] if kind is not None else [p for p in root.iterdir() if p.is_dir()] if root.exists() else []
     n = 0
-    for p in root.glob(".tmp-*") if root.exists() else []:
-        shutil.rmtree(p, ignore_errors=True)
-        n += 1
+    for folder in kinds:
+        for tmp in sorted(folder.glob(".tmp-*")) if folder.exists() else []:
+            key = tmp.name.split("-")[1] if tmp.name.count("-") >= 2 else ""
+            with _key_lock(folder, key or "unkeyed", wait=False) as free:
+                if free:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    n += 1
     return n

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
 
 import pandas as pd
 
@@ -29,10 +31,16 @@ def save_figure(fig, name: str, data: pd.DataFrame, *, dpi: int = 130) -> dict[s
     out = figures_dir()
     out.mkdir(parents=True, exist_ok=True)
     png, csv = out / f"{name}.png", out / f"{name}.csv"
-    # Write beside, then rename, so a crash never leaves a half-written figure under its final name.
-    tmp_png, tmp_csv = png.with_suffix(".png.tmp"), csv.with_suffix(".csv.tmp")
-    fig.savefig(tmp_png, dpi=dpi, bbox_inches="tight", format="png")
-    data.to_csv(tmp_csv, index=False)
-    tmp_png.replace(png)
-    tmp_csv.replace(csv)
+    # Write beside, then rename, so a crash never leaves a half-written figure under its final name; the
+    # temporaries are unique per call, so two processes saving the same figure never share one.
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp_png, tmp_csv = out / f".{name}.png.{tag}.tmp", out / f".{name}.csv.{tag}.tmp"
+    try:
+        fig.savefig(tmp_png, dpi=dpi, bbox_inches="tight", format="png")
+        data.to_csv(tmp_csv, index=False)
+        tmp_png.replace(png)
+        tmp_csv.replace(csv)
+    finally:
+        tmp_png.unlink(missing_ok=True)
+        tmp_csv.unlink(missing_ok=True)
     return {"png": str(png), "csv": str(csv)}
