@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: mllm-ood (.venv)
 #     language: python
@@ -50,6 +52,12 @@ from mllm_ood.prompts import zero_shot_prompt
 SMOKE: bool = False  # shrink to two small datasets and a few samples (tests)
 SEED: int = 0  # seed of every random choice in the builders (printed-digit fonts, textures, noise, colours)
 SAMPLES_PER_DOMAIN: int = 10  # columns of each sample grid
+
+# %%
+# Every parameter checked by name before anything is built (one ParameterError naming it).
+from mllm_ood.validation import boolean, check_parameters, integer, seed
+
+check_parameters(globals(), SMOKE=boolean(), SEED=seed(), SAMPLES_PER_DOMAIN=integer(1, 30))
 
 # %%
 DATASET_NAMES = ["rotated_mnist", "molecules_size"] if SMOKE else list(world.DATASETS)

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: mllm-ood (.venv)
 #     language: python
@@ -52,6 +54,15 @@ MODES: list = ["generate", "loglik"]  # answer modes: paper A's generate+parse, 
 SEED: int = 0  # seed for random sampling and bootstrap resampling
 N_BOOT: int = 1000  # bootstrap resamples per interval
 BATCH_SIZE: int = 64  # queries per forward pass
+
+# %%
+# Every parameter checked by name before anything loads (one ParameterError naming it).
+from mllm_ood.validation import MAX_PER_CLASS, boolean, check_parameters, integer, listing, model_reference, seed, text
+
+check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
+                 DATASETS=listing(choices=catalog.known_names()), SAMPLES_PER_CLASS=integer(1, MAX_PER_CLASS),
+                 SAMPLING=text(choices=["first", "random"]), MODES=listing(choices=zero_shot.MODES), SEED=seed(),
+                 N_BOOT=integer(1, 100_000), BATCH_SIZE=integer(1, 4096))
 
 # %%
 model_ref = resolve_model(MODEL)

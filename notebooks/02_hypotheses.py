@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: mllm-ood (.venv)
 #     language: python
@@ -58,11 +60,24 @@ N_BOOT: int = 1000  # bootstrap resamples per interval
 BATCH_SIZE: int = 64  # queries per forward pass
 
 # %%
+# Every parameter checked by name before anything loads (one ParameterError naming it).
+from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, model_reference, require,
+                                 seed, text)
+
+check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
+                 DATASETS=listing(choices=catalog.known_names()), MODE=text(choices=zero_shot.MODES),
+                 SAMPLES_PER_CLASS=integer(1, MAX_PER_CLASS), PROBE_PER_CLASS=integer(2, MAX_PER_CLASS),
+                 LEARNING_CURVE=listing(integer(1), increasing=True), SEED=seed(), N_BOOT=integer(1, 100_000),
+                 BATCH_SIZE=integer(1, 4096))
+require(min(LEARNING_CURVE) <= PROBE_PER_CLASS // 2, "LEARNING_CURVE", LEARNING_CURVE,
+        f"needs a value <= PROBE_PER_CLASS // 2 = {PROBE_PER_CLASS // 2} (the probe's training half per class)")
+
+# %%
 model_ref = resolve_model(MODEL)
 datasets = DATASETS[:2] if SMOKE else DATASETS
 n_zs = 1 if SMOKE else SAMPLES_PER_CLASS
 n_probe = 6 if SMOKE else PROBE_PER_CLASS
-curve = [k for k in LEARNING_CURVE if k <= n_probe // 2]
+curve = [k for k in LEARNING_CURVE if k <= n_probe // 2] or [1]  # values above the training half are skipped
 n_boot = 100 if SMOKE else N_BOOT
 zero_shot.validate(datasets, [MODE], n_zs, "first")
 model = load_model(model_ref)

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: mllm-ood (.venv)
 #     language: python
@@ -77,6 +79,21 @@ CLUB_MAX_EPOCHS: int = 300  # CLUB training epochs at most (early stopping on he
 ESTIMATOR_CHECKS: bool = True  # run the teaching section: estimators vs closed forms
 RUN_LLAVA_BENCH: bool = False  # also run the text-only EMI on real LLaVA answers (if the files exist beside the repo)
 LLAVA_BENCH: str = "../shared/external/llava_bench_shift/llava-v1.5-13b.jsonl"  # that file, relative to the repo root
+
+# %%
+# Every parameter checked by name before anything loads (one ParameterError naming it).
+from mllm_ood.information import WASSERSTEIN_METHODS
+from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, model_reference, number,
+                                 require, seed, text)
+
+check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(), GRIDS=listing(choices=emi_grid.GRIDS),
+                 SAMPLES_PER_CLASS=integer(1, MAX_PER_CLASS), SEED=seed(), N_BOOT=integer(1, 100_000),
+                 LEVEL=number(0, 1, open_interval=True), BATCH_SIZE=integer(1, 4096), MAX_NEW_TOKENS=integer(1, 512),
+                 TEXT_EMBEDDER=text(), IMAGE_EMBEDDER=text(), WASSERSTEIN=text(choices=WASSERSTEIN_METHODS),
+                 CLUB_MAX_EPOCHS=integer(1, 100_000), ESTIMATOR_CHECKS=boolean(), RUN_LLAVA_BENCH=boolean(),
+                 LLAVA_BENCH=text())
+require(not RUN_LLAVA_BENCH or SMOKE or (ROOT / LLAVA_BENCH).is_file(), "LLAVA_BENCH", LLAVA_BENCH,
+        f"no such file {ROOT / LLAVA_BENCH} while RUN_LLAVA_BENCH is on (switch it off or point LLAVA_BENCH at the file)")
 
 # %%
 t_start = time.time()

@@ -46,3 +46,150 @@ def check_file(what: str, path) -> Path:
     if not p.is_file():
         raise ParameterError(f"{what}: no such file {str(p)!r}")
     return p
+
+
+# --------------------------------------------------------------------------------------------------
+# Notebook parameters: every notebook calls ``check_parameters`` in the cell right after its
+# parameters cell, so a bad value stops it before any data, model or figure is touched. The rules
+# below are small callables ``rule(value)`` that raise ParameterError with a reason;
+# ``check_parameters`` prefixes the parameter's name and value.
+
+MAX_PER_CLASS = 1000  # more than any embedded domain holds (about 100 per class); papers use 20 or fewer
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    import math
+
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _bounds(lo, hi) -> str:
+    if lo is not None and hi is not None:
+        return f" in [{lo}, {hi}]"
+    return f" >= {lo}" if lo is not None else f" <= {hi}" if hi is not None else ""
+
+
+def integer(min=None, max=None):
+    """Rule: an int (not a bool, not a float such as 1e9) within [min, max]."""
+    def rule(v):
+        if not _is_int(v) or (min is not None and v < min) or (max is not None and v > max):
+            raise ParameterError(f"must be an integer{_bounds(min, max)}")
+    return rule
+
+
+def number(min=None, max=None, *, open_interval: bool = False):
+    """Rule: a finite int or float within [min, max] (or (min, max) when ``open_interval``)."""
+    def rule(v):
+        ok = _is_number(v)
+        if ok and min is not None:
+            ok = v > min if open_interval else v >= min
+        if ok and max is not None:
+            ok = v < max if open_interval else v <= max
+        if not ok:
+            span = f" in ({min}, {max})" if open_interval else _bounds(min, max)
+            raise ParameterError(f"must be a number{span}")
+    return rule
+
+
+def boolean():
+    """Rule: True or False (not 0/1, not the string "yes")."""
+    def rule(v):
+        if not isinstance(v, bool):
+            raise ParameterError("must be True or False")
+    return rule
+
+
+def text(*, choices=None, nonempty: bool = True):
+    """Rule: a string, optionally one of ``choices``."""
+    allowed = list(choices) if choices is not None else None
+
+    def rule(v):
+        if not isinstance(v, str) or (nonempty and not v.strip()):
+            raise ParameterError("must be a non-empty string" if nonempty else "must be a string")
+        if allowed is not None and v not in allowed:
+            raise ParameterError(f"must be one of {', '.join(map(repr, allowed))}")
+    return rule
+
+
+def listing(item=None, *, choices=None, nonempty: bool = True, unique: bool = True, increasing: bool = False):
+    """Rule: a list (a YAML sequence, not a string) whose items pass ``item`` or are among ``choices``."""
+    allowed = list(choices) if choices is not None else None
+
+    def rule(v):
+        if not isinstance(v, (list, tuple)):
+            raise ParameterError("must be a list (in YAML: [a, b]), not a " + type(v).__name__)
+        if nonempty and not v:
+            raise ParameterError("must be a non-empty list")
+        for i, x in enumerate(v):
+            if allowed is not None and (not isinstance(x, (str, int, float)) or x not in allowed):
+                raise ParameterError(f"item {i} ({x!r}) must be one of {', '.join(map(repr, allowed))}")
+            if item is not None:
+                try:
+                    item(x)
+                except ParameterError as err:
+                    raise ParameterError(f"item {i} ({x!r}) {err}") from None
+        if unique and len({repr(x) for x in v}) != len(v):
+            raise ParameterError("must not repeat an item")
+        if increasing and any(b <= a for a, b in zip(v, v[1:])):
+            raise ParameterError("must be strictly increasing")
+    return rule
+
+
+def satisfies(check, what: str):
+    """Rule from a library check ``check(value)`` that raises ParameterError (or returns False)."""
+    def rule(v):
+        try:
+            ok = check(v)
+        except ParameterError as err:
+            raise ParameterError(str(err)) from None
+        if ok is False:
+            raise ParameterError(f"must be {what}")
+    return rule
+
+
+def check_parameters(namespace: dict, **rules) -> None:
+    """Check notebook parameters by name, before any compute: ``check_parameters(globals(), SEED=integer(0))``.
+
+    Every rule is applied to ``namespace[NAME]``; the first failure raises one ParameterError naming
+    the parameter, its value and the reason (e.g. ``parameter SAMPLES_PER_DOMAIN = 0: must be an integer
+    in [1, 50]``). A rule for a name the namespace does not define is itself an error.
+    """
+    for name, rule in rules.items():
+        if name not in namespace:
+            raise ParameterError(f"check_parameters: {name} is not a parameter of this notebook")
+        value = namespace[name]
+        try:
+            rule(value)
+        except ParameterError as err:
+            raise ParameterError(f"parameter {name} = {value!r}: {err}") from None
+    namespace.setdefault("__checked_parameters__", set()).update(rules)
+
+
+def require(condition: bool, name: str, value, reason: str) -> None:
+    """A check across parameters, reported like ``check_parameters``: raise ParameterError naming ``name``."""
+    if not condition:
+        raise ParameterError(f"parameter {name} = {value!r}: {reason}")
+
+
+def model_reference():
+    """Rule: a hub id ``owner/name``, or a checkpoint folder that exists (relative to the repo root or
+    absolute). A mistyped local path is refused here instead of being sent to the hub."""
+    from .paths import ROOT
+
+    def rule(v):
+        if not isinstance(v, str) or not v.strip():
+            raise ParameterError("must be a hub id (owner/name) or a checkpoint folder")
+        p = Path(v)
+        looks_local = p.is_absolute() or v.startswith(".") or v.count("/") != 1 or (ROOT / v).exists()
+        if looks_local and not (ROOT / p).is_dir():
+            raise ParameterError(f"no such checkpoint folder {str(ROOT / p)!r} (and not a hub id owner/name)")
+    return rule
+
+
+def seed():
+    """Rule: a seed numpy and torch both accept, an integer in [0, 2**32 - 1]."""
+    return integer(0, 2**32 - 1)

@@ -1,0 +1,205 @@
+"""Runs a user can trust: undeclared keys and bad values refused before anything is written, ``-p``
+overrides recorded, a failed notebook leaving the previous good figures in place, two runs into one
+folder refused instead of mixed, figure temporaries unique per call.
+
+Most tests drive the real runner on a tiny two-figure notebook written here (seconds); the one slow test
+runs two real smoke runs of notebook 00_embedded_world at once.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from mllm_ood import runner
+from mllm_ood.paths import ROOT
+from mllm_ood.validation import ParameterError
+
+CELLS = [
+    ("", "import time\nfrom pathlib import Path\n\nimport matplotlib.pyplot as plt\nimport pandas as pd\n\n"
+         "from mllm_ood.plotting import save_figure"),
+    ("parameters", 'SMOKE: bool = False  # unused\nTAG: str = "good"  # written into both figures\n'
+                   'FAIL: bool = False  # fail between the two figures\nWAIT_FOR: str = ""  # a file to wait for'),
+    ("", "from mllm_ood.validation import boolean, check_parameters, text\n\n"
+         "check_parameters(globals(), SMOKE=boolean(), TAG=text(), FAIL=boolean(), WAIT_FOR=text(nonempty=False))"),
+    ("", "def draw(name):\n    fig, ax = plt.subplots()\n    ax.set_title(TAG)\n"
+         "    save_figure(fig, name, pd.DataFrame({'tag': [TAG]}))\n\ndraw('t_first')"),
+    ("", "while WAIT_FOR and not Path(WAIT_FOR).exists():\n    time.sleep(0.1)\n"
+         "if FAIL:\n    raise RuntimeError('failing on purpose')"),
+    ("", "draw('t_second')"),
+]
+
+
+@pytest.fixture
+def study(tmp_path, monkeypatch):
+    """A one-notebook study in tmp_path: notebooks/, params/embedded/, runs/ and figures/ of its own."""
+    nbs, params = tmp_path / "notebooks", tmp_path / "params"
+    nbs.mkdir()
+    (params / "embedded").mkdir(parents=True)
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": runner.KERNEL, "language": "python",
+                                                           "display_name": runner.KERNEL}})
+    for tag, src in CELLS:
+        nb.cells.append(nbformat.v4.new_code_cell(src, metadata={"tags": [tag]} if tag else {}))
+    nbformat.write(nb, nbs / "90_tiny.ipynb")
+    (params / "embedded" / "90_tiny.yaml").write_text("TAG: good\n")
+    monkeypatch.setattr(runner, "NOTEBOOKS", nbs)
+    monkeypatch.setattr(runner, "PARAMS", params)
+    monkeypatch.setenv("MLLM_OOD_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("MLLM_OOD_FIGURES", str(tmp_path / "figures"))
+    return tmp_path
+
+
+def _tag(csv: Path) -> str:
+    return csv.read_text().splitlines()[1]
+
+
+def test_override_parsing():
+    assert runner.parse_override("True") is True and runner.parse_override("None") is None
+    assert runner.parse_override("3") == 3 and runner.parse_override("0.5") == 0.5
+    assert runner.parse_override("1e9") == 1e9 and runner.parse_override("abc") == "abc"
+    assert runner.parse_override("[1, 2]") == [1, 2] and runner.parse_override("[a, b]") == ["a", "b"]
+    with pytest.raises(ParameterError, match="not a valid YAML"):
+        runner.parse_override("[1, 2")
+
+
+def test_misspelled_yaml_key_refused_before_anything_is_written(study):
+    (study / "params" / "embedded" / "90_tiny.yaml").write_text("TAGG: good\n")
+    with pytest.raises(ParameterError, match=r"90_tiny.yaml: notebook 90_tiny has no parameter 'TAGG' "
+                                             r"\(did you mean 'TAG'\?\)"):
+        runner.run()
+    assert not (study / "runs").exists() and not (study / "figures").exists()
+
+
+def test_misspelled_p_key_and_bad_p_value_refused(study):
+    with pytest.raises(ParameterError, match=r"-p: notebook 90_tiny has no parameter 'FAILS'"):
+        runner.run(overrides=[("FAILS", "True")])
+    with pytest.raises(ParameterError, match=r"^parameter FAIL = 'yes': must be True or False"):
+        runner.run(overrides=[("FAIL", "yes")])
+    with pytest.raises(ParameterError, match="--retrain applies to notebooks with a RETRAIN parameter"):
+        runner.run(retrain=True)
+    assert not (study / "runs").exists() and not (study / "figures").exists()
+
+
+def test_real_notebook_bad_value_refused_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLLM_OOD_RUNS", str(tmp_path / "runs"))
+    with pytest.raises(ParameterError, match=r"^parameter SAMPLES_PER_DOMAIN = 0: must be an integer in \[1, 30\]"):
+        runner.run(only=["00_embedded_world"], overrides=[("SAMPLES_PER_DOMAIN", "0")])
+    with pytest.raises(ParameterError, match=r"00_embedded_world.yaml|no parameter 'SAMPLE_PER_DOMAIN'"):
+        runner.run(only=["00_embedded_world"], overrides=[("SAMPLE_PER_DOMAIN", "3")])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_failure_midway_keeps_previous_figures_and_records_overrides(study, capsys):
+    assert runner.run() == 0
+    run_dir, figs = study / "runs" / "embedded", study / "figures"
+    assert _tag(figs / "t_first.csv") == _tag(figs / "t_second.csv") == "good"
+    good_copy = (run_dir / "90_tiny.ipynb").read_text()
+
+    assert runner.run(overrides=[("TAG", "bad"), ("FAIL", "True")]) == 1
+    err = capsys.readouterr().err
+    failed = run_dir / "failed" / "90_tiny"
+    assert str(failed) in err and "previous good figures" in err
+    # The failed run drew t_first before failing: it went to the failed folder, not figures/.
+    assert _tag(figs / "t_first.csv") == "good" and _tag(figs / "t_second.csv") == "good"
+    assert _tag(failed / "figures" / "t_first.csv") == "bad" and not (failed / "figures" / "t_second.csv").exists()
+    assert (run_dir / "90_tiny.ipynb").read_text() == good_copy, "the previous good executed copy stays"
+    assert "failing on purpose" in (failed / "90_tiny.ipynb").read_text()
+    assert not (run_dir / "running").exists() and not list(figs.glob(".*tmp"))
+    # The overrides are recorded in the log and the summary.
+    log = (failed / "90_tiny.log").read_text()
+    assert "overrides (-p): TAG='bad', FAIL=True" in log
+    summary = (run_dir / "summary.txt").read_text()
+    assert "overrides: TAG='bad', FAIL=True" in summary and "FAILED" in summary and str(failed) in summary
+
+    assert runner.run(overrides=[("TAG", "new")]) == 0
+    assert _tag(figs / "t_first.csv") == _tag(figs / "t_second.csv") == "new"
+    assert "overrides: TAG='new'" in (run_dir / "summary.txt").read_text()
+
+
+RUN = ("import sys\nfrom pathlib import Path\nimport mllm_ood.runner as r\nfrom mllm_ood.__main__ import main\n"
+       "r.NOTEBOOKS, r.PARAMS = Path(sys.argv[1]), Path(sys.argv[2])\nsys.exit(main(sys.argv[3:]))\n")
+
+
+def test_second_run_into_the_same_folder_is_refused(study):
+    """Two runner processes, one folder: the second is refused while the first is writing, which finishes intact."""
+    flag = study / "go"
+    args = [sys.executable, "-c", RUN, str(study / "notebooks"), str(study / "params"), "run"]
+    first = subprocess.Popen([*args, "-p", "TAG", "first", "-p", "WAIT_FOR", str(flag)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    staged = study / "runs" / "embedded" / "running" / "90_tiny" / "figures" / "t_first.csv"
+    deadline = time.time() + 120
+    while not staged.exists() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    assert staged.exists(), "the first run never reached its first figure"
+    second = subprocess.run([*args, "-p", "TAG", "second"], capture_output=True, text=True, timeout=120)
+    flag.write_text("go")
+    out, err = first.communicate(timeout=120)
+    assert second.returncode == 3, second.stderr
+    assert "another run is writing here" in second.stderr and f"pid {first.pid}" in second.stderr
+    assert first.returncode == 0, err
+    figs = study / "figures"
+    assert _tag(figs / "t_first.csv") == _tag(figs / "t_second.csv") == "first"
+    assert "TAG='first'" in (study / "runs" / "embedded" / "summary.txt").read_text()
+
+
+SAVER = textwrap.dedent("""
+    import sys
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from mllm_ood.plotting import save_figure
+    for i in range(25):
+        fig, ax = plt.subplots()
+        ax.set_title(sys.argv[1])
+        save_figure(fig, "shared_name", pd.DataFrame({"who": [sys.argv[1]] * 50}))
+        plt.close(fig)
+""")
+
+
+def test_concurrent_save_figure_uses_unique_temporaries(tmp_path):
+    env = {**__import__("os").environ, "MLLM_OOD_FIGURES": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", SAVER, who], env=env, stderr=subprocess.PIPE, text=True)
+             for who in ("a", "b")]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert (tmp_path / "shared_name.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set((tmp_path / "shared_name.csv").read_text().splitlines()[1:]) <= {"a", "b"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared_name.csv", "shared_name.png"]
+
+
+@pytest.mark.slow
+def test_two_concurrent_smoke_runs_do_not_mix(tmp_path, session_cache):
+    """Two real smoke runs of the fastest notebook into one folder: none fails with a collision; a refused
+    one says so; the folder holds one complete run."""
+    env = {**__import__("os").environ, "MLLM_OOD_RUNS": str(tmp_path / "runs"), "MLLM_OOD_CACHE": str(session_cache)}
+    cmd = [str(ROOT / "run_all.sh"), "--smoke", "--only", "00_embedded_world"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    lock = tmp_path / "runs" / "embedded-smoke" / runner.LOCK
+    deadline = time.time() + 120
+    while not (lock.exists() and lock.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = [(p.wait(timeout=600), *p.communicate()) for p in procs]
+    codes = [r[0] for r in results]
+    assert 0 in codes and set(codes) <= {0, 3}, results
+    for code, _, err in results:
+        assert code == 0 or "another run is writing here" in err
+        assert "FileNotFoundError" not in err
+    run_dir = tmp_path / "runs" / "embedded-smoke"
+    assert (run_dir / "00_embedded_world.ipynb").exists() and (run_dir / "00_embedded_world.html").exists()
+    assert list((run_dir / "figures").glob("00_samples_*.png")) and not (run_dir / "running").exists()
+    assert "00_embedded_world                ok" in (run_dir / "summary.txt").read_text()
+
+
+def test_yaml_parameters_are_mappings(study):
+    (study / "params" / "embedded" / "90_tiny.yaml").write_text(yaml.safe_dump(["TAG", "x"]))
+    with pytest.raises(ParameterError, match="expected a mapping"):
+        runner.run()
