@@ -193,3 +193,22 @@ def model_reference():
 def seed():
     """Rule: a seed numpy and torch both accept, an integer in [0, 2**32 - 1]."""
     return integer(0, 2**32 - 1)
+
+
+class naming:  # noqa: N801 - used as a lower-case context manager, like contextlib's
+    """Report a library check's ParameterError as about the named parameters::
+
+        with naming("LABEL_SHIFT_TASKS", "MAJORITY_FRACTIONS"):
+            icl.validate(...)   # -> "parameters LABEL_SHIFT_TASKS, MAJORITY_FRACTIONS (together): ..."
+    """
+
+    def __init__(self, *names: str):
+        self.names = names
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if kind is not None and issubclass(kind, ParameterError):
+            raise ParameterError(f"parameters {', '.join(self.names)} (together): {err}") from None
+        return False
