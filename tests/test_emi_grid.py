@@ -1,5 +1,5 @@
 """Scenario grids of notebook 04 (paper B): grid building, queries, the judge, embeddings' width matching,
-EMI/EMID/bounds per scenario, correlations with bootstrap intervals, caching and parameter checks.
+EMI/EMID/bounds per scenario through the EMI core, correlation summaries, caching and parameter checks.
 
 No model is trained here: a fake MLLM (counting its calls) answers the queries and a fake dataset stands
 in for the embedded world, so every test runs in seconds; the information measures themselves are tested
@@ -189,20 +189,22 @@ def test_scenario_table_emid_and_bounds(fake_world, fresh_cache):
     emb = _fake_embeddings(resp)
     judge = emi_grid.ReferenceJudge(NAMES)
     table, timing = emi_grid.scenario_table(resp, emb, grid, judge=judge, club_kwargs={"max_epochs": 3},
-                                            progress=False)
+                                            n_boot=50, n_perm=20, progress=False)
     assert list(table["scenario"]) == [emi_grid.scenario_name(v, t) for v, t in grid.cells()]
     src = table[table["is_id"]].iloc[0]
     assert math.isnan(src["emid"])
     ood = table[~table["is_id"]]
     np.testing.assert_allclose(ood["emid"], src["emi"] - ood["emi"])
     for _, r in ood.iterrows():
-        assert math.isclose(r["jsd_bound"], info.emid_bound(r["jsd_v"], r["jsd_t"], r["jsd_py"], r["jsd_qy"]).bound)
-        assert math.isclose(r["w_bound"], info.wasserstein_emid_bound(r["w_v"], r["w_t"], r["w_py"], r["w_qy"]).bound)
+        assert r["bound_complete"]  # images are present: the whole bound
+        assert math.isclose(r["jsd_sum"], info.emid_bound(r["jsd_v"], r["jsd_t"], r["jsd_py"], r["jsd_qy"]).bound)
+        assert math.isclose(r["w_sum"], info.wasserstein_emid_bound(r["w_v"], r["w_t"], r["w_py"], r["w_qy"]).bound)
+        assert r["emi_low"] <= r["emi"] <= r["emi_high"] and 0 < r["jsd_t_p"] <= 1
     expected_judge = resp.assign(s=emi_grid.judge_scores(resp, judge)).groupby("scenario", sort=False)["s"].mean()
     np.testing.assert_allclose(table.set_index("scenario")["judge"], expected_judge[table["scenario"]])
     assert not timing["club_from_cache"]
     again, timing2 = emi_grid.scenario_table(resp, emb, grid, judge=judge, club_kwargs={"max_epochs": 3},
-                                             progress=False)
+                                             n_boot=50, n_perm=20, progress=False)
     assert timing2["club_from_cache"]  # the CLUB is not retrained
     pd.testing.assert_frame_equal(table, again)
 
@@ -216,7 +218,7 @@ def test_scenario_table_rejects_bad_input_before_compute(fake_world, fresh_cache
     with pytest.raises(ParameterError, match="wasserstein"):
         emi_grid.scenario_table(resp, emb, grid, wasserstein="earth-mover")
     few = resp.groupby("scenario", sort=False).head(5).reset_index(drop=True)
-    with pytest.raises(ParameterError, match="fewer than"):
+    with pytest.raises(ParameterError, match="at least 10"):
         emi_grid.scenario_table(few, emb, grid)
     assert not (fresh_cache / "club").exists()  # nothing was trained
 
@@ -225,43 +227,19 @@ def test_scenario_table_rejects_bad_input_before_compute(fake_world, fresh_cache
 # correlations
 
 
-def test_correlation_ci_matches_scipy_and_brackets_r():
-    g = np.random.default_rng(1)
-    a = g.standard_normal(40)
-    b = a + 0.8 * g.standard_normal(40)
-    for method, fn in (("pearson", stats.pearsonr), ("spearman", stats.spearmanr)):
-        c = emi_grid.correlation_ci(a, b, method=method, n_boot=300, seed=0)
-        assert math.isclose(c["r"], fn(a, b).statistic) and math.isclose(c["p"], fn(a, b).pvalue)
-        assert c["low"] <= c["r"] <= c["high"] and c["n"] == 40 and c["n_boot_valid"] == 300
-    exact = emi_grid.correlation_ci(a, 3 * a + 1, n_boot=200)
-    assert math.isclose(exact["r"], 1.0) and math.isclose(exact["low"], 1.0) and math.isclose(exact["high"], 1.0)
-    unrelated = emi_grid.correlation_ci(g.standard_normal(200), g.standard_normal(200), n_boot=500, seed=0)
-    assert unrelated["low"] < 0 < unrelated["high"]
-    assert emi_grid.correlation_ci(a, a, n_boot=50, seed=4) == emi_grid.correlation_ci(a, a, n_boot=50, seed=4)
-
-
-def test_correlation_ci_degenerate_and_bad_input():
-    const = emi_grid.correlation_ci(np.arange(5.0), np.ones(5), n_boot=50)
-    assert math.isnan(const["r"]) and math.isnan(const["low"])
-    assert math.isnan(emi_grid.correlation_ci([1.0, 2.0], [2.0, 1.0], n_boot=50)["r"])
-    with pytest.raises(ParameterError, match="method"):
-        emi_grid.correlation_ci([1, 2, 3], [1, 2, 3], method="kendall")
-    with pytest.raises(ParameterError, match="equal length"):
-        emi_grid.correlation_ci([1, 2, 3], [1, 2])
-    with pytest.raises(ParameterError, match="NaN"):
-        emi_grid.correlation_ci([1, 2, float("nan")], [1, 2, 3])
-    with pytest.raises(ParameterError, match="n_boot"):
-        emi_grid.correlation_ci([1, 2, 3], [1, 2, 3], n_boot=0)
-
-
 def test_correlation_summary_rows():
     t = pd.DataFrame({"is_id": [True] + [False] * 5, "emi": np.linspace(0, -1, 6), "emid": [np.nan, 1, 2, 3, 4, 5.0],
-                      "jsd_bound": [np.nan, 1, 2, 3, 5, 4.0], "w_bound": [np.nan, 5, 4, 3, 2, 1.0],
-                      "judge": np.linspace(1, 0, 6)})
+                      "jsd_sum": [np.nan, 1, 2, 3, 5, 4.0], "w_sum": [np.nan, 5, 4, 3, 2, 1.0],
+                      "jsd_v": [np.nan, .1, .2, .3, .4, .5], "jsd_t": [np.nan, .5, .1, .3, .2, .4],
+                      "jsd_qy": [np.nan, .1, .1, .2, .2, .3], "judge": np.linspace(1, 0, 6),
+                      "visual": list("aabbcc"), "text": list("xyxyxy")})
     s = emi_grid.correlation_summary({"g": t}, n_boot=100)
-    assert set(s["pair"]) == {"EMID vs JSD bound", "EMID vs W2 bound", "EMI vs judge score"}
+    assert set(s["pair"]) == {"EMID vs JSD bound", "EMID vs W2 bound", "EMI vs judge score", *emi_grid.TERM_PAIRS}
+    assert set(s["resampling"]) == {"rows x columns"}  # the grid's shared conditions are respected
     row = s[(s["pair"] == "EMID vs W2 bound") & (s["method"] == "spearman")].iloc[0]
     assert math.isclose(row["r"], -1.0) and row["n"] == 5
+    v = s[(s["pair"] == "EMID vs sqrt(JSv)") & (s["method"] == "pearson")].iloc[0]
+    assert math.isclose(v["r"], stats.pearsonr(t["emid"][1:], np.sqrt(t["jsd_v"][1:])).statistic)
     judge_row = s[(s["pair"] == "EMI vs judge score") & (s["method"] == "pearson")].iloc[0]
     assert judge_row["n"] == 6 and math.isclose(judge_row["r"], stats.pearsonr(t["emi"], t["judge"]).statistic)
     assert any("interval" in line for line in emi_grid.describe(s))

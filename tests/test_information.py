@@ -25,9 +25,11 @@ from mllm_ood.information import (
     gaussian_mi,
     infonce_mi,
     jsd_estimate,
+    permutation_null,
     l2_normalise,
     query_embedding,
     representation_jsd,
+    representation_jsd_covariance,
     second_moment,
     split_half_baseline,
     train_club,
@@ -173,6 +175,62 @@ def test_representation_jsd_properties():
     # orthogonal supports: the maximum, log 2
     assert representation_jsd(np.eye(4)[:2], np.eye(4)[2:]) == pytest.approx(math.log(2))
     assert second_moment(zp).shape == (16, 16)
+
+
+@pytest.mark.parametrize("n, m, d", [(30, 45, 64), (400, 300, 16), (90, 90, 384)])
+def test_representation_jsd_gram_form_equals_covariance_form(n, m, d):
+    # fewer rows than columns: the Gram-matrix eigenproblem; more: the covariance one; same value
+    g = np.random.default_rng(n + d)
+    zp = l2_normalise(g.standard_normal((n, d)))
+    zq = l2_normalise(g.standard_normal((m, d)) + 0.2)
+    assert representation_jsd(zp, zq) == pytest.approx(representation_jsd_covariance(zp, zq), abs=1e-10)
+    assert representation_jsd(zp, zp) == pytest.approx(0.0, abs=1e-10)
+
+
+# --------------------------------------------------------------------------------------------------
+# the permutation null
+
+
+def test_permutation_null_is_calibrated_at_the_same_sample_size():
+    # The null's mean must estimate what two *independent* samples of one distribution, at the same sizes,
+    # give (the finite-sample bias); the old split-half baseline measured it at half the size, too high.
+    g = np.random.default_rng(7)
+    d, n = 64, 40
+    scales = np.linspace(0.2, 2.0, d)
+
+    def draw(k):
+        return l2_normalise(g.standard_normal((k, d)) * scales)
+
+    fresh = np.mean([representation_jsd(draw(n), draw(n)) for _ in range(60)])
+    nulls = [permutation_null(representation_jsd, draw(n), draw(n), n_perm=40, seed=s) for s in range(4)]
+    for t in nulls:
+        assert t.null_mean == pytest.approx(fresh, rel=0.1)
+        assert t.p > 0.01  # one distribution: no false alarm at these seeds
+    half = np.mean([split_half_baseline(representation_jsd, draw(n), draw(n), seed=s) for s in range(10)])
+    assert half > 1.3 * fresh  # what the calibration fixes
+    shifted = permutation_null(representation_jsd, draw(n), l2_normalise(draw(n) + 0.3 * np.eye(d)[0]), n_perm=60)
+    assert shifted.value > shifted.null_high and shifted.p == pytest.approx(1 / 61)
+
+
+def test_paired_permutation_null_keeps_what_pairs_share():
+    # Model and reference answers to the same questions share the question: a paired null swaps within
+    # pairs, so shared content stays and only a systematic difference stands out.
+    g = np.random.default_rng(8)
+    topics = g.standard_normal((50, 32))
+    same_a = l2_normalise(topics + 0.3 * g.standard_normal((50, 32)))
+    same_b = l2_normalise(topics + 0.3 * g.standard_normal((50, 32)))
+    t = permutation_null(representation_jsd, same_a, same_b, paired=True, n_perm=80, seed=1)
+    assert t.paired and t.p > 0.05 and t.null_mean == pytest.approx(t.value, rel=0.5)
+    biased = l2_normalise(topics + 0.3 * g.standard_normal((50, 32)) + 1.5 * np.eye(32)[3])
+    tb = permutation_null(representation_jsd, same_a, biased, paired=True, n_perm=80, seed=1)
+    assert tb.p < 0.05 and tb.value > tb.null_high
+    calls = []
+    permutation_null(lambda a, b: calls.append((len(a), len(b))) or 0.0, same_a[:10], same_b[:7], n_perm=3)
+    assert calls == [(10, 7)] * 4  # the observed split, then 3 permutations, all at the original sizes
+    with pytest.raises(ParameterError, match="equal size"):
+        permutation_null(representation_jsd, same_a[:10], same_b[:7], paired=True)
+    with pytest.raises(ParameterError, match="n_perm"):
+        permutation_null(representation_jsd, same_a, same_b, n_perm=0)
 
 
 # --------------------------------------------------------------------------------------------------

