@@ -47,7 +47,8 @@ SPECIFIC_BAD = [
     ("04_emi_bound", "GRIDS", ["coco"]), ("04_emi_bound", "LEVEL", 1.0), ("04_emi_bound", "LEVEL", 0),
     ("04_emi_bound", "WASSERSTEIN", "emd"), ("04_emi_bound", "BATCH_SIZE", 0),
     ("04_emi_bound", "MAX_NEW_TOKENS", 0), ("04_emi_bound", "CLUB_MAX_EPOCHS", 0),
-    ("04_emi_bound", "SAMPLES_PER_CLASS", 10**9),
+    ("04_emi_bound", "SAMPLES_PER_CLASS", 10**9), ("04_emi_bound", "BENCH_MODELS", ["llava-v1.5-7b"]),
+    ("04_emi_bound", "BENCH_TEXT_EMBEDDERS", ["xlm-roberta"]), ("04_emi_bound", "N_PERM", 0),
     # Active once these notebooks leave PENDING:
     ("00_embedded_model", "N_EPISODES", 0), ("00_embedded_model", "N_OOD_PER_CLASS", -1),
     ("00_embedded_model", "SEED", "abc"),
@@ -57,7 +58,7 @@ SPECIFIC_BAD = [
 ]
 # Bad combinations: (notebook, overrides, the parameter the error must name).
 COMBINED_BAD = [
-    ("04_emi_bound", {"RUN_LLAVA_BENCH": True, "LLAVA_BENCH": "no/such/file.jsonl"}, "LLAVA_BENCH"),
+    ("04_emi_bound", {"N_PERM": 10, "LEVEL": 0.95}, "N_PERM"),
     ("02_hypotheses", {"PROBE_PER_CLASS": 4, "LEARNING_CURVE": [4, 8]}, "LEARNING_CURVE"),
 ]
 
@@ -113,9 +114,6 @@ def test_committed_parameters_pass(name, profile, smoke):
     if not params_file.exists():
         pytest.skip(f"no params/{profile}/{name}.yaml")
     params = resolve_parameters(_nb(name), params_file, smoke=smoke)
-    if name == "04_emi_bound":
-        # Its LLAVA_BENCH file lies outside the repository; whether it exists depends on the machine.
-        params["RUN_LLAVA_BENCH"] = False
     assert check_notebook_parameters(_nb(name), params) is True
 
 
