@@ -1,4 +1,4 @@
-"""Estimator checks against closed forms (STUDY.md section 4) and the EMID bound formulas.
+"""Estimator checks against closed forms and the EMID bound formulas.
 
 All data are seeded, so every test is deterministic; the tolerances below were set from the spread over
 6 seeds (noted beside each), so a change of seed, torch version or BLAS should not break them.

@@ -73,6 +73,8 @@ def test_published_results_map_onto_our_scenarios():
         # the ID scenario has the same published EMI in both files
         assert syn.set_index("scenario").loc["llava_bench_coco", "pub_emi"] == pytest.approx(
             nat.set_index("scenario").loc["llava_bench_coco", "pub_emi"])
+    for grid, hub_id in llava_bench.HUB_DATASETS.items():
+        assert llava_bench.published_raw("llava-v1.5-13b", grid)["ds_id"] == hub_id
     c = llava_bench.published_correlation("llava-v1.5-13b", "natural")
     assert round(c["pearson_r"], 2) == 0.88 and c["n_targets"] == 27 and c["text_embedder"] == "xlm-roberta-base"
     assert round(llava_bench.published_correlation("llava-v1.6-vicuna-13b", "synthetic")["pearson_r"], 2) == 0.74

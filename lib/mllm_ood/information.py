@@ -27,8 +27,12 @@ What is estimated, and how it relates to paper B's released code (``deeplearning
   so that unequal sample sizes do not weigh the mixture.
 - **EMID bound** (paper B, Theorem): see :func:`emid_bound`.
 - **Wasserstein** variants through POT: exact W2 (``ot.emd2``), sliced W2, and the Bures closed form
-  between fitted Gaussians, each with a split-half same-distribution baseline, since finite-sample bias
-  dominates in hundreds of dimensions (STUDY.md section 4).
+  between fitted Gaussians.
+- **Noise baselines**, since finite-sample bias dominates in hundreds of dimensions:
+  :func:`permutation_null` (the divergence after randomly exchanging rows between the two sets, at the
+  same sample sizes; paired swaps for paired sets), used for every bound term, and the older
+  :func:`split_half_baseline` (two halves of one set, i.e. at half the size, which overstates the bias),
+  kept for the teaching checks.
 """
 
 from __future__ import annotations
@@ -112,7 +116,7 @@ def _split(n: int, val_fraction: float, seed: int, task: str) -> tuple[np.ndarra
 
 
 # --------------------------------------------------------------------------------------------------
-# closed forms (teaching and tests; STUDY.md section 4)
+# closed forms (teaching and tests)
 
 
 def gaussian_mi(rho: float, d: int) -> float:

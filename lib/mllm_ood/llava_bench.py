@@ -37,6 +37,9 @@ ID_SCENARIO = "llava_bench_coco"
 IMAGE_SHIFTS = ("clean", "defocus_blur_1", "defocus_blur_3", "defocus_blur_5", "frost_1", "frost_3", "frost_5")
 TEXT_SHIFTS = ("clean", "KeyboardAug_1", "KeyboardAug_3", "sr_4", "sr_7")
 IMAGE_SETS = ("coco", "in_the_wild")
+# Paper B's scenario sets *with images* (image query, text query, GPT-4 answer) on the Hugging Face hub, as
+# named in its release files; for the paper profile (a hub MLLM answering them), untested online.
+HUB_DATASETS = {"synthetic": "changdae/llavabench-shift-synthetic-v1", "natural": "changdae/llavabench-shift-natural-v1"}
 LANGUAGES = ("English", "German", "Chinese", "Korean", "Greek", "Arabic", "Hindi")
 
 
