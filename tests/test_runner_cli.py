@@ -38,3 +38,12 @@ def test_cli_reports_bad_input_with_exit_code_2(capsys, fresh_cache):
 def test_module_entry_point():
     proc = subprocess.run([sys.executable, "-m", "mllm_ood", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "build-data" in proc.stdout and "run" in proc.stdout
+
+
+def test_cli_refuses_undeclared_and_bad_p_values_with_exit_code_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLLM_OOD_RUNS", str(tmp_path / "runs"))
+    assert main(["run", "--only", "00_embedded_world", "-p", "SEEED", "1"]) == 2
+    assert "no parameter 'SEEED' (did you mean 'SEED'?)" in capsys.readouterr().err
+    assert main(["run", "--smoke", "--only", "00_embedded_world", "-p", "SEED", "abc"]) == 2
+    assert "parameter SEED = 'abc': must be an integer in [0, 4294967295]" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists(), "nothing may be written for a refused run"

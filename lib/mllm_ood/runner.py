@@ -24,8 +24,10 @@ import difflib
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -240,8 +242,8 @@ def _summary(command: str, profile: str, smoke: bool, overrides: dict, rows, fig
              notes: list[str]) -> str:
     lines = [f"command: {command}", f"profile: {profile}{' (smoke)' if smoke else ''}",
              "overrides: " + (", ".join(f"{k}={v!r}" for k, v in overrides.items()) if overrides else "none"),
-             "", f"{'notebook':32s} {'status':8s} {'wall':>8s}  outputs"]
-    lines += [f"{stem:32s} {st:8s} {wall:7.1f}s  {out}" for stem, st, wall, out in rows]
+             "", f"{'notebook':32s} {'status':11s} {'wall':>8s}  outputs"]
+    lines += [f"{stem:32s} {st:11s} {wall:7.1f}s  {out}" for stem, st, wall, out in rows]
     lines += ["", f"figures: {figs}", f"logs and executed notebooks: {run_dir}", *notes]
     return "\n".join(lines) + "\n"
 
@@ -276,6 +278,9 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
     command = " ".join(["run_all.sh", *sys.argv[2:]]) if sys.argv[1:2] == ["run"] else " ".join(sys.argv)
     saved_env = {k: os.environ.get(k) for k in ["MLLM_OOD_FIGURES", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
                                                  "TRANSFORMERS_OFFLINE"]}
+    # SIGTERM (a scheduler, `kill`) ends the run like Ctrl-C: the notebook's outputs go to failed/.
+    on_main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
     try:
         with contextlib.ExitStack() as locks:
             locks.enter_context(folder_lock(run_dir))
@@ -292,11 +297,17 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
         print(f"error: {err}", file=sys.stderr)
         return 3
     finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, old_term)
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str, profile: str, smoke: bool,
@@ -341,7 +352,8 @@ def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str
         notes.append(f"{nb.stem} {'interrupted' if interrupted else 'failed'} at {cell}\n"
                      f"  its executed copy, log and figures: {failed}\n"
                      f"  {figs} and {run_dir} still hold the previous good outputs of {nb.stem}")
-        print(f"FAILED: {nb.name} at {cell}\n  executed copy, log and figures of the failed run: {failed}\n"
+        print(f"{'INTERRUPTED' if interrupted else 'FAILED'}: {nb.name} at {cell}\n"
+              f"  executed copy, log and figures of the failed run: {failed}\n"
               f"  previous good figures and executed copy left in place ({figs}, {run_dir})", file=sys.stderr)
         status = 130 if interrupted else 1
         break
