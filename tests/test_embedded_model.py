@@ -9,7 +9,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from mllm_ood import embedded_model as em
 from mllm_ood.data.digits import DIGIT_NAMES
-from mllm_ood.episodes import NONCE_WORDS
+from mllm_ood.episodes import NONCE_WORDS, label_words
 from mllm_ood.validation import ParameterError
 
 
@@ -75,6 +75,38 @@ def test_pixels_match_processor(micro):
     x = np.random.default_rng(0).integers(0, 255, (3, 28, 28), dtype=np.uint8)
     ref = processor.image_processor([Image.fromarray(a) for a in x], return_tensors="pt")["pixel_values"]
     assert float((ref - em.pixel_values(x)).abs().max()) < 1e-6
+
+
+def test_label_token_loss_splits_the_full_cross_entropy():
+    """Full CE = CE within the label vocabulary + (-log P(label vocabulary)), checked against torch's CE
+    and a hand-computed log-softmax."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 20, generator=g) * 3
+    label_ids = torch.tensor([3, 7, 11, 12])
+    targets = torch.tensor([7, 12, 3, 5, 11, 0])
+    is_label = torch.tensor([True, True, True, False, True, False])
+    full = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    assert torch.allclose(em.label_token_loss(logits, targets, is_label, label_ids, 1.0), full, atol=1e-5)
+    within = em.label_token_loss(logits, targets, is_label, label_ids, 0.0)
+    assert torch.allclose(within[~is_label], full[~is_label])
+    sub = logits[:, label_ids]
+    ref = -(sub - sub.logsumexp(-1, keepdim=True))[torch.arange(6), [1, 3, 0, 0, 2, 0]]
+    assert torch.allclose(within[is_label], ref[is_label], atol=1e-5)
+    assert bool((within[is_label] < full[is_label]).all())  # the out-of-set term is positive
+
+
+def test_permuted_episode_words_override_the_prior():
+    r = np.random.default_rng(0)
+    for k in (2, 3, 5):
+        for _ in range(50):
+            cls = sorted(r.choice(10, k, replace=False).tolist())
+            words = label_words(cls, DIGIT_NAMES, "permuted", r)
+            assert sorted(words.values()) == sorted(DIGIT_NAMES[c] for c in cls)  # the episode's own names
+            assert all(words[c] != DIGIT_NAMES[c] for c in cls)  # none keeps its own name
+    with pytest.raises(ParameterError):
+        label_words([0, 1], DIGIT_NAMES, "shuffled", r)
 
 
 def test_training_is_deterministic(tmp_path):

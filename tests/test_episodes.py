@@ -25,7 +25,7 @@ def ds():
                               "domain": ["d"] * n}, features=feats)
 
 
-@pytest.mark.parametrize("mode", ["fixed", "reassigned"])
+@pytest.mark.parametrize("mode", ["fixed", "reassigned", "permuted"])
 @pytest.mark.parametrize("shots", [0, 1, 2, 4, 8])
 def test_query_never_a_demo_and_layout(ds, mode, shots):
     eps = build_episodes(ds, 12, shots, mode=mode, seed=1)
@@ -36,9 +36,15 @@ def test_query_never_a_demo_and_layout(ds, mode, shots):
         assert len(e.images) == shots + 1
         assert e.prompt.count(IMAGE_PLACEHOLDER) == shots + 1
         assert e.prompt.endswith(IMAGE_PLACEHOLDER)
-        # each demonstration's label word directly follows its image
+        # each demonstration's label word directly follows its image, then a newline; the instructions
+        # with the choice list come after the last demonstration, right before the query image
         segs = e.prompt.split(IMAGE_PLACEHOLDER)[1:-1]
-        assert [s[:-1] for s in segs] == [e.words[c] for c in e.demo_labels]
+        assert [s.split("\n")[0] for s in segs] == [e.words[c] for c in e.demo_labels]
+        assert all(s.count("\n") == 1 for s in segs[:-1])
+        parts = e.prompt.split(IMAGE_PLACEHOLDER)
+        assert "Choice list" in parts[-2] and (shots == 0 or parts[0] == "")
+        if mode == "permuted":
+            assert all(e.words[c] != ds.features["label"].names[c] for c in e.words)
         assert e.choices[e.answer_index] == e.answer == e.words[e.query_label]
         assert parse_answer(e.reply, e.choices) == e.answer_index
         images, prompt = e.conversation
@@ -60,7 +66,7 @@ def test_reassigned_words_consistent_and_distinct(ds):
         assert all(w in NONCE_WORDS for w in e.words.values())
         segs = e.prompt.split(IMAGE_PLACEHOLDER)[1:-1]
         for c, seg in zip(e.demo_labels, segs):
-            assert seg[:-1] == e.words[c]  # the same class always gets the same word in an episode
+            assert seg.split("\n")[0] == e.words[c]  # the same class always gets the same word in an episode
         assert sorted(e.choices) == sorted(e.words.values())
 
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from . import CODE_VERSION
 from .data.digits import DIGIT_NAMES
-from .episodes import IMAGE_PLACEHOLDER, NONCE_WORDS, episode_prompt
+from .episodes import IMAGE_PLACEHOLDER, NONCE_WORDS, episode_prompt, label_words
 from .paths import DATA, PARAMS
 from .prompts import format_answer, zero_shot_prompt
 from .seeding import derive_seed, rng
@@ -74,7 +74,7 @@ CAPTION_QUESTIONS = ["Describe the image.", "What is in this image?", "Write a s
 DIGIT_QUESTIONS = ["Which digit is shown?", "What number is written here?", "Which digit is this?"]
 MC_QUESTIONS = ["What is in this image?", "What is in this image?", "Which digit is shown in this image?"]
 MC_CONTEXTS = ["", "", "", "The image shows a handwritten digit.", "Look at the image carefully."]
-TASKS = ("mc", "caption", "question", "icl_fixed", "icl_reassigned")
+TASKS = ("mc", "caption", "question", "icl_fixed", "icl_reassigned", "icl_permuted")
 
 
 def caption(name: str) -> str:
@@ -302,18 +302,27 @@ class Sample:
         return self
 
 
-def _chat(kind: str, images: list[int], user_text: str, reply: str | None, interleaved: bool = False,
-          label_loss: list[bool] | None = None) -> Sample:
-    """A user turn (images first, or interleaved at ``<image>`` placeholders) and the assistant reply."""
+LABEL = "label"  # loss flag of a label word: trained with the label-vocabulary loss (see label_token_loss)
+
+
+def _chat(kind: str, images: list[int], user_text: str, reply: str | None, demo_words: list[str] | None = None,
+          label_loss: list[bool] | None = None, answer: str | None = None) -> Sample:
+    """A user turn and the assistant reply. Images come first, or, for an episode (``demo_words``
+    given), sit at the ``<image>`` placeholders of ``user_text``, each demonstration's word right after it.
+
+    label_loss: per demonstration, whether its word is a training target (flagged :data:`LABEL`).
+    answer: the label word inside ``reply`` (paper A's ``Answer Choice: [word]``), also flagged LABEL."""
     s = Sample(kind).add("special", BOS).add("special", ROLE_TOKENS["user"])
-    if interleaved:
+    if demo_words is not None:
         parts = user_text.split(IMAGE_PLACEHOLDER)
         s.add("text", parts[0])
         for j, (im, seg) in enumerate(zip(images, parts[1:])):
             s.add("image", im)
-            if j < len(images) - 1:  # a demonstration: its label word, then the newline
-                word, rest = seg[:-1], seg[-1:]
-                s.add("text", word, bool(label_loss and label_loss[j])).add("text", rest)
+            if j < len(demo_words):  # a demonstration: its label word, then the rest of the text
+                word = demo_words[j]
+                if not seg.startswith(word):
+                    raise ValueError(f"episode text {seg!r} does not start with the demonstration's word {word!r}")
+                s.add("text", word, LABEL if label_loss and label_loss[j] else False).add("text", seg[len(word):])
             elif seg:
                 s.add("text", seg)
     else:
@@ -322,7 +331,12 @@ def _chat(kind: str, images: list[int], user_text: str, reply: str | None, inter
         s.add("text", user_text)
     s.add("special", EOS).add("special", ROLE_TOKENS["assistant"])
     if reply is not None:
-        s.add("text", reply, True).add("special", EOS, True)
+        if answer is not None:  # split so that the word is its own piece: "Answer Choice: [" word "]"
+            head, tail = reply.split(f"[{answer}]", 1)
+            s.add("text", head + "[", True).add("text", answer, LABEL).add("text", "]" + tail, True)
+        else:
+            s.add("text", reply, True)
+        s.add("special", EOS, True)
     return s
 
 
@@ -364,7 +378,7 @@ class TaskSampler:
             q = MC_QUESTIONS[int(r.integers(len(MC_QUESTIONS)))]
             ctx = MC_CONTEXTS[int(r.integers(len(MC_CONTEXTS)))]
             return _chat(task, [self._img(r, c)], zero_shot_prompt(choices, question=q, context=ctx),
-                         format_answer(name))
+                         format_answer(name), answer=name)
         if task == "caption":
             q = CAPTION_QUESTIONS[int(r.integers(len(CAPTION_QUESTIONS)))]
             return _chat(task, [self._img(r, c)], q, caption(name))
@@ -375,13 +389,10 @@ class TaskSampler:
             asked = c if r.random() < 0.5 else int(r.choice([o for o in range(10) if o != c]))
             reply = "Yes." if asked == c else "No."
             return _chat(task, [self._img(r, c)], f"Is this a {DIGIT_NAMES[asked]}? Answer yes or no.", reply)
-        if task in ("icl_fixed", "icl_reassigned"):
+        if task in ("icl_fixed", "icl_reassigned", "icl_permuted"):
             n_way = int(self.n_way[int(r.integers(len(self.n_way)))])
             cls = sorted(int(o) for o in r.choice(10, n_way, replace=False))
-            if task == "icl_fixed":
-                words = {o: DIGIT_NAMES[o] for o in cls}
-            else:
-                words = dict(zip(cls, (str(w) for w in r.choice(NONCE_WORDS, n_way, replace=False))))
+            words = label_words(cls, DIGIT_NAMES, task.removeprefix("icl_"), r)
             shots = self.max_shots if r.random() < self.full_shots else int(r.integers(0, self.max_shots + 1))
             demo_cls = [int(o) for o in r.choice(cls, shots)]
             qc = int(r.choice(cls))
@@ -398,9 +409,9 @@ class TaskSampler:
             # tell which word belongs to a low or high digit (a zero-shot shortcut).
             order = cls if task == "icl_fixed" else [cls[j] for j in r.permutation(len(cls))]
             choices = [words[o] for o in order]
-            text = episode_prompt([words[o] for o in demo_cls], choices)
-            return _chat(task, demo_imgs + [q_img], text, format_answer(words[qc]), interleaved=True,
-                         label_loss=label_loss)
+            demo_words = [words[o] for o in demo_cls]
+            return _chat(task, demo_imgs + [q_img], episode_prompt(demo_words, choices), format_answer(words[qc]),
+                         demo_words, label_loss=label_loss, answer=words[qc])
         raise ParameterError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
 
 
@@ -434,20 +445,52 @@ class Encoder:
         return "".join(val if typ != "image" else IMAGE_TOKEN for typ, val, _ in sample.pieces)
 
 
-def collate(encoded: list, pad_id: int):
-    """Right-padded ids (b, T), target positions (the token *before* each loss token) and image order."""
+def collate(encoded: list, pad_id: int, with_labels: bool = False):
+    """Right-padded ids (b, T), target positions (the token *before* each loss token) and image order;
+    with ``with_labels`` also a bool mask over the targets: which are label words (:data:`LABEL`)."""
     import torch
 
     T = max(len(e[0]) for e in encoded)
     ids = torch.full((len(encoded), T), pad_id, dtype=torch.long)
-    b_idx, pos, imgs = [], [], []
+    b_idx, pos, imgs, lab = [], [], [], []
     for b, (t, lf, im) in enumerate(encoded):
         ids[b, : len(t)] = torch.tensor(t)
         for p in range(1, len(t)):
             if lf[p]:
-                b_idx.append(b); pos.append(p - 1)
+                b_idx.append(b); pos.append(p - 1); lab.append(lf[p] == LABEL)
         imgs.extend(im)
-    return ids, torch.tensor(b_idx), torch.tensor(pos), torch.tensor(imgs, dtype=torch.long)
+    out = ids, torch.tensor(b_idx), torch.tensor(pos), torch.tensor(imgs, dtype=torch.long)
+    return (*out, torch.tensor(lab, dtype=torch.bool)) if with_labels else out
+
+
+def label_token_loss(logits, targets, is_label, label_ids, set_weight: float):
+    """Per-token loss (nats), shape (n,): cross-entropy over the whole vocabulary for ordinary tokens;
+    for label words, cross-entropy over the *label vocabulary* ``label_ids`` (every word that can be a
+    label: the digit names and the made-up words) plus ``set_weight`` times ``-log P(label vocabulary)``.
+
+    The full cross-entropy is exactly the sum of those two terms (``set_weight`` = 1). Splitting it
+    matters: a tiny decoder trained with the full softmax at label positions never formed in-context
+    learning (measured, see ``params/embedded/model.yaml``), while the label-vocabulary term alone
+    formed it; the small set term keeps label words the model's most likely continuation.
+    logits: (n, vocab); targets: (n,) token ids; is_label: (n,) bool; label_ids: (k,) token ids.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    loss = F.cross_entropy(logits, targets, reduction="none")
+    if bool(is_label.any()):
+        lg = logits[is_label]
+        sub = lg[:, label_ids]
+        where = (targets[is_label, None] == label_ids[None]).float().argmax(-1)
+        within = F.cross_entropy(sub, where, reduction="none")
+        out_of_set = torch.logsumexp(lg, -1) - torch.logsumexp(sub, -1)
+        loss = loss.masked_scatter(is_label, within + set_weight * out_of_set)
+    return loss
+
+
+def label_vocabulary(enc: "Encoder") -> list[int]:
+    """Token ids of every word that can be a label: the ten digit names and the made-up words."""
+    return [enc.text(w)[0] for w in (*DIGIT_NAMES, *NONCE_WORDS)]
 
 
 def lm_forward(model, ids, image_features, b_idx, pos):
@@ -586,8 +629,11 @@ def cross_class_cosine(model, feats, labels) -> float:
 
 
 def train_lm_stage(model, name: str, bank, labels, enc: Encoder, cfg_stage: dict, config: dict, seed: int,
-                   log: dict, smoke: bool) -> None:
-    """Stages 2 and 3: train projector + decoder on the stage's task mix (tower frozen, features banked)."""
+                   log: dict, smoke: bool, probe: "HeldOutProbe | None" = None) -> None:
+    """Stages 2 and 3: train projector + decoder on the stage's task mix (tower frozen, features banked).
+
+    probe: evaluated every ``config['eval_every']`` steps and at the stage's end; its results go to
+    ``log[name + '_heldout']`` as records ``{"step": ..., <diagnostic>: accuracy}``."""
     import torch
     from tqdm import tqdm
 
@@ -600,18 +646,24 @@ def train_lm_stage(model, name: str, bank, labels, enc: Encoder, cfg_stage: dict
     params = list(model.model.multi_modal_projector.parameters()) + list(model.model.language_model.parameters()) \
         + list(model.lm_head.parameters())
     steps, bs, lr = int(cfg_stage["steps"]), int(cfg_stage["batch_size"]), float(cfg_stage["lr"])
+    label_ids = torch.tensor(label_vocabulary(enc))
+    set_weight = float(config.get("label_loss", {}).get("set_weight", 1.0))
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     sched = _schedule(opt, steps, lr)
     r = rng(seed, name, "batches")
+    every = int(config.get("eval_every", 0))
+    tracked = []
     model.train()
     losses, per_task = [], {t: [] for t in tasks}
-    for _ in tqdm(range(steps), desc=name, disable=smoke, mininterval=5):
+    for step in tqdm(range(steps), desc=name, disable=smoke, mininterval=5):
+        if probe is not None and every and step % every == 0:
+            tracked.append({"step": step, **probe(model)})
         kinds = r.choice(len(tasks), bs, p=w)
         samples = [sampler.draw(tasks[k], r) for k in kinds]
         encoded = [enc.encode(s) for s in samples]
-        ids, b_idx, pos, imgs = collate(encoded, enc.pad_id)
+        ids, b_idx, pos, imgs, is_label = collate(encoded, enc.pad_id, with_labels=True)
         logits = lm_forward(model, ids, bank[imgs], b_idx, pos)
-        tok_loss = torch.nn.functional.cross_entropy(logits, ids[b_idx, pos + 1], reduction="none")
+        tok_loss = label_token_loss(logits, ids[b_idx, pos + 1], is_label, label_ids, set_weight)
         loss = tok_loss.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -625,55 +677,69 @@ def train_lm_stage(model, name: str, bank, labels, enc: Encoder, cfg_stage: dict
                 if sel.any():
                     per_task[t].append(round(float(tok_loss[sel].mean()), 5))
     model.eval()
+    if probe is not None:
+        tracked.append({"step": steps, **probe(model)})
+        log[f"{name}_heldout"] = tracked
     log[f"{name}_loss"] = losses
     log[f"{name}_task_loss"] = per_task
 
 
-def quick_eval(model, enc: Encoder, x, y, seed: int, n_mc: int = 300, n_icl: int = 200) -> dict:
-    """Fast teacher-forced diagnostics on held-out ID digits: zero-shot multiple-choice accuracy and
-    reassigned-label ICL accuracy at 0/2/8 shots (answer word compared at the answer position)."""
-    import torch
+class HeldOutProbe:
+    """Fast teacher-forced diagnostics on held-out ID digits, used during and after training: zero-shot
+    multiple-choice accuracy and in-context accuracy of n-way episodes (answer word compared at the
+    last token of ``Answer Choice: [``, the argmax over the episode's choices).
 
-    r = rng(seed, "quick-eval")
-    with torch.no_grad():
-        bank = vision_token_features(model, pixel_values(x)).reshape(len(x), -1)
-    sampler = TaskSampler(y, 0, {"episodes": {"max_shots": 8}})
-    out = {}
+    The episodes and queries are drawn once from ``seed`` and reused at every call, so a curve over
+    training steps compares the same episodes. Modes: ``reassigned`` (made-up words per episode),
+    ``permuted`` (the episode's true digit names, shuffled so that no class keeps its own name: only the
+    demonstrations can override the prior)."""
 
-    def acc(samples, choice_lists, answers):
-        encoded = [enc.encode(s) for s in samples]
-        # the answer word is predicted at the last token of 'Answer Choice: ['
-        ids, _, _, imgs = collate(encoded, enc.pad_id)
-        b_idx = torch.arange(len(encoded))
-        pos = torch.tensor([len(e[0]) - 1 for e in encoded])
+    def __init__(self, enc: "Encoder", x: np.ndarray, y: np.ndarray, seed: int, n_mc: int, n_icl: int,
+                 settings=((2, "reassigned", (0, 2, 8)), (3, "reassigned", (8,)))):
+        r = rng(seed, "quick-eval")
+        self.enc, self.x, self.y = enc, x, np.asarray(y)
+        by_class = [np.flatnonzero(self.y == c) for c in range(10)]
+        idx = r.choice(len(x), min(n_mc, len(x)), replace=False)
+        mc = [_strip_eos(_chat("mc", [int(i)], zero_shot_prompt(DIGIT_NAMES), "Answer Choice: [").pieces) for i in idx]
+        self.sets = {"zero_shot_mc_acc": (mc, [list(DIGIT_NAMES)] * len(idx), [DIGIT_NAMES[self.y[i]] for i in idx])}
+        for n_way, mode, shots_list in settings:
+            for shots in shots_list:
+                ss, chs, ans = [], [], []
+                for _ in range(n_icl):
+                    cls = sorted(int(o) for o in r.choice(10, n_way, replace=False))
+                    words = label_words(cls, DIGIT_NAMES, mode, r)
+                    demo_cls = [cls[j % n_way] for j in range(shots)]
+                    demo_cls = [demo_cls[j] for j in r.permutation(shots)]
+                    qc = int(r.choice(cls))
+                    q = int(r.choice(by_class[qc]))
+                    demos = [int(r.choice([i for i in by_class[o] if i != q])) for o in demo_cls]
+                    choices = [words[o] for o in r.permutation(cls).tolist()]
+                    demo_words = [words[o] for o in demo_cls]
+                    s = _chat("icl", demos + [q], episode_prompt(demo_words, choices), "Answer Choice: [", demo_words)
+                    ss.append(_strip_eos(s.pieces)); chs.append(choices); ans.append(words[qc])
+                self.sets[f"icl_{mode}_{n_way}way_{shots}shot_acc"] = (ss, chs, ans)
+
+    def __call__(self, model) -> dict:
+        """Accuracy (fraction) per diagnostic, e.g. ``icl_reassigned_2way_8shot_acc``."""
+        import torch
+
         with torch.no_grad():
-            logits = lm_forward(model, ids, bank[imgs], b_idx, pos)
-        hits = 0
-        for i, (ch, a) in enumerate(zip(choice_lists, answers)):
-            cid = [enc.text(c)[0] for c in ch]
-            hits += int(ch[int(np.argmax(logits[i, cid].numpy()))] == a)
-        return hits / len(samples)
-
-    idx = r.choice(len(x), min(n_mc, len(x)), replace=False)
-    samples = [_chat("mc", [int(i)], zero_shot_prompt(DIGIT_NAMES), "Answer Choice: [").pieces for i in idx]
-    samples = [_strip_eos(s) for s in samples]
-    out["zero_shot_mc_acc"] = round(acc(samples, [DIGIT_NAMES] * len(idx), [DIGIT_NAMES[y[i]] for i in idx]), 4)
-    for shots in (0, 2, 8):
-        ss, chs, ans = [], [], []
-        for _ in range(n_icl):
-            cls = sorted(int(o) for o in r.choice(10, 2, replace=False))
-            words = dict(zip(cls, (str(w) for w in r.choice(NONCE_WORDS, 2, replace=False))))
-            demo_cls = [cls[j % 2] for j in range(shots)]
-            demo_cls = [demo_cls[j] for j in r.permutation(shots)]
-            qc = int(r.choice(cls))
-            q = int(r.choice(sampler.by_class[qc]))
-            demos = [int(r.choice([i for i in sampler.by_class[o] if i != q])) for o in demo_cls]
-            choices = [words[o] for o in r.permutation(cls).tolist()]
-            s = _chat("icl", demos + [q], episode_prompt([words[o] for o in demo_cls], choices), "Answer Choice: [",
-                      interleaved=True)
-            ss.append(_strip_eos(s.pieces)); chs.append(choices); ans.append(words[qc])
-        out[f"icl_reassigned_{shots}shot_acc"] = round(acc(ss, chs, ans), 4)
-    return out
+            bank = vision_token_features(model, pixel_values(self.x)).reshape(len(self.x), -1)
+        was_training = model.training
+        model.eval()
+        out = {}
+        for key, (samples, choice_lists, answers) in self.sets.items():
+            encoded = [self.enc.encode(s) for s in samples]
+            ids, _, _, imgs = collate(encoded, self.enc.pad_id)
+            b_idx = torch.arange(len(encoded))
+            pos = torch.tensor([len(e[0]) - 1 for e in encoded])
+            with torch.no_grad():
+                logits = lm_forward(model, ids, bank[imgs], b_idx, pos)
+            hits = [ch[int(np.argmax(logits[i, [self.enc.text(c)[0] for c in ch]].numpy()))] == a
+                    for i, (ch, a) in enumerate(zip(choice_lists, answers))]
+            out[key] = round(float(np.mean(hits)), 4)
+        model.train(was_training)
+        return out
 
 
 def _strip_eos(pieces) -> Sample:
@@ -737,23 +803,29 @@ def train_embedded_model(config: dict, out_dir: str | Path, smoke: bool = False)
 
     enc = Encoder(tokenizer)
     _check_template(enc, processor, y, config)
-    for stage in ("align", "instruct"):
-        t = time.time()
-        train_lm_stage(model, stage, bank, y, enc, config["stages"][stage], config, seed, log, smoke)
-        walls[stage] = time.time() - t
-
-    t = time.time()
+    # Held-out ID digits (eval split): tracked during training, never used for training or selection.
     from .data.world import load
 
     ev = load("digit_styles", "mnist")
     xe = np.stack([np.asarray(im.convert("L")) for im in ev["image"]])
     ye = np.asarray(ev["label"])
+    probe = HeldOutProbe(enc, xe, ye, seed, n_mc=50 if smoke else 200, n_icl=10 if smoke else 200,
+                         settings=((2, "reassigned", (8,)), (3, "reassigned", (8,))))
+    for stage in ("align", "instruct"):
+        t = time.time()
+        train_lm_stage(model, stage, bank, y, enc, config["stages"][stage], config, seed, log, smoke, probe)
+        walls[stage] = time.time() - t
+
+    t = time.time()
     with torch.no_grad():
         fe = vision_token_features(model, pixel_values(xe))
         diag["vision_heldout_acc"] = round(float((head(fe).mean(1).argmax(-1).numpy() == ye).mean()), 4)
         diag["cross_class_cosine"] = round(cross_class_cosine(model, fe, ye), 4)
     # Diagnostics on the held-out ID eval split: recorded, never used for training or selection.
-    diag.update(quick_eval(model, enc, xe, ye, seed, n_mc=100 if smoke else 500, n_icl=20 if smoke else 300))
+    final = HeldOutProbe(enc, xe, ye, derive_seed(seed, "final"), n_mc=100 if smoke else 500,
+                         n_icl=20 if smoke else 300,
+                         settings=[(k, m, (0, 1, 2, 4, 8)) for m in ("reassigned", "permuted") for k in (2, 3, 5)])
+    diag.update(final(model))
     walls["diagnostics"] = time.time() - t
 
     record = {

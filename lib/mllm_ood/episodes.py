@@ -2,23 +2,27 @@
 
 An episode is a multi-image prompt for the model interface (:mod:`mllm_ood.models`): the images are
 the demonstrations in order followed by the query, and the text marks each image's place with
-``<image>``. The layout follows what made ICL emerge in the embedded model (STUDY §2): the
-instructions come first, every demonstration image is followed directly by its label word (no
-constant token in between), and the query image comes last::
+``<image>``. The layout is the one under which the embedded model learned in context: every
+demonstration image is followed directly by its label word (no constant token in between), and the
+instructions with the choice list come after the demonstrations, right before the query image::
 
-    Each example image is followed by its label. What is in this image? Choice list: [dax, wug].
-    Reply in the format: Answer Choice: [class name].
     <image>dax
     <image>wug
+    Each example image is followed by its label. What is in this image? Choice list: [dax, wug].
+    Reply in the format: Answer Choice: [class name].
     <image>
 
-and the expected reply is paper A's ``Answer Choice: [dax]``.
+and the expected reply is paper A's ``Answer Choice: [dax]``. (Measured on the embedded model's
+training: with the same instructions placed *before* the demonstrations, in-context learning did not
+form within the training budget; see ``params/embedded/model.yaml``.)
 
-Two label-word variants:
+Three label-word variants (:func:`label_words`):
 
 - ``fixed``: every class is called by its true name (``seven``), as in paper A's ICL study;
 - ``reassigned``: each class gets a word drawn afresh per episode from :data:`NONCE_WORDS`, so no
-  zero-shot prior can solve the episode: only the demonstrations tell which word means what.
+  zero-shot prior can solve the episode: only the demonstrations tell which word means what;
+- ``permuted``: the episode's true names, shuffled so that no class keeps its own (``seven`` labels the
+  threes): the demonstrations must override what the model already knows.
 
 Demonstrations never include the query sample; by default they are class-balanced.
 """
@@ -41,7 +45,7 @@ NONCE_WORDS = (
     "dax", "wug", "blick", "fep", "toma", "zup", "kiki", "bouba", "lorp", "mib", "tufa", "gazzer",
     "pilk", "vonk", "snerg", "quib", "norf", "yeb", "glorp", "trez", "plov", "drem", "zib", "kesh",
 )
-MODES = ("fixed", "reassigned")
+MODES = ("fixed", "reassigned", "permuted")
 
 
 @dataclass(frozen=True)
@@ -80,11 +84,30 @@ class Episode:
 
 
 def episode_prompt(demo_words: Sequence[str], choices: Sequence[str]) -> str:
-    """The episode text: instructions, then ``<image>word`` per demonstration, then the query ``<image>``."""
+    """The episode text: ``<image>word`` per demonstration, then the instructions with the choice list,
+    then the query ``<image>``."""
     if not choices:
         raise ParameterError("the choice list of an episode is empty")
-    head = EPISODE_INSTRUCTION + " " + zero_shot_prompt(list(choices)) + "\n"
-    return head + "".join(f"{IMAGE_PLACEHOLDER}{w}\n" for w in demo_words) + IMAGE_PLACEHOLDER
+    tail = EPISODE_INSTRUCTION + " " + zero_shot_prompt(list(choices)) + "\n"
+    return "".join(f"{IMAGE_PLACEHOLDER}{w}\n" for w in demo_words) + tail + IMAGE_PLACEHOLDER
+
+
+def label_words(classes: Sequence[int], class_names: Sequence[str], mode: str, r: np.random.Generator) -> dict:
+    """Class index -> label word for one episode (see the module docstring for the modes).
+
+    ``permuted`` is a derangement (a cyclic shift of a random order), so every class is named wrongly.
+    """
+    classes = [int(c) for c in classes]
+    if mode == "fixed":
+        return {c: class_names[c] for c in classes}
+    if mode == "reassigned":
+        return dict(zip(classes, (str(w) for w in r.choice(NONCE_WORDS, len(classes), replace=False))))
+    if mode == "permuted":
+        k = len(classes)
+        shift = int(r.integers(1, k))
+        order = [classes[j] for j in r.permutation(k)]
+        return {order[j]: class_names[order[(j + shift) % k]] for j in range(k)}
+    raise ParameterError(f"unknown label-word mode {mode!r}; allowed: {', '.join(MODES)}")
 
 
 def balanced_counts(shots: int, n_way: int, r: np.random.Generator) -> np.ndarray:
@@ -109,7 +132,8 @@ def build_episodes(
     """Build ``n_episodes`` seeded episodes of ``shots`` demonstrations plus one query.
 
     ds: a dataset with columns id, image, label (ClassLabel); queries come from it.
-    mode: 'fixed' (true class names) or 'reassigned' (fresh words from NONCE_WORDS per episode).
+    mode: 'fixed' (true class names), 'reassigned' (fresh words from NONCE_WORDS per episode) or
+    'permuted' (the true names of the episode's classes, deranged).
     classes: the episode's class indices (len n_way); None draws n_way distinct classes per episode.
     demo_ds: where demonstrations come from (default ``ds``; another domain for the domain-shift study).
     proportions: demonstration class proportions (len n_way, label-shift study); None = balanced.
@@ -151,10 +175,7 @@ def build_episodes(
         if len(pool) == 0:
             raise ParameterError(f"no query sample of class {class_names[qc]!r} in the dataset")
         qi = int(r.choice(pool))
-        if mode == "fixed":
-            words = {c: class_names[c] for c in cls}
-        else:
-            words = dict(zip(cls, r.choice(NONCE_WORDS, n_way, replace=False).tolist()))
+        words = label_words(cls, class_names, mode, r)
         if proportions is None:
             counts = balanced_counts(shots, n_way, r)
         else:

@@ -45,7 +45,7 @@ from tqdm import tqdm
 from .cache import cached
 from .data import catalog, world
 from .data.shifts import colourise
-from .episodes import MODES, NONCE_WORDS, Episode, balanced_counts, episode_prompt
+from .episodes import MODES, NONCE_WORDS, Episode, balanced_counts, episode_prompt, label_words
 from .evaluation import bootstrap_ci
 from .prompts import format_answer, parse_answer
 from .seeding import derive_seed, rng
@@ -313,13 +313,6 @@ def draw_demos(pool: Pool, counts: dict[int, int], exclude_source: str, r: np.ra
                                  f"{pool.class_names[c]!r} available, {k} needed")
         out.extend(r.choice(cand, int(k), replace=False).tolist())
     return [out[i] for i in r.permutation(len(out))]
-
-
-def label_words(classes: Sequence[int], class_names: Sequence[str], mode: str, r: np.random.Generator) -> dict:
-    """Class index -> label word: the true name (``fixed``) or a fresh nonce word (``reassigned``)."""
-    if mode == "fixed":
-        return {c: class_names[c] for c in classes}
-    return dict(zip(classes, r.choice(NONCE_WORDS, len(classes), replace=False).tolist()))
 
 
 def choice_order(classes: Sequence[int], mode: str, r: np.random.Generator) -> list[int]:
