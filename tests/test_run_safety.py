@@ -98,8 +98,11 @@ def test_real_notebook_bad_value_refused_before_anything_runs(tmp_path, monkeypa
     assert not (tmp_path / "runs").exists()
 
 
-def test_failure_midway_keeps_previous_figures_and_records_overrides(study, capsys):
+def test_failure_midway_keeps_previous_figures_and_records_overrides(study, capsys, fresh_cache):
+    stale = fresh_cache / "thing" / ".tmp-0123456789abcdef-999-deadbeef"  # left by a killed build
+    stale.mkdir(parents=True)
     assert runner.run() == 0
+    assert not stale.exists() and "removed 1 stale temporary folder" in capsys.readouterr().out
     run_dir, figs = study / "runs" / "embedded", study / "figures"
     assert _tag(figs / "t_first.csv") == _tag(figs / "t_second.csv") == "good"
     good_copy = (run_dir / "90_tiny.ipynb").read_text()
