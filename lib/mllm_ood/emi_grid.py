@@ -161,7 +161,9 @@ def class_names(grid: Grid) -> list[str]:
 
 
 def _model_id(model_ref: str) -> str:
-    from .embedders import model_fingerprint
+    """The model's fingerprint as every notebook prints it (config and weight files; a hub id as is), so
+    one checkpoint has one hash throughout the study; it also keys the cached responses and embeddings."""
+    from .zero_shot import model_fingerprint
 
     return model_fingerprint(model_ref)
 
