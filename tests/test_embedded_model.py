@@ -128,6 +128,35 @@ def test_train_or_load_reuses(micro):
     assert (out / "model.safetensors").stat().st_mtime_ns == mtime
 
 
+def test_checkpoint_guard_refuses_silent_retrains(micro, tmp_path, monkeypatch):
+    """Another seed or config is refused (naming the difference) before any training; the committed
+    folder needs replace_committed on top of retrain; an empty folder trains."""
+    import shutil
+
+    out, rec = micro
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = (copy / "model.safetensors").read_bytes()
+    other = em.load_config(smoke=True)
+    other["seed"] = 7
+    with pytest.raises(ParameterError, match=r"seed: checkpoint 0, requested 7.*RETRAIN=True"):
+        em.train_or_load(copy, other, smoke=True)
+    other = em.load_config(smoke=True)
+    other["stages"]["align"]["lr"] = 0.5
+    with pytest.raises(ParameterError, match=r"stages\.align\.lr"):
+        em.train_or_load(copy, other, smoke=True)
+    assert (copy / "model.safetensors").read_bytes() == before
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("x")
+    with pytest.raises(ParameterError, match="not a checkpoint"):
+        em.train_or_load(tmp_path / "junk", em.load_config(smoke=True), smoke=True)
+    # the committed checkpoint: refused even with retrain, unless replace_committed (checked first: no training)
+    monkeypatch.setattr(em, "DEFAULT_MODEL_DIR", copy)
+    with pytest.raises(ParameterError, match="REPLACE_COMMITTED"):
+        em.train_or_load(copy, em.load_config(smoke=True), retrain=True, smoke=True)
+    assert (copy / "model.safetensors").read_bytes() == before
+
+
 def test_bad_config(tmp_path):
     with pytest.raises(ParameterError):
         em.load_config(tmp_path / "missing.yaml")

@@ -293,3 +293,16 @@ def test_notebook_defaults_match_embedded_params():
     defaults = {n.target.id: ast.literal_eval(n.value) for n in ast.parse(cell).body if isinstance(n, ast.AnnAssign)}
     p = yaml.safe_load((PARAMS / "embedded" / "03_in_context_learning.yaml").read_text())
     assert {k: defaults[k] for k in p} == p
+
+
+@pytest.mark.parametrize("lo,hi,sign,verdict", [
+    (0.02, 0.10, 1, "reproduced"), (-0.10, -0.02, 1, "not reproduced (opposite effect)"),
+    (-0.01, 0.08, 1, "not reproduced (no clear effect)"), (-0.10, -0.02, -1, "reproduced"),
+    (0.02, 0.10, -1, "not reproduced (opposite effect)"), (0.0, 0.1, 1, "not reproduced (no clear effect)")])
+def test_claim_verdict_branches(lo, hi, sign, verdict):
+    assert icl.claim_verdict({"effect": (lo + hi) / 2, "ci_low": lo, "ci_high": hi}, sign) == verdict
+
+
+def test_claim_verdict_refuses_a_bad_sign():
+    with pytest.raises(ParameterError):
+        icl.claim_verdict({"ci_low": 0.1, "ci_high": 0.2}, 0)

@@ -66,3 +66,27 @@ def test_probe_errors():
         probes.fit_probe(x[:5], np.zeros(5, int))
     with pytest.raises(ParameterError, match="per class"):
         probes.probe_accuracy(x, y, per_class=0)
+
+
+def test_learning_curve_interval_includes_the_draw_of_examples():
+    """With features that separate the classes only weakly, which examples are drawn matters: the
+    two-level interval must cover the spread of the per-draw accuracies, and be wider than a one-draw
+    interval over test items only."""
+    from mllm_ood.probes import learning_curve, probe_accuracy
+
+    r = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 80)
+    x = r.normal(size=(240, 20)) + 0.6 * np.eye(3)[y] @ r.normal(size=(3, 20))
+    tab = learning_curve(x, y, [2, 16], seed=1, n_draws=8, n_boot=400)
+    assert list(tab["per_class"]) == [2, 16] and (tab["n_draws"] == 8).all()
+    per_draw = [probe_accuracy(x, y, seed=1, per_class=2, n_boot=1, draw=d)["accuracy"] for d in range(8)]
+    row = tab.iloc[0]
+    assert row["accuracy"] == pytest.approx(np.mean(per_draw))
+    assert row["draw_sd"] == pytest.approx(np.std(per_draw)) and row["draw_sd"] > 0
+    # the same draws, resampling test items only: narrower, since it ignores which examples were drawn
+    m = np.stack([probe_accuracy(x, y, seed=1, per_class=2, n_boot=1, draw=d)["correct"] for d in range(8)]).mean(0)
+    boots = m[np.random.default_rng(5).integers(0, len(m), (400, len(m)))].mean(1)
+    items_only = np.quantile(boots, 0.975) - np.quantile(boots, 0.025)
+    assert row["ci_high"] - row["ci_low"] > items_only
+    assert row["ci_low"] <= row["accuracy"] <= row["ci_high"]
+    assert tab.iloc[1]["accuracy"] > tab.iloc[0]["accuracy"]  # more examples, better probe

@@ -2,22 +2,30 @@
 its own byte-level BPE tokenizer and chat template, trained on this CPU on the in-distribution world.
 
 Built the way LLaVA is built and saved in Hugging Face format, so it loads with ``AutoProcessor`` /
-``AutoModelForImageTextToText`` exactly as a hub checkpoint does. Training is staged (STUDY §2):
+``AutoModelForImageTextToText`` exactly as a hub checkpoint does. Training is staged:
 
 1. **vision** — supervised pretraining of the vision tower on the ID images (a linear head on the
    token that the LLM will read, random +-2 px shifts);
 2. **centring** — the ID mean of that token is folded into the frozen tower's last bias (``fc2`` of
    its last layer), so image features are centred per token position (one image token here);
-3. **align** — projector alignment: captions and few-shot episodes train the bias-free linear
-   projector and the (untrained) decoder; the tower stays frozen from here on;
+3. **align** — the bias-free linear projector and the (untrained) decoder learn from few-shot
+   episodes with made-up label words drawn afresh per episode (only the demonstrations say which word
+   means what): in-context learning forms here. The tower stays frozen from here on;
 4. **instruct** — instruction tuning on the full mix: paper A's multiple-choice prompt, captions,
-   short questions, and few-shot episodes with fixed and with reassigned label words.
+   short questions, and few-shot episodes with true, made-up and permuted true label words.
 
-Why these choices: in-context learning formed only when image tokens had no shared direction
-(centred features, bias-free linear projector, per-position centring) and each demonstration's
-label word directly followed its image (measured recipes in STUDY §2). The diagnostic
-``cross_class_cosine`` (mean cosine between projected image tokens of different classes) should
-stay near 0.
+Why these choices (each measured while building the model; the numbers are in
+``params/embedded/model.yaml``'s comments and the project's closing notes):
+
+- in-context learning formed only when image tokens had no shared direction (centred features,
+  bias-free linear projector), each demonstration's label word directly followed its image, and the
+  instructions came *after* the demonstrations (:func:`mllm_ood.episodes.episode_prompt`);
+- at label positions the loss is a softmax within the label vocabulary plus a small "some label word"
+  term (:func:`label_token_loss`): with the plain softmax over the whole vocabulary, the 2-layer
+  decoder stayed at chance on 8-shot episodes.
+
+The diagnostic ``cross_class_cosine`` (mean cosine between projected image tokens of different
+classes) should stay near 0; :class:`HeldOutProbe` tracks held-out in-context accuracy during training.
 
 Public entry points: :func:`load_config`, :func:`build_tokenizer`, :func:`build_processor`,
 :func:`build_model_config`, :func:`train_embedded_model`, :func:`train_or_load`.
@@ -115,7 +123,8 @@ def config_hash(config: dict) -> str:
 
 
 def code_version() -> str:
-    """The package code version plus a hash of this module's source (training code changes retrain)."""
+    """The package code version plus a hash of this module's source, recorded with every checkpoint (to
+    tell which training code made it; a code change alone does not retrain: that takes RETRAIN)."""
     src = inspect.getsource(inspect.getmodule(code_version))
     return f"{CODE_VERSION}+{hashlib.sha256(src.encode()).hexdigest()[:12]}"
 
@@ -400,7 +409,7 @@ class TaskSampler:
             used = {q_img % len(self.labels)}
             demo_imgs = [self._img(r, o, used) for o in demo_cls]
             # Loss on every demonstration label the episode can already determine: for reassigned
-            # words, only once the class has appeared before (STUDY §2); for true names, always.
+            # words, only once the class has appeared before (else it cannot be known); for true names, always.
             seen, label_loss = set(), []
             for o in demo_cls:
                 label_loss.append(task == "icl_fixed" or o in seen)
@@ -642,7 +651,8 @@ def train_lm_stage(model, name: str, bank, labels, enc: Encoder, cfg_stage: dict
     tasks, w = list(mix), np.array([float(mix[t]) for t in mix])
     w = w / w.sum()
     copies = int(config.get("episodes", {}).get("augment_copies", 0))
-    sampler = TaskSampler(labels, copies, config)
+    # a stage may override the episode settings (e.g. only 2-way, always max_shots while ICL forms)
+    sampler = TaskSampler(labels, copies, {"episodes": {**config.get("episodes", {}), **cfg_stage.get("episodes", {})}})
     params = list(model.model.multi_modal_projector.parameters()) + list(model.model.language_model.parameters()) \
         + list(model.lm_head.parameters())
     steps, bs, lr = int(cfg_stage["steps"]), int(cfg_stage["batch_size"]), float(cfg_stage["lr"])
@@ -888,18 +898,48 @@ def read_record(model_dir: str | Path) -> dict | None:
         return None
 
 
+def _differences(recorded: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """'key: recorded -> wanted' for every leaf where two configs differ."""
+    out = []
+    for k in sorted(set(recorded) | set(wanted)):
+        a, b = recorded.get(k), wanted.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: checkpoint {a!r}, requested {b!r}")
+    return out
+
+
 def train_or_load(model_dir: str | Path = DEFAULT_MODEL_DIR, config: dict | None = None, retrain: bool = False,
-                  smoke: bool = False) -> tuple[Path, dict]:
+                  smoke: bool = False, replace_committed: bool = False) -> tuple[Path, dict]:
     """Reuse the checkpoint in ``model_dir`` when its record matches ``config`` (hash) and the ID data
-    (hash), else train it. Returns (model_dir, training record)."""
+    (hash); train into an empty ``model_dir``. Returns (model_dir, training record).
+
+    A checkpoint is never replaced silently: a folder whose record differs from ``config`` (another
+    seed, another config) or from the ID data is refused with a message naming the differences, unless
+    ``retrain``; and the committed checkpoint (:data:`DEFAULT_MODEL_DIR`) is replaced only with
+    ``replace_committed`` as well. Checked before any training starts.
+    """
     config = load_config(smoke=smoke) if config is None else config
     model_dir = Path(model_dir)
     rec = read_record(model_dir)
-    ok = (rec is not None and not retrain and rec.get("config_hash") == config_hash(config)
-          and (model_dir / "config.json").is_file())
-    if ok:
-        x, y, ids = load_id_data(config)
-        ok = rec.get("data_hash") == data_hash(x, y, ids)
-    if not ok:
-        rec = train_embedded_model(config, model_dir, smoke=smoke)
-    return model_dir, rec
+    committed = model_dir.resolve() == DEFAULT_MODEL_DIR.resolve()
+    how = ("train another model into a new folder (MODEL_DIR, e.g. data/models/embedded_mllm_seed1) with "
+           "RETRAIN=True")
+    if retrain and committed and not replace_committed:
+        raise ParameterError(f"RETRAIN would replace the committed checkpoint {model_dir}; {how}, or set "
+                             f"REPLACE_COMMITTED=True as well to replace it")
+    if rec is None and model_dir.exists() and any(model_dir.iterdir()) and not retrain:
+        raise ParameterError(f"{model_dir} holds files but no readable {RECORD}: not a checkpoint of this project; "
+                             f"{how}, or point MODEL_DIR at an empty or new folder")
+    if rec is not None and not retrain:
+        diffs = _differences(rec.get("config", {}), config)
+        if not diffs:
+            x, y, ids = load_id_data(config)
+            if rec.get("data_hash") != data_hash(x, y, ids):
+                diffs = [f"ID training data: checkpoint {rec.get('data_hash')}, now {data_hash(x, y, ids)}"]
+        if diffs or not (model_dir / "config.json").is_file():
+            raise ParameterError(f"the checkpoint in {model_dir} was trained with other settings ("
+                                 f"{'; '.join(diffs) or 'its weights are missing'}); {how}")
+        return model_dir, rec
+    return model_dir, train_embedded_model(config, model_dir, smoke=smoke)

@@ -551,6 +551,57 @@ def spurious_conditions(pairs, ties, shots: int, modes, seeds, n_per_class: int,
 
 
 # --------------------------------------------------------------------------------------------
+# Random-class episodes on one domain (notebook 00's held-out in-context curves)
+# --------------------------------------------------------------------------------------------
+
+EPISODE_COLUMNS = ["n_way", "mode", "shots", "episode", "label", "pred_loglik", "pred_generate", "parsed",
+                   "correct", "correct_generate", "agree"]
+
+
+def episode_curves(model, fingerprint: str, ds, n_ways: Sequence[int], modes: Sequence[str], shots_list: Sequence[int],
+                   n_episodes: int, seed: int = 0, generate_modes: Sequence[str] = ("reassigned",),
+                   batch_size: int = 32, dataset_tag: str = "") -> pd.DataFrame:
+    """Per-episode results of n-way episodes whose classes are drawn afresh per episode
+    (:func:`mllm_ood.episodes.build_episodes`, class-balanced demonstrations from ``ds``, never the query).
+
+    Every episode is scored by choice log-likelihood (``pred_loglik``, ``correct``); for ``generate_modes``
+    also by greedy generation + paper A's parser (``pred_generate``, -1 = unparsed; ``correct_generate``;
+    ``agree`` = both methods pick the same choice). Columns: :data:`EPISODE_COLUMNS`. Cached per
+    (model fingerprint, ``dataset_tag``, arguments).
+    """
+    from .episodes import build_episodes
+
+    for n in n_ways:
+        check_positive_int("n_way", n)
+    check_choices("label-word mode", modes, MODES)
+    check_choices("generate mode", generate_modes, MODES)
+    for s in shots_list:
+        check_positive_int("shots", s, allow_zero=True)
+    check_positive_int("number of episodes", n_episodes)
+    params = {"model": fingerprint, "data": dataset_tag, "n_ways": [int(n) for n in n_ways], "modes": list(modes),
+              "shots": [int(s) for s in shots_list], "n_episodes": int(n_episodes), "seed": int(seed),
+              "generate_modes": list(generate_modes), "icl_version": ICL_VERSION}
+
+    def build(tmp: Path):
+        rows = []
+        grid = [(n, m, s) for n in n_ways for m in modes for s in shots_list]
+        for n, mode, shots in tqdm(grid, desc="episode curves"):
+            eps = build_episodes(ds, n_episodes, shots, mode=mode, n_way=n, seed=seed)
+            pred, _ = predict(model, eps, "loglik", batch_size)
+            gen, parsed = (predict(model, eps, "generate", batch_size) if mode in generate_modes
+                           else ([-1] * len(eps), [False] * len(eps)))
+            for i, (e, p, g, ok) in enumerate(zip(eps, pred, gen, parsed)):
+                rows.append({"n_way": n, "mode": mode, "shots": shots, "episode": i, "label": e.answer_index,
+                             "pred_loglik": p, "pred_generate": g if mode in generate_modes else None,
+                             "parsed": ok if mode in generate_modes else None, "correct": p == e.answer_index,
+                             "correct_generate": (g == e.answer_index) if mode in generate_modes else None,
+                             "agree": (g == p) if mode in generate_modes else None})
+        pd.DataFrame(rows, columns=EPISODE_COLUMNS).to_csv(tmp / "episodes.csv", index=False)
+
+    return pd.read_csv(cached("icl_curves", params, build) / "episodes.csv")
+
+
+# --------------------------------------------------------------------------------------------
 # Aggregation
 # --------------------------------------------------------------------------------------------
 
@@ -588,3 +639,19 @@ def paired_effect(a: pd.DataFrame, b: pd.DataFrame, value: str = "correct", n_bo
     lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=derive_seed(seed, "paired", len(d)))
     return {"effect": float(d.mean()), "ci_low": lo, "ci_high": hi, "n_queries": int(len(d)),
             "a": float(qa.mean()), "b": float(qb.mean())}
+
+
+def claim_verdict(effect: dict, expected_sign: int = 1) -> str:
+    """Whether a paired effect (:func:`paired_effect`) reproduces a claim that it is positive
+    (``expected_sign`` = 1) or negative (-1): 'reproduced' when the 95 % interval excludes 0 on the claimed
+    side, 'not reproduced (opposite effect)' when it excludes 0 on the other side, else
+    'not reproduced (no clear effect)'."""
+    if expected_sign not in (1, -1):
+        raise ParameterError(f"expected_sign must be 1 or -1, got {expected_sign!r}")
+    lo, hi = expected_sign * effect["ci_low"], expected_sign * effect["ci_high"]
+    lo, hi = min(lo, hi), max(lo, hi)
+    if lo > 0:
+        return "reproduced"
+    if hi < 0:
+        return "not reproduced (opposite effect)"
+    return "not reproduced (no clear effect)"

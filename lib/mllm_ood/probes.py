@@ -53,9 +53,9 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0, max_folds
 
 
 def probe_accuracy(features: np.ndarray, labels, seed: int = 0, test_fraction: float = 0.5,
-                   per_class: int | None = None, n_boot: int = 1000) -> dict:
-    """Fit on the fixed training split (optionally only ``per_class`` examples of each class), score on
-    the fixed test split. Returns n_train, n_test, accuracy, ci_low, ci_high (fractions) and ``correct``
+                   per_class: int | None = None, n_boot: int = 1000, draw: int = 0) -> dict:
+    """Fit on the fixed training split (optionally only ``per_class`` examples of each class, the
+    ``draw``-th random choice of them), score on the fixed test split. Returns n_train, n_test, accuracy, ci_low, ci_high (fractions) and ``correct``
     (bool array over the test split, for pooling)."""
     x, y = np.asarray(features), np.asarray(labels)
     if len(x) != len(y):
@@ -64,13 +64,49 @@ def probe_accuracy(features: np.ndarray, labels, seed: int = 0, test_fraction: f
         check_positive_int("labelled examples per class", per_class)
     tr, te = split_indices(y, test_fraction, seed)
     if per_class is not None:
-        r = np.random.default_rng(derive_seed(seed, "probe-per-class", per_class))
+        r = np.random.default_rng(derive_seed(seed, "probe-per-class", per_class, *([draw] if draw else [])))
         tr = np.sort(np.concatenate([r.permutation(tr[y[tr] == c])[:per_class] for c in np.unique(y[tr])]))
     clf = fit_probe(x[tr], y[tr], seed=seed)
     correct = clf.predict(x[te]) == y[te]
     lo, hi = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
     return {"n_train": int(len(tr)), "n_test": int(len(te)), "accuracy": float(correct.mean()), "ci_low": lo,
             "ci_high": hi, "correct": correct}
+
+
+def learning_curve(features: np.ndarray, labels, per_class_list, seed: int = 0, n_draws: int = 5,
+                   test_fraction: float = 0.5, n_boot: int = 1000, level: float = 0.95):
+    """Probe accuracy against labelled examples per class, with intervals that include the luck of the
+    draw of those examples.
+
+    For each ``k`` in ``per_class_list`` the probe is fitted ``n_draws`` times on different random sets of
+    ``k`` training examples per class (seeds derived from ``seed``), always scored on the same test split.
+    The interval is a two-level percentile bootstrap: resample the draws, then the test items, and
+    average; so it widens when the result depends on which examples were drawn.
+    Returns a DataFrame: per_class, n_draws, n_test, accuracy (mean over draws), ci_low, ci_high,
+    draw_sd (sd of the per-draw accuracies); fractions.
+    """
+    import pandas as pd
+
+    check_positive_int("number of draws", n_draws)
+    check_positive_int("n_boot", n_boot)
+    x, y = np.asarray(features), np.asarray(labels)
+    rows = []
+    for k in per_class_list:
+        check_positive_int("labelled examples per class", k)
+        runs = [probe_accuracy(x, y, seed=seed, test_fraction=test_fraction, per_class=int(k), n_boot=1,
+                               draw=d)["correct"] for d in range(n_draws)]
+        m = np.stack(runs).astype(float)  # (n_draws, n_test): one test split, draws differ in training examples
+        r = np.random.default_rng(derive_seed(seed, "curve-bootstrap", int(k)))
+        d_idx = r.integers(0, m.shape[0], (n_boot, m.shape[0]))
+        t_idx = r.integers(0, m.shape[1], (n_boot, m.shape[1]))
+        boots = np.array([m[d_idx[b]][:, t_idx[b]].mean() for b in range(n_boot)])
+        alpha = (1 - level) / 2
+        lo, hi = np.quantile(boots, [alpha, 1 - alpha])
+        per_draw = m.mean(1)
+        rows.append({"per_class": int(k), "n_draws": int(n_draws), "n_test": int(m.shape[1]),
+                     "accuracy": float(m.mean()), "ci_low": float(lo), "ci_high": float(hi),
+                     "draw_sd": float(per_draw.std(ddof=0))})
+    return pd.DataFrame(rows)
 
 
 def pixel_features(images, size: int = 28) -> np.ndarray:
