@@ -22,9 +22,13 @@
 #
 # **Protocol (paper A):** one multiple-choice prompt over the full class-name list,
 # *"What is in this image? Choice list: [...]"*, with a required reply format `Answer Choice: [...]`; a
-# case-insensitive regex takes the first class name after `Answer Choice:`; a reply it cannot parse counts
-# as wrong. We also score every choice by its log-likelihood (no parsing involved), which separates
-# "the model does not know" from "the model does not follow the format".
+# case-insensitive regex reads the class from the reply; a reply it cannot parse counts as wrong.
+# `PROMPT_STYLE = "paper_a"` uses paper A's template and parser exactly as its public code writes them (a
+# multi-line template with a `---BEGIN FORMAT TEMPLATE---` block; the first listed class whose
+# `Answer Choice: [name]` pattern occurs in the reply); `"short"` asks the same in one line, so that the
+# prompt fits the embedded model's 256 positions. We also score every choice by its log-likelihood (no
+# parsing involved), which separates "the model does not know" from "the model does not follow the format";
+# the parse-failure rate of the generated replies is reported below for either style.
 #
 # **What produced the numbers below:** the model named in `MODEL` on the datasets named in `DATASETS`.
 # In the default *embedded* profile that is the project's own small LLaVA-architecture model, trained on
@@ -54,22 +58,33 @@ MODES: list = ["generate", "loglik"]  # answer modes: paper A's generate+parse, 
 SEED: int = 0  # seed for random sampling and bootstrap resampling
 N_BOOT: int = 1000  # bootstrap resamples per interval
 BATCH_SIZE: int = 64  # queries per forward pass
+PROMPT_STYLE: str = "short"  # "short" (one line; fits the embedded model) or "paper_a" (paper A's template and parser)
+ID_REFERENCE: dict = {"digit_styles": "digit_styles/mnist", "rotated_mnist": "digit_styles/mnist", "colored_mnist": "digit_styles/mnist", "corrupted_mnist": "digit_styles/mnist"}  # dataset -> its in-distribution reference "dataset/domain" (datasets left out: no ID gap)
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
-from mllm_ood.validation import MAX_PER_CLASS, boolean, check_parameters, integer, listing, model_reference, seed, text
+from mllm_ood.prompts import PROMPT_STYLES
+from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, model_reference, naming,
+                                 satisfies, seed, text)
 
 check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  DATASETS=listing(choices=catalog.known_names()), SAMPLES_PER_CLASS=integer(1, MAX_PER_CLASS),
                  SAMPLING=text(choices=["first", "random"]), MODES=listing(choices=zero_shot.MODES), SEED=seed(),
-                 N_BOOT=integer(1, 100_000), BATCH_SIZE=integer(1, 4096))
+                 N_BOOT=integer(1, 100_000), BATCH_SIZE=integer(1, 4096), PROMPT_STYLE=text(choices=PROMPT_STYLES),
+                 ID_REFERENCE=satisfies(lambda v: isinstance(v, dict), "a mapping dataset -> 'dataset/domain'"))
+with naming("ID_REFERENCE", "DATASETS"):
+    zero_shot.validate_id_reference(ID_REFERENCE, DATASETS)
 
 # %%
 model_ref = resolve_model(MODEL)
+# Smoke: the first 2 datasets, plus the datasets their ID references name (so every gap has its reference).
 datasets = DATASETS[:2] if SMOKE else DATASETS
+datasets = list(dict.fromkeys(datasets + [zero_shot.parse_reference(ID_REFERENCE[d])[0] for d in datasets
+                                          if d in ID_REFERENCE]))
+references = {d: r for d, r in ID_REFERENCE.items() if d in datasets}
 n_per_class = 1 if SMOKE else SAMPLES_PER_CLASS
 n_boot = 100 if SMOKE else N_BOOT
-zero_shot.validate(datasets, MODES, n_per_class, SAMPLING)  # one clear error before anything loads
+zero_shot.validate(datasets, MODES, n_per_class, SAMPLING, prompt_style=PROMPT_STYLE)  # before anything loads
 model = load_model(model_ref)
 print(model, "|", zero_shot.model_fingerprint(model_ref))
 
@@ -89,18 +104,21 @@ print(model, "|", zero_shot.model_fingerprint(model_ref))
 
 # %%
 results = zero_shot.evaluate(model, model_ref, datasets, modes=MODES, n_per_class=n_per_class, sampling=SAMPLING,
-                             seed=SEED, batch_size=BATCH_SIZE)
+                             seed=SEED, batch_size=BATCH_SIZE, prompt_style=PROMPT_STYLE)
 infos = {name: catalog.open_dataset(name, seed=SEED)[1] for name in datasets}
 chance = {name: zero_shot.chance_level(info) for name, info in infos.items()}
 table = accuracy_table(results, ["mode", "family", "dataset", "domain"], n_boot=n_boot, seed=SEED)
 table["chance"] = table["dataset"].map(chance)
-print(f"{len(results)} answers from {results['model'].iloc[0]}")
+print(f"{len(results)} answers from {results['model'].iloc[0]}; prompt style {PROMPT_STYLE!r}; chance = 1 / classes:",
+      {name: round(c, 4) for name, c in chance.items()})
+print("prompt of the first dataset and domain:\n" + zero_shot.build_prompt(infos[datasets[0]], infos[datasets[0]].domains[0],
+                                                                           style=PROMPT_STYLE))
 table.round(3)
 
 # %% [markdown]
 # ## Accuracy per dataset and domain
-# Each cell is the accuracy on N samples per class; compare it with the chance level of the dataset
-# (1/10 for digits, 1/3 for solubility classes).
+# Each cell is the accuracy on N samples per class; compare it with the chance level of the dataset,
+# 1 / (number of classes) (printed above).
 
 # %%
 for mode in MODES:
@@ -118,19 +136,20 @@ for mode in MODES:
 
 # %% [markdown]
 # ## ID versus OOD
-# The in-distribution reference is the held-out MNIST domain (`digit_styles` / `mnist`; the 0-degree and
-# `clean` domains show the same images). Below: accuracy per domain with its 95 % bootstrap interval,
-# grouped by shift family, against the ID accuracy (solid line, band = interval) and chance (dotted).
-# The table gives each domain's gap to ID with a bootstrap interval of the difference.
+# Each dataset's in-distribution reference is the parameter `ID_REFERENCE` (`dataset -> "dataset/domain"`;
+# embedded profile: held-out MNIST, `digit_styles/mnist`, the model's training distribution). Below:
+# accuracy per domain with its 95 % bootstrap interval, grouped by shift family, against each dataset's ID
+# accuracy (solid tick, when it has a reference) and chance (grey tick). The table gives each domain's gap
+# to its dataset's ID reference with a bootstrap interval of the difference.
 
 # %%
-id_rows = zero_shot.id_reference(results)
+id_rows = zero_shot.id_reference(results, references)
 gap_rows = []
 for mode in MODES:
-    id_correct = id_rows[(id_rows["mode"] == mode) & (id_rows["dataset"] == id_rows["dataset"].iloc[0])]["correct"] \
-        if len(id_rows) else pd.Series(dtype=bool)
     for (fam, ds_name, dom), grp in results[results["mode"] == mode].groupby(["family", "dataset", "domain"], sort=False):
-        row = {"mode": mode, "family": fam, "dataset": ds_name, "domain": dom, "accuracy": grp["correct"].mean()}
+        row = {"mode": mode, "family": fam, "dataset": ds_name, "domain": dom, "accuracy": grp["correct"].mean(),
+               "id_reference": references.get(ds_name, "")}
+        id_correct = id_rows[ds_name].loc[id_rows[ds_name]["mode"] == mode, "correct"] if ds_name in id_rows else []
         if len(id_correct):
             lo, hi = bootstrap_diff_ci(grp["correct"], id_correct, n_boot=n_boot, seed=SEED)
             row.update(id_accuracy=id_correct.mean(), gap=row["accuracy"] - id_correct.mean(), gap_low=lo, gap_high=hi)
@@ -149,12 +168,10 @@ for mode in MODES:
         x = np.arange(len(part))
         ax.errorbar(x, part["accuracy"] * 100, yerr=[(part["accuracy"] - part["ci_low"]) * 100,
                     (part["ci_high"] - part["accuracy"]) * 100], fmt="o", capsize=3)
-        ref = gaps[(gaps["mode"] == mode)]
-        if "id_accuracy" in ref and ref["id_accuracy"].notna().any():
-            idr = sub[(sub["dataset"] == "digit_styles") & (sub["domain"] == "mnist")]
-            if len(idr):
-                ax.axhline(idr["accuracy"].iloc[0] * 100, color="C2", label="ID accuracy")
-                ax.axhspan(idr["ci_low"].iloc[0] * 100, idr["ci_high"].iloc[0] * 100, color="C2", alpha=0.15)
+        ref = gaps[(gaps["mode"] == mode) & gaps["dataset"].isin(part["dataset"])]
+        id_acc = part[["dataset", "domain"]].merge(ref, how="left")["id_accuracy"] if "id_accuracy" in ref else None
+        if id_acc is not None and id_acc.notna().any():
+            ax.scatter(x, id_acc * 100, marker="_", s=300, color="C2", label="ID accuracy (its reference)")
         ax.scatter(x, part["chance"] * 100, marker="_", s=300, color="grey", label="chance")
         ax.set_xticks(x, labels, rotation=60, fontsize=7)
         ax.set_title(fam)
@@ -202,7 +219,8 @@ if {"corrupted_mnist", "rotated_mnist"} & set(datasets):
     axes[1].set_xlabel("rotation (degrees)")
     axes[1].set_ylabel("accuracy (%)")
     for ax in axes:
-        ax.axhline(10, color="grey", linestyle=":", label="chance")
+        ax.axhline(100 * chance.get("rotated_mnist", chance.get("corrupted_mnist", 0.1)), color="grey", linestyle=":",
+                   label="chance")
         ax.legend(fontsize=7)
         ax.set_ylim(0, 100)
     fig.tight_layout()
@@ -236,9 +254,11 @@ if "generate" in MODES:
 # %%
 summary = (table.groupby(["mode", "family"])[["accuracy", "chance"]].mean().reset_index())
 for mode in MODES:
-    idr = table[(table["mode"] == mode) & (table["dataset"] == "digit_styles") & (table["domain"] == "mnist")]
-    id_acc = float(idr["accuracy"].iloc[0]) if len(idr) else float("nan")
-    print(f"[{mode}] ID accuracy (held-out MNIST): {id_acc:.1%}")
+    sub_gaps = gaps[gaps["mode"] == mode]
+    id_acc = float(sub_gaps["id_accuracy"].mean()) if "id_accuracy" in sub_gaps and sub_gaps["id_accuracy"].notna().any() \
+        else float("nan")
+    print(f"[{mode}] mean ID-reference accuracy ({', '.join(sorted(set(references.values()))) or 'no reference'}): "
+          f"{id_acc:.1%}")
     for _, r in summary[summary["mode"] == mode].iterrows():
         verdict = ("below chance" if r["accuracy"] < r["chance"] - 0.1 else
                    "near chance" if r["accuracy"] < r["chance"] + 0.1 else

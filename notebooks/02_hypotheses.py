@@ -58,17 +58,23 @@ LEARNING_CURVE: list = [1, 2, 4, 8, 16, 32]  # labelled examples per class for t
 SEED: int = 0  # seed for splits, CV folds and bootstrap
 N_BOOT: int = 1000  # bootstrap resamples per interval
 BATCH_SIZE: int = 64  # queries per forward pass
+PROMPT_STYLE: str = "short"  # "short" (one line; fits the embedded model) or "paper_a" (paper A's template and parser)
+ID_REFERENCE: dict = {}  # dataset -> its in-distribution reference "dataset/domain", left out of the OOD domains (embedded datasets default to their own ID domain)
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
-from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, model_reference, require,
-                                 seed, text)
+from mllm_ood.prompts import PROMPT_STYLES
+from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, model_reference, naming,
+                                 require, satisfies, seed, text)
 
 check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  DATASETS=listing(choices=catalog.known_names()), MODE=text(choices=zero_shot.MODES),
                  SAMPLES_PER_CLASS=integer(1, MAX_PER_CLASS), PROBE_PER_CLASS=integer(2, MAX_PER_CLASS),
                  LEARNING_CURVE=listing(integer(1), increasing=True), SEED=seed(), N_BOOT=integer(1, 100_000),
-                 BATCH_SIZE=integer(1, 4096))
+                 BATCH_SIZE=integer(1, 4096), PROMPT_STYLE=text(choices=PROMPT_STYLES),
+                 ID_REFERENCE=satisfies(lambda v: isinstance(v, dict), "a mapping dataset -> 'dataset/domain'"))
+with naming("ID_REFERENCE", "DATASETS"):
+    zero_shot.validate_id_reference(ID_REFERENCE, DATASETS)
 require(min(LEARNING_CURVE) <= PROBE_PER_CLASS // 2, "LEARNING_CURVE", LEARNING_CURVE,
         f"needs a value <= PROBE_PER_CLASS // 2 = {PROBE_PER_CLASS // 2} (the probe's training half per class)")
 
@@ -79,9 +85,10 @@ n_zs = 1 if SMOKE else SAMPLES_PER_CLASS
 n_probe = 6 if SMOKE else PROBE_PER_CLASS
 curve = [k for k in LEARNING_CURVE if k <= n_probe // 2] or [1]  # values above the training half are skipped
 n_boot = 100 if SMOKE else N_BOOT
-zero_shot.validate(datasets, [MODE], n_zs, "first")
+zero_shot.validate(datasets, [MODE], n_zs, "first", prompt_style=PROMPT_STYLE)
 model = load_model(model_ref)
 infos = {name: catalog.open_dataset(name, seed=SEED)[1] for name in datasets}
+ood = {name: ood_domains(infos[name], ID_REFERENCE.get(name)) for name in datasets}  # the domains tested per dataset
 print(model, "|", zero_shot.model_fingerprint(model_ref))
 
 # %% [markdown]
@@ -94,11 +101,12 @@ print(model, "|", zero_shot.model_fingerprint(model_ref))
 variant_results = []
 for variant in zero_shot.PROMPT_VARIANTS:
     res = zero_shot.evaluate(model, model_ref, datasets, modes=[MODE], n_per_class=n_zs, seed=SEED,
-                             batch_size=BATCH_SIZE, variant=variant)
+                             batch_size=BATCH_SIZE, variant=variant, prompt_style=PROMPT_STYLE)
     variant_results.append(res)
 zs = pd.concat(variant_results, ignore_index=True)
-zs = zs[[d in ood_domains(infos[n]) for n, d in zip(zs["dataset"], zs["domain"])]]
-print("example prompt with descriptions:\n", zero_shot.build_prompt(infos[datasets[0]], ood_domains(infos[datasets[0]])[0], "descriptions"))
+zs = zs[[d in ood[n] for n, d in zip(zs["dataset"], zs["domain"])]]
+print("example prompt with descriptions:\n", zero_shot.build_prompt(infos[datasets[0]], ood[datasets[0]][0], "descriptions",
+                                                                      style=PROMPT_STYLE))
 
 # %% [markdown]
 # ## Hypotheses 2 and 3: linear probes
@@ -111,9 +119,10 @@ print("example prompt with descriptions:\n", zero_shot.build_prompt(infos[datase
 # %%
 probe_rows, pooled = [], {}
 for name in datasets:
-    for dom in ood_domains(infos[name]):
+    for dom in ood[name]:
         for kind in ["vision", "answer_state", "pixels"]:
-            x, y, _ = domain_features(model, model_ref, name, dom, kind, n_probe, seed=SEED, batch_size=BATCH_SIZE)
+            x, y, _ = domain_features(model, model_ref, name, dom, kind, n_probe, seed=SEED, batch_size=BATCH_SIZE,
+                                      prompt_style=PROMPT_STYLE)
             r = probe_accuracy(x, y, seed=SEED, n_boot=n_boot)
             pooled.setdefault((name, kind), []).append(r.pop("correct"))
             probe_rows.append({"dataset": name, "domain": dom, "features": kind, **r})
@@ -171,7 +180,7 @@ comparison.round(3)
 # %%
 curve_rows = []
 for name in datasets:
-    for dom in ood_domains(infos[name]):
+    for dom in ood[name]:
         x, y, _ = domain_features(model, model_ref, name, dom, "vision", n_probe, seed=SEED, batch_size=BATCH_SIZE)
         for k in curve:
             r = probe_accuracy(x, y, seed=SEED, per_class=k, n_boot=n_boot)

@@ -7,7 +7,9 @@ import pytest
 from datasets import ClassLabel, Dataset, Features, Image, Value
 from PIL import Image as PILImage
 
-from mllm_ood.data.hub import SPECS, load_hub
+from datasets import load_dataset
+
+from mllm_ood.data.hub import SPECS, load_hub, make_standin_dataset
 from mllm_ood.validation import ParameterError
 
 
@@ -39,14 +41,40 @@ def test_classlabel_dataset_in_hub_layout(tmp_path):
 
 
 def test_string_labels_and_save_to_disk_layout(tmp_path):
+    # HAM10000 as paper A uses it: domains = dx_type, classes = full diagnosis names from the dx codes.
     ds = Dataset.from_dict({"image": _images(4), "dx": ["nv", "mel", "nv", "bkl"],
+                            "dx_type": ["histo", "follow_up", "histo", "consensus"],
                             "localization": ["back", "face", "back", "trunk"]},
-                           features=Features({"image": Image(), "dx": Value("string"),
+                           features=Features({"image": Image(), "dx": Value("string"), "dx_type": Value("string"),
                                               "localization": Value("string")}))
     ds.save_to_disk(str(tmp_path / "ham"))
     out = load_hub("ham10000", source=tmp_path / "ham")
-    assert out.features["label"].names == ["bkl", "mel", "nv"]
-    assert [out.features["label"].int2str(v) for v in out["label"]] == ["nv", "mel", "nv", "bkl"]
+    names = out.features["label"].names
+    assert len(names) == 7 and "melanocytic nevi" in names
+    assert [names[v] for v in out["label"]] == ["melanocytic nevi", "melanoma", "melanocytic nevi",
+                                                "benign keratosis-like lesions"]
+    assert out["domain"] == ["histo", "follow_up", "histo", "consensus"]
+    bad = Dataset.from_dict({"image": _images(1), "dx": ["xyz"], "dx_type": ["histo"]})
+    bad.save_to_disk(str(tmp_path / "bad"))
+    with pytest.raises(ParameterError, match=r"labels \['xyz'\] are not among"):
+        load_hub("ham10000", source=tmp_path / "bad")
+
+
+@pytest.mark.parametrize("name", [n for n, s in SPECS.items() if s.label_column])
+def test_standin_dataset_has_the_card_schema(name, tmp_path):
+    spec = SPECS[name]
+    src = make_standin_dataset(name, tmp_path / name, per_cell=1)
+    raw = load_dataset(str(src), split=spec.split)
+    assert raw.column_names == list(spec.card)  # the card's columns, in its order
+    for col, dtype in spec.card.items():
+        feat = raw.features[col]
+        assert (type(feat).__name__, getattr(feat, "dtype", None)) == {
+            "image": ("Image", "PIL.Image.Image"), "classlabel": ("ClassLabel", "int64"),
+            "string": ("Value", "string"), "int64": ("Value", "int64"), "float64": ("Value", "float64")}[dtype], col
+    out = load_hub(name, source=src)
+    assert sorted(set(out["domain"])) == sorted(spec.domains)
+    assert len(out) == len(spec.domains) * len(spec.label_values)  # one image per domain x class
+    assert out[0]["image"].size == tuple(spec.image_size)
 
 
 def test_vqa_spec(tmp_path):

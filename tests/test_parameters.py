@@ -30,6 +30,7 @@ GENERIC_BAD = {
     "bool": ["yes", 1, None],
     "str": [3, None, "", ["a"]],
     "list": ["abc", [], None, 5],
+    "dict": ["abc", None, 5, [1]],
 }
 # (notebook, parameter, bad value): what the issue measured as failing late, unclearly or not at all.
 SPECIFIC_BAD = [
@@ -39,7 +40,8 @@ SPECIFIC_BAD = [
     ("01_zero_shot_ood", "SAMPLES_PER_CLASS", "1e9"), ("01_zero_shot_ood", "SAMPLES_PER_CLASS", 10**9),
     ("01_zero_shot_ood", "DATASETS", ["rotated_mnist", "imagenet"]), ("01_zero_shot_ood", "MODES", ["guess"]),
     ("01_zero_shot_ood", "SAMPLING", "all"), ("01_zero_shot_ood", "MODEL", "data/models/embeded_mllm"),
-    ("01_zero_shot_ood", "N_BOOT", 0),
+    ("01_zero_shot_ood", "N_BOOT", 0), ("01_zero_shot_ood", "PROMPT_STYLE", "long"),
+    ("02_hypotheses", "PROMPT_STYLE", "paper"),
     ("02_hypotheses", "LEARNING_CURVE", [-1, 2]), ("02_hypotheses", "LEARNING_CURVE", []),
     ("02_hypotheses", "LEARNING_CURVE", [64, 128]), ("02_hypotheses", "PROBE_PER_CLASS", -1),
     ("02_hypotheses", "PROBE_PER_CLASS", 10**9), ("02_hypotheses", "MODE", "both"),
@@ -128,6 +130,16 @@ def test_bad_value_is_refused_by_name(name, param, value):
 def test_bad_combination_is_refused_by_name(name, overrides, param):
     with pytest.raises(ParameterError, match=f"^parameter {param} = "):
         check_notebook_parameters(_nb(name), {**_good(name), **overrides})
+
+
+@pytest.mark.parametrize("name", ["01_zero_shot_ood", "02_hypotheses"])
+@pytest.mark.parametrize("reference, fragment", [({"hub:pacs": "hub:pacs/photo"}, "not among the datasets"),
+                                                 ({"rotated_mnist": "digit_styles/photo"}, "unknown domain"),
+                                                 ({"rotated_mnist": "molecules_size/small"}, "not evaluated")])
+def test_bad_id_reference_is_refused_with_the_datasets(name, reference, fragment):
+    with pytest.raises(ParameterError, match=f"^parameters ID_REFERENCE, DATASETS \\(together\\): .*{fragment}"):
+        check_notebook_parameters(_nb(name), {**_good(name), "DATASETS": ["digit_styles", "rotated_mnist"],
+                                              "ID_REFERENCE": reference})
 
 
 def test_pending_list_is_current():

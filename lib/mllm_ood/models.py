@@ -335,7 +335,8 @@ class MLLM:
         """Mean-pooled vision-tower features, float32 (n, d_vision).
 
         LLaVA family: the layer and tokens the projector reads (``vision_feature_layer``, CLS dropped
-        under the 'default' strategy), i.e. what the language model sees, before the projector.
+        under the 'default' strategy), i.e. what the language model sees, before the projector
+        (LLaVA-NeXT: of the whole-image view only, not of its any-resolution tiles).
         Idefics3: the vision encoder's last hidden state. Qwen2-VL: the vision blocks' output before
         the patch merger.
         """
@@ -362,6 +363,8 @@ class MLLM:
         ip = self.processor.image_processor
         if self.family == "llava":
             pv = ip(ims, return_tensors="pt")["pixel_values"].to(self.device, self.dtype)
+            if pv.ndim == 5:  # LLaVA-NeXT any-res: (n, views, 3, H, W); view 0 is the whole image resized
+                pv = pv[:, 0]
             hs = inner.vision_tower(pixel_values=pv, output_hidden_states=True).hidden_states
             layers = [cfg.vision_feature_layer] if isinstance(cfg.vision_feature_layer, int) else cfg.vision_feature_layer
             feats = [hs[layer][:, 1:] if cfg.vision_feature_select_strategy == "default" else hs[layer] for layer in layers]
@@ -508,3 +511,174 @@ def make_standin(arch: str, out_dir: str | Path, seed: int = 0) -> Path:
     model.save_pretrained(out)
     proc.save_pretrained(out)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Shape-faithful stand-ins of the paper profile's hub models (resources/standins.json)
+# --------------------------------------------------------------------------------------------
+
+LLAVA_NEXT_MISTRAL_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' }}"
+    "{% for item in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% for item in message['content'] | selectattr('type', 'equalto', 'text') %}{{ item['text'] }}{% endfor %}"
+    "{{ ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'][0]['text'] + '</s> ' }}"
+    "{% endif %}{% endfor %}"
+)
+
+
+def standin_table() -> dict:
+    """The stand-in shapes written in the repository (``resources/standins.json``)."""
+    import json
+
+    from .paths import RESOURCES
+
+    return json.loads((RESOURCES / "standins.json").read_text())
+
+
+def standin_arch_for(hub_id: str) -> str:
+    """The stand-in architecture of a hub model id; ParameterError saying why when there is none."""
+    table = standin_table()
+    for arch, spec in table["standins"].items():
+        if hub_id in spec["hub_ids"]:
+            return arch
+    if hub_id in table["no_standin"]:
+        raise ParameterError(f"no stand-in for {hub_id!r}: {table['no_standin'][hub_id]}")
+    known = [h for s in table["standins"].values() for h in s["hub_ids"]]
+    raise ParameterError(f"no stand-in for {hub_id!r}; models with one: {', '.join(known)}")
+
+
+def _tiny_text(tok, cls_name: str, max_positions: int):
+    import transformers
+
+    cls = getattr(transformers, cls_name)
+    kw = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+              num_key_value_heads=2, max_position_embeddings=max_positions, bos_token_id=tok.bos_token_id,
+              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    if cls_name == "MistralConfig":
+        kw["sliding_window"] = None
+    return cls(**kw)
+
+
+def make_shape_standin(arch: str, out_dir: str | Path, seed: int = 0) -> Path:
+    """Save a shape-faithful stand-in ``arch`` (a key of ``resources/standins.json``: 'llava-1.5',
+    'llava-next', 'smolvlm') in hub format: the real checkpoint's processor settings, image-token counts,
+    context length and chat template; tiny random weights (hidden 32, 2 layers). No download."""
+    import torch
+    from transformers import CLIPVisionConfig, PreTrainedTokenizerFast
+
+    table = standin_table()["standins"]
+    if arch not in table:
+        raise ParameterError(f"unknown stand-in {arch!r}; allowed: {', '.join(table)}")
+    s = table[arch]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    if arch in ("llava-1.5", "llava-next"):
+        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+        tok = PreTrainedTokenizerFast(tokenizer_object=_tiny_tokenizer(["<unk>", "<s>", "</s>", "<image>", "<pad>"], seed),
+                                      bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                                      additional_special_tokens=["<image>"])
+        vision = CLIPVisionConfig(image_size=s["image_size"], patch_size=s["patch_size"], hidden_size=32,
+                                  intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, projection_dim=32)
+        common = dict(image_token_index=tok.convert_tokens_to_ids("<image>"), image_seq_length=s["image_seq_length"],
+                      vision_feature_layer=-2, vision_feature_select_strategy="default")
+        size = {"shortest_edge": s["image_size"]}
+        crop = {"height": s["image_size"], "width": s["image_size"]}
+        if arch == "llava-1.5":
+            from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+            template = LLAVA15_TEMPLATE
+            tok.chat_template = template
+            proc = LlavaProcessor(image_processor=CLIPImageProcessorPil(size=size, crop_size=crop), tokenizer=tok,
+                                  patch_size=s["patch_size"], vision_feature_select_strategy="default",
+                                  chat_template=template, num_additional_image_tokens=1)
+            model = LlavaForConditionalGeneration(LlavaConfig(
+                vision_config=vision, text_config=_tiny_text(tok, "LlamaConfig", s["max_position_embeddings"]), **common))
+        else:
+            from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
+            from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+            template = LLAVA_NEXT_MISTRAL_TEMPLATE
+            tok.chat_template = template
+            pins = s["image_grid_pinpoints"]
+            ip = LlavaNextImageProcessorPil(size=size, crop_size=crop, image_grid_pinpoints=pins)
+            proc = LlavaNextProcessor(image_processor=ip, tokenizer=tok, patch_size=s["patch_size"],
+                                      vision_feature_select_strategy="default", chat_template=template,
+                                      num_additional_image_tokens=1)
+            model = LlavaNextForConditionalGeneration(LlavaNextConfig(
+                vision_config=vision, text_config=_tiny_text(tok, "MistralConfig", s["max_position_embeddings"]),
+                image_grid_pinpoints=pins, **common))
+    elif arch == "smolvlm":
+        from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+        from transformers.models.idefics3.configuration_idefics3 import Idefics3VisionConfig
+        from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+        specials = ["<unk>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>",
+                    "<global-img>", "<pad>"] + [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+        tok = PreTrainedTokenizerFast(tokenizer_object=_tiny_tokenizer(specials, seed), bos_token="<|im_start|>",
+                                      eos_token="<end_of_utterance>", unk_token="<unk>", pad_token="<pad>",
+                                      additional_special_tokens=specials[2:6])
+        tok.chat_template = IDEFICS3_TEMPLATE
+        ip = Idefics3ImageProcessorPil(do_image_splitting=True, size={"longest_edge": s["longest_edge"]},
+                                       max_image_size={"longest_edge": s["image_size"]})
+        proc = Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=s["image_seq_len"],
+                                 chat_template=IDEFICS3_TEMPLATE)
+        model = Idefics3ForConditionalGeneration(Idefics3Config(
+            vision_config=Idefics3VisionConfig(image_size=s["image_size"], patch_size=s["patch_size"], hidden_size=32,
+                                               intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
+            text_config=_tiny_text(tok, "LlamaConfig", s["max_position_embeddings"]),
+            image_token_id=tok.convert_tokens_to_ids("<image>"), scale_factor=s["scale_factor"],
+            pad_token_id=tok.pad_token_id))
+    else:  # a table entry without a builder
+        raise ParameterError(f"stand-in {arch!r} is listed in standins.json but has no builder")
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(out)
+    proc.save_pretrained(out)
+    return out
+
+
+def standin_model(hub_id: str, seed: int = 0) -> Path:
+    """The cached stand-in folder of ``hub_id`` (built on first use, ``save_pretrained`` format)."""
+    from .cache import cached
+
+    arch = standin_arch_for(hub_id)
+    spec = standin_table()["standins"][arch]
+    folder = cached("standin_model", {"arch": arch, "spec": spec, "seed": seed},
+                    lambda tmp: make_shape_standin(arch, tmp / "model", seed))
+    return folder / "model"
+
+
+def context_budget(model_ref: str) -> tuple[int, int] | None:
+    """(most tokens one image can take, context positions) of a model, without loading its weights:
+    from the stand-in table for hub ids, from ``config.json`` for local folders with fixed image-token
+    counts (LLaVA-1.5 layout); None when unknown (the runtime check in :meth:`MLLM._inputs` still holds)."""
+    import json
+
+    for spec in standin_table()["standins"].values():
+        if model_ref in spec["hub_ids"]:
+            return spec["max_image_tokens"], spec["max_position_embeddings"]
+    cfg_file = Path(model_ref) / "config.json"
+    if not cfg_file.is_file():
+        return None
+    cfg = json.loads(cfg_file.read_text())
+    text = cfg.get("text_config", {})
+    positions = text.get("max_position_embeddings")
+    if cfg.get("model_type") == "llava" and cfg.get("image_seq_length") and positions:
+        return int(cfg["image_seq_length"]), int(positions)
+    for spec in standin_table()["standins"].values():  # a stand-in folder: same shapes as its hub models
+        if positions == spec["max_position_embeddings"] and cfg.get("model_type", "").startswith(
+                {"llava": "llava", "llava_next": "llava_next", "idefics3": "idefics3"}[spec["family"]]):
+            return spec["max_image_tokens"], spec["max_position_embeddings"]
+    return None
+
+
+def max_shots(model_ref: str, text_tokens: int = 400) -> int | None:
+    """The most demonstrations (each one image) a few-shot episode with one query image can hold in the
+    model's context, leaving ``text_tokens`` for the instructions, label words and reply; None if unknown."""
+    budget = context_budget(model_ref)
+    if budget is None:
+        return None
+    per_image, positions = budget
+    return (positions - text_tokens) // per_image - 1

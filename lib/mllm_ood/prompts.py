@@ -1,8 +1,16 @@
-"""Paper A's zero-shot protocol: the multiple-choice prompt and the ``Answer Choice:`` parser.
+"""Paper A's zero-shot protocol: the multiple-choice prompt and the ``Answer Choice:`` parser, in two styles.
 
-Prompt (paper A, Zhang et al. 2402.06599): one question over the full class-name list with a required
-reply format; the reply is parsed by a case-insensitive regex that takes the first class name after
-``Answer Choice:``; a reply without a match counts as wrong.
+- ``paper_a`` (the paper profile's default): paper A's own template, character for character as its
+  public code writes it (question, the choice list as a Python list, a ``---BEGIN FORMAT TEMPLATE---``
+  block, "Do not deviate ..."), and its parser: the *first class of the list* (in list order) whose
+  pattern ``Answer Choice:\s*[?'?"?<name>'?"?]?`` occurs anywhere in the reply, case-insensitive, no
+  word boundaries; no match counts as wrong.
+- ``short`` (the embedded profile): the same question, choice list and reply format in one line, so
+  that the prompt fits the embedded model's 256 positions; parsed by the first class name *after*
+  ``Answer Choice:`` on word boundaries (longest name wins a tie).
+
+Both styles ask for the same reply, ``Answer Choice: [name]`` (:func:`format_answer`), so
+log-likelihood scoring is the same for both.
 """
 
 from __future__ import annotations
@@ -36,6 +44,61 @@ def zero_shot_prompt(class_names: Sequence[str], question: str = QUESTION, conte
 def format_answer(class_name: str) -> str:
     """The reply the protocol asks for, e.g. 'Answer Choice: [seven]'."""
     return f"{ANSWER_PREFIX} [{class_name}]"
+
+
+# Paper A's template (its data/generate_unified_input_data.py): an f-string whose choice list is the
+# Python list of class names, with the source's line indentation kept (it is part of the prompt text).
+PAPER_A_TEMPLATE = (
+    "Given the image, answer the following question using the specified format.\n"
+    "        Question: {question} Choice list: {choices}.\n"
+    "        Please choose a choice from the list and respond with the following format:\n"
+    "        ---BEGIN FORMAT TEMPLATE---\n"
+    "        Answer Choice: [Your Answer Choice Here]\n"
+    "        ---END FORMAT TEMPLATE---\n"
+    "        Do not deviate from the above format. Repeat the format template for the answer.\n"
+    "        "
+)
+PROMPT_STYLES = ("short", "paper_a")
+
+
+def paper_a_prompt(class_names: Sequence[str], question: str = QUESTION, context: str = "") -> str:
+    """Paper A's zero-shot prompt for ``class_names`` (choice list rendered as a Python list, as its code
+    does). ``context`` (hypothesis-1 descriptions or domain context) goes on its own line before the
+    question; paper A's template has no slot for it."""
+    if not class_names:
+        raise ParameterError("the choice list is empty")
+    text = PAPER_A_TEMPLATE.format(question=question.strip(), choices=str([str(c) for c in class_names]))
+    if context:
+        first, rest = text.split("\n", 1)
+        text = f"{first}\n        {context.strip()}\n{rest}"
+    return text
+
+
+def parse_answer_paper_a(reply: str, class_names: Sequence[str]) -> int | None:
+    """Paper A's parser: index of the first class *in list order* whose pattern
+    ``Answer Choice:\\s*(?:\\[)?'?"?<name>'?"?(?:\\])?`` matches anywhere in ``reply`` (case-insensitive),
+    else None. Like paper A's code, it has no word boundaries: with classes ['cat', 'caterpillar'] the
+    reply 'Answer Choice: [caterpillar]' is read as 'cat'."""
+    for idx, name in enumerate(class_names):
+        pattern = r"Answer Choice:\s*(?:\[)?'?\"?" + re.escape(name) + r"'?\"?(?:\])?"
+        if re.search(pattern, reply, re.IGNORECASE):
+            return idx
+    return None
+
+
+def prompt_for(style: str, class_names: Sequence[str], question: str = QUESTION, context: str = "") -> str:
+    """The zero-shot prompt text of ``style`` ('short' or 'paper_a')."""
+    if style not in PROMPT_STYLES:
+        raise ParameterError(f"unknown prompt style {style!r}; allowed: {', '.join(map(repr, PROMPT_STYLES))}")
+    return (paper_a_prompt if style == "paper_a" else zero_shot_prompt)(class_names, question=question,
+                                                                       context=context)
+
+
+def parser_for(style: str):
+    """The reply parser that goes with prompt ``style``: ``parser(reply, class_names) -> index or None``."""
+    if style not in PROMPT_STYLES:
+        raise ParameterError(f"unknown prompt style {style!r}; allowed: {', '.join(map(repr, PROMPT_STYLES))}")
+    return parse_answer_paper_a if style == "paper_a" else parse_answer
 
 
 _PREFIX_RE = re.compile(r"answer\s*choice\s*:", re.IGNORECASE)

@@ -4,7 +4,8 @@
 Two answer modes:
 
 - ``generate``: the multiple-choice prompt, free greedy generation, the ``Answer Choice:`` regex parser
-  (:func:`mllm_ood.prompts.parse_answer`); an unparseable reply counts as wrong (paper A);
+  of the prompt style (:func:`mllm_ood.prompts.parser_for`: paper A's own template and parser, or the
+  short one-line prompt that fits the embedded model); an unparseable reply counts as wrong (paper A);
 - ``loglik``: the same prompt, each choice's reply ``Answer Choice: [name]`` scored by log-likelihood;
   the most likely choice is the prediction (always "parsed").
 """
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from .cache import cached
 from .data import catalog, world
-from .prompts import QUESTION, class_descriptions, domain_context, format_answer, parse_answer, zero_shot_prompt
+from .prompts import PROMPT_STYLES, QUESTION, class_descriptions, domain_context, format_answer, parser_for, prompt_for
 from .validation import ParameterError, check_choice, check_choices, check_positive_int
 
 MODES = ("generate", "loglik")
@@ -42,9 +43,11 @@ def model_fingerprint(model_ref: str | Path) -> str:
     return f"{path.name}@{h.hexdigest()[:12]}"
 
 
-def validate(datasets, modes, n_per_class: int, sampling: str, variant: str = "plain") -> None:
+def validate(datasets, modes, n_per_class: int, sampling: str, variant: str = "plain",
+             prompt_style: str = "short") -> None:
     """Check the notebook's parameters before anything is loaded."""
     check_choice("prompt variant", variant, PROMPT_VARIANTS)
+    check_choice("prompt style", prompt_style, PROMPT_STYLES)
     catalog.validate_names(datasets)
     if isinstance(modes, str) or not modes:
         raise ParameterError(f"modes must be a non-empty list, got {modes!r}")
@@ -53,21 +56,23 @@ def validate(datasets, modes, n_per_class: int, sampling: str, variant: str = "p
     check_choice("sampling", sampling, ["first", "random"])
 
 
-def build_prompt(info, domain: str, variant: str = "plain", question: str = QUESTION) -> str:
-    """Paper A's prompt for (dataset, domain), optionally enriched (hypothesis 1)."""
+def build_prompt(info, domain: str, variant: str = "plain", question: str = QUESTION, style: str = "short") -> str:
+    """Paper A's prompt (``style`` 'short' or 'paper_a') for (dataset, domain), optionally enriched (hypothesis 1)."""
     check_choice("prompt variant", variant, PROMPT_VARIANTS)
     context = {"plain": "", "descriptions": class_descriptions(info.class_names),
                "domain_context": domain_context(info.name, domain)}[variant]
-    return zero_shot_prompt(list(info.class_names), question=question, context=context)
+    return prompt_for(style, list(info.class_names), question=question, context=context)
 
 
-def _evaluate_rows(model, fingerprint, ds, info, domain, mode, prompt, max_new_tokens, batch_size) -> pd.DataFrame:
+def _evaluate_rows(model, fingerprint, ds, info, domain, mode, prompt, max_new_tokens, batch_size,
+                   style: str = "short") -> pd.DataFrame:
     names = list(info.class_names)
     labels, ids = list(ds["label"]), list(ds["id"])
     convs = [([image], prompt) for image in ds["image"]]
     if mode == "generate":
         replies = model.generate(convs, max_new_tokens=max_new_tokens, batch_size=batch_size)
-        preds = [parse_answer(r, names) for r in replies]
+        parse = parser_for(style)
+        preds = [parse(r, names) for r in replies]
     else:
         scores = model.score_choices(convs, [format_answer(n) for n in names], batch_size=batch_size)
         preds = [int(i) for i in np.argmax(scores, axis=1)]
@@ -83,14 +88,15 @@ def _evaluate_rows(model, fingerprint, ds, info, domain, mode, prompt, max_new_t
 
 def evaluate(model, model_ref: str, datasets, modes=MODES, n_per_class: int = 20, sampling: str = "first",
              seed: int = 0, question: str = QUESTION, max_new_tokens: int = 16, batch_size: int = 32,
-             sources: dict | None = None, variant: str = "plain") -> pd.DataFrame:
+             sources: dict | None = None, variant: str = "plain", prompt_style: str = "short") -> pd.DataFrame:
     """Per-sample zero-shot results (RESULT_COLUMNS) for every (dataset, domain, mode).
 
     model: a :class:`mllm_ood.models.MLLM`; model_ref: its path or hub id (names the cache entry).
     n_per_class / sampling: paper A's first-N per domain x class, or a seeded random N.
+    prompt_style: 'short' (fits the embedded model) or 'paper_a' (paper A's template and parser).
     Each (dataset, domain, mode) is cached; a rerun with the same arguments recomputes nothing.
     """
-    validate(datasets, modes, n_per_class, sampling, variant)
+    validate(datasets, modes, n_per_class, sampling, variant, prompt_style)
     fingerprint = model_fingerprint(model_ref)
     frames = []
     jobs = []
@@ -100,21 +106,23 @@ def evaluate(model, model_ref: str, datasets, modes=MODES, n_per_class: int = 20
             for mode in modes:
                 jobs.append((name, ds, info, domain, mode))
     for name, ds, info, domain, mode in tqdm(jobs, desc="zero-shot (dataset, domain, mode)"):
-        prompt = build_prompt(info, domain, variant, question)
+        prompt = build_prompt(info, domain, variant, question, prompt_style)
         # The prompt text itself is part of the key: editing a description invalidates its results.
         params = {"model": fingerprint, "dataset": name, "domain": domain, "mode": mode, "n": n_per_class,
                   "sampling": sampling, "seed": seed, "prompt": prompt, "max_new_tokens": max_new_tokens}
+        if prompt_style != "short":  # the short style keeps its existing cache entries
+            params["parser"] = prompt_style
 
         def build(tmp: Path, ds=ds, info=info, domain=domain, mode=mode, prompt=prompt):
             sub = ds.select([i for i, d in enumerate(ds["domain"]) if d == domain])
             sub = world.sample_per_class(sub, n_per_class, mode=sampling, seed=seed)
             _evaluate_rows(model, fingerprint, sub, info, domain, mode, prompt, max_new_tokens,
-                           batch_size).to_csv(tmp / "results.csv", index=False)
+                           batch_size, prompt_style).to_csv(tmp / "results.csv", index=False)
 
         folder = cached("zero_shot", params, build)
         frames.append(pd.read_csv(folder / "results.csv", keep_default_na=False,
                                   dtype={"domain": str, "id": str, "reply": str, "pred_name": str}))
-    return pd.concat(frames, ignore_index=True).assign(variant=variant)
+    return pd.concat(frames, ignore_index=True).assign(variant=variant, prompt_style=prompt_style)
 
 
 def chance_level(info_or_names) -> float:
@@ -123,8 +131,44 @@ def chance_level(info_or_names) -> float:
     return 1.0 / len(names)
 
 
-def id_reference(results: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the in-distribution reference domains (e.g. held-out MNIST) among ``results``."""
-    keep = [world.DATASETS.get(d) is not None and world.DATASETS[d].id_domain == dom
-            for d, dom in zip(results["dataset"], results["domain"])]
-    return results[np.array(keep, dtype=bool)]
+def parse_reference(ref: str) -> tuple[str, str]:
+    """'dataset/domain' -> (dataset, domain); dataset names never contain '/', domains may."""
+    if not isinstance(ref, str) or "/" not in ref:
+        raise ParameterError(f"an in-distribution reference is 'dataset/domain' (e.g. 'digit_styles/mnist'), "
+                             f"got {ref!r}")
+    ds, dom = ref.split("/", 1)
+    return ds, dom
+
+
+def validate_id_reference(id_reference: dict, datasets) -> None:
+    """Check ``{dataset: 'dataset/domain'}`` before any compute: keys among ``datasets``, every reference
+    dataset evaluated too (so its accuracy exists), and, for embedded datasets, the domain exists."""
+    if not isinstance(id_reference, dict):
+        raise ParameterError(f"the in-distribution references must be a mapping dataset -> 'dataset/domain', "
+                             f"got {type(id_reference).__name__}")
+    for name, ref in id_reference.items():
+        if name not in datasets:
+            raise ParameterError(f"in-distribution reference given for {name!r}, which is not among the datasets "
+                                 f"{list(datasets)}")
+        ref_ds, ref_dom = parse_reference(ref)
+        if ref_ds not in datasets:
+            raise ParameterError(f"the reference {ref!r} of {name!r} names dataset {ref_ds!r}, which is not "
+                                 f"evaluated; add it to the datasets")
+        if ref_ds in world.DATASETS:
+            check_choice(f"domain of {ref_ds}", ref_dom, world.DATASETS[ref_ds].domains)
+
+
+def id_reference(results: pd.DataFrame, references: dict) -> dict[str, pd.DataFrame]:
+    """{dataset: rows of its in-distribution reference (dataset, domain)} for every dataset of
+    ``references`` (``{dataset: 'dataset/domain'}``) found in ``results``."""
+    out = {}
+    for name, ref in references.items():
+        ref_ds, ref_dom = parse_reference(ref)
+        rows = results[(results["dataset"] == ref_ds) & (results["domain"].astype(str) == ref_dom)]
+        if name in set(results["dataset"]):
+            if rows.empty:
+                raise ParameterError(f"the in-distribution reference {ref!r} of {name!r} has no results "
+                                     f"(unknown domain? domains of {ref_ds}: "
+                                     f"{sorted(set(results.loc[results['dataset'] == ref_ds, 'domain']))})")
+            out[name] = rows
+    return out

@@ -5,7 +5,12 @@ instead of ``label``).
 The hub ids and column names below were read off the public dataset cards; none of them can be
 downloaded on the project's machines, so every spec is marked ``untested_online=True``. The loading
 code itself is tested offline on small datasets saved in the hub's parquet layout
-(``<dir>/data/<split>-00000-of-00001.parquet``), passed as ``source=``.
+(``<dir>/data/<split>-00000-of-00001.parquet``), passed as ``source=``, or found in a local mirror:
+``$MLLM_OOD_HUB_MIRROR/<spec name>/`` (what ``run_all.sh --standin`` points at).
+
+Each spec also records the card's schema (``card``: column -> 'image' / 'string' / 'int64' /
+'float64' / 'classlabel'), the values of its domain column and the values (or ClassLabel names) of its
+label column, so that :func:`make_standin_dataset` writes a stand-in in exactly that schema.
 """
 
 from __future__ import annotations
@@ -32,23 +37,60 @@ class DatasetSpec:
     untested_online: bool = True
     note: str = ""
     label_map: dict = field(default_factory=dict)  # raw label value -> class name, for string labels
+    card: dict = field(default_factory=dict)  # the card's columns: name -> dtype (see module docstring)
+    domains: tuple[str, ...] = ()  # values of the domain column (card / paper A)
+    label_values: tuple = ()  # ClassLabel names, or the raw values of a string label column
+    image_size: tuple[int, int] = (224, 224)  # (width, height) of the card's images, for stand-ins
 
 
 SPECS: dict[str, DatasetSpec] = {
     s.name: s
     for s in [
         DatasetSpec("pacs", "flwrlabs/pacs", "train", "image", "label", "domain",
-                    note="PACS: photo, art_painting, cartoon, sketch; 7 classes"),
+                    note="PACS: photo, art_painting, cartoon, sketch; 7 classes",
+                    card={"image": "image", "domain": "string", "label": "classlabel"},
+                    domains=("art_painting", "cartoon", "photo", "sketch"),
+                    label_values=("dog", "elephant", "giraffe", "guitar", "horse", "house", "person"),
+                    image_size=(227, 227)),
         DatasetSpec("vlcs", "flwrlabs/vlcs", "train", "image", "label", "domain",
-                    note="VLCS: Caltech101, LabelMe, SUN09, VOC2007; 5 classes"),
+                    note="VLCS: Caltech101, LabelMe, SUN09, VOC2007; 5 classes",
+                    card={"image": "image", "domain": "string", "label": "classlabel"},
+                    domains=("Caltech101", "LabelMe", "SUN09", "VOC2007"),
+                    label_values=("bird", "car", "chair", "dog", "person")),
         DatasetSpec("officehome", "flwrlabs/office-home", "train", "image", "label", "domain",
-                    note="OfficeHome: Art, Clipart, Product, Real World; 65 classes"),
+                    note="OfficeHome: Art, Clipart, Product, Real World; 65 classes (stand-in: first 5)",
+                    card={"image": "image", "domain": "string", "label": "classlabel"},
+                    domains=("Art", "Clipart", "Product", "Real World"),
+                    label_values=("Alarm_Clock", "Backpack", "Batteries", "Bed", "Bike")),
         DatasetSpec("domainnet", "flwrlabs/domainnet", "train", "image", "label", "domain",
-                    note="DomainNet: clipart, infograph, painting, quickdraw, real, sketch; 345 classes"),
+                    note="DomainNet: clipart, infograph, painting, quickdraw, real, sketch; 345 classes "
+                         "(stand-in: first 5)",
+                    card={"image": "image", "domain": "string", "label": "classlabel"},
+                    domains=("clipart", "infograph", "painting", "quickdraw", "real", "sketch"),
+                    label_values=("aircraft_carrier", "airplane", "alarm_clock", "ambulance", "angel")),
         DatasetSpec("camelyon17", "jxie/camelyon17", "id_train", "image", "label", "hospital",
-                    class_names=("normal", "tumor"), note="WILDS Camelyon17 patches; domains = hospitals"),
-        DatasetSpec("ham10000", "marmal88/skin_cancer", "train", "image", "dx", "localization",
-                    class_names=None, note="HAM10000 dermoscopy; label column 'dx' holds strings"),
+                    class_names=("normal", "tumor"), label_map={"0": "normal", "1": "tumor"},
+                    note="WILDS Camelyon17 patches; domains = hospitals",
+                    card={"image": "image", "label": "int64", "hospital": "int64"},
+                    domains=("0", "3", "4"), label_values=(0, 1), image_size=(96, 96)),
+        # Paper A's HAM10000 domains are the diagnosis-confirmation types (dx_type) and its classes the
+        # full diagnosis names; the card's dx column holds codes (HAM10000_metadata.csv) -- both the codes
+        # and the underscore names some mirrors use map to the full names (the values are untested online).
+        DatasetSpec("ham10000", "marmal88/skin_cancer", "train", "image", "dx", "dx_type",
+                    class_names=("actinic keratoses", "basal cell carcinoma", "benign keratosis-like lesions",
+                                 "dermatofibroma", "melanoma", "melanocytic nevi", "vascular lesions"),
+                    label_map={"akiec": "actinic keratoses", "bcc": "basal cell carcinoma",
+                               "bkl": "benign keratosis-like lesions", "df": "dermatofibroma", "mel": "melanoma",
+                               "nv": "melanocytic nevi", "vasc": "vascular lesions",
+                               "actinic_keratoses": "actinic keratoses", "basal_cell_carcinoma": "basal cell carcinoma",
+                               "benign_keratosis-like_lesions": "benign keratosis-like lesions",
+                               "melanocytic_Nevi": "melanocytic nevi", "vascular_lesions": "vascular lesions"},
+                    note="HAM10000 dermoscopy; domains = dx_type (histo, follow_up, consensus, confocal); "
+                         "classes = full diagnosis names",
+                    card={"image": "image", "image_id": "string", "lesion_id": "string", "dx": "string",
+                          "dx_type": "string", "age": "float64", "sex": "string", "localization": "string"},
+                    domains=("histo", "follow_up", "consensus", "confocal"),
+                    label_values=("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"), image_size=(600, 450)),
         DatasetSpec("llava_bench_coco", "lmms-lab/llava-bench-coco", "train", "image", None, None,
                     id_column="question_id", question_column="question", reference_column="answer",
                     note="LLaVA-Bench COCO (90 questions), the clean source of paper B's synthetic shifts"),
@@ -59,9 +101,19 @@ SPECS: dict[str, DatasetSpec] = {
 }
 
 
+MIRROR_ENV = "MLLM_OOD_HUB_MIRROR"
+
+
 def _open(spec: DatasetSpec, source: str | Path | None):
+    import os
+
     import datasets
 
+    if source is None and os.environ.get(MIRROR_ENV):  # a local mirror (stand-ins in a dry run)
+        source = Path(os.environ[MIRROR_ENV]) / spec.name
+        if not source.exists():
+            raise ParameterError(f"{spec.name}: no copy in the local mirror {os.environ[MIRROR_ENV]} "
+                                 f"(${MIRROR_ENV}); expected {source}")
     if source is None:  # the real hub download (needs network; untested here)
         return datasets.load_dataset(spec.hub_id, spec.config, split=spec.split)
     src = Path(source)
@@ -107,9 +159,11 @@ def load_hub(name: str, source: str | Path | None = None, domains=None):
         else:
             names = list(spec.class_names or sorted({str(v) for v in raw}))
             index = {c: i for i, c in enumerate(names)}
+            index.update({k: index[v] for k, v in spec.label_map.items() if v in index})
             unknown = sorted({str(v) for v in raw} - set(index))
             if unknown:
-                raise ParameterError(f"{name}: labels {unknown[:5]} are not among the class names {names}")
+                raise ParameterError(f"{name}: labels {unknown[:5]} are not among the class names {names}"
+                                     + (f" nor the mapped values {sorted(spec.label_map)}" if spec.label_map else ""))
             labels = [index[str(v)] for v in raw]
         out = out.add_column("label", labels).cast_column("label", ClassLabel(names=names))
     else:
@@ -122,4 +176,43 @@ def load_hub(name: str, source: str | Path | None = None, domains=None):
         if bad:
             raise ParameterError(f"unknown domain {bad[0]!r} of {name}; allowed: {sorted(present)}")
         out = out.select([i for i, d in enumerate(doms) if d in wanted_d])
+    return out
+
+
+def make_standin_dataset(name: str, out_dir: str | Path, per_cell: int = 2, seed: int = 0) -> Path:
+    """Write a stand-in of hub dataset ``name`` in the card's exact schema (columns, feature types, split
+    name, domain and label values) in the hub's parquet layout: ``per_cell`` random-noise images of the
+    card's size per domain x class. Returns ``out_dir`` (pass it as ``source=`` or put it in a mirror)."""
+    import numpy as np
+    from datasets import ClassLabel, Dataset, Features, Image, Value
+    from PIL import Image as PILImage
+
+    check_choice("hub dataset", name, SPECS)
+    spec = SPECS[name]
+    if not spec.card or not spec.label_column:
+        raise ParameterError(f"{name}: no card schema or no label column recorded; cannot write a stand-in")
+    r = np.random.default_rng(seed)
+    types = {"string": Value("string"), "int64": Value("int64"), "float64": Value("float64"), "image": Image()}
+    feats = Features({c: ClassLabel(names=list(spec.label_values)) if t == "classlabel" else types[t]
+                      for c, t in spec.card.items()})
+    rows: dict[str, list] = {c: [] for c in spec.card}
+    w, h = spec.image_size
+    k = 0
+    for dom in spec.domains:
+        for y, value in enumerate(spec.label_values):
+            for _ in range(per_cell):
+                for c, t in spec.card.items():
+                    if c == spec.image_column:
+                        v = PILImage.fromarray(r.integers(0, 255, (h, w, 3), dtype=np.uint8))
+                    elif c == spec.label_column:
+                        v = y if t == "classlabel" else value
+                    elif c == spec.domain_column:
+                        v = int(dom) if t == "int64" else dom
+                    else:
+                        v = {"string": f"{c}_{k:05d}", "int64": k, "float64": float(k)}[t]
+                    rows[c].append(v)
+                k += 1
+    out = Path(out_dir)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    Dataset.from_dict(rows, features=feats).to_parquet(str(out / "data" / f"{spec.split}-00000-of-00001.parquet"))
     return out
