@@ -14,6 +14,19 @@ into the same folder is refused with "another run is writing here". Each noteboo
 ``figures/`` and its executed copy, HTML and log into the run folder, so a failed or interrupted notebook
 leaves the previous good outputs in place; its own outputs go to ``<run>/failed/<name>/``. The run
 ends with a summary table, also written to ``<run>/summary.txt``.
+
+Profiles: ``embedded`` runs every notebook; ``paper`` runs notebooks 01-04 (the 00 notebooks build and
+train the embedded model, which the paper profile does not use). A planned notebook without its
+``params/<profile>/<name>.yaml`` is refused (it would otherwise run the embedded defaults and file them
+under the paper profile's folder).
+
+``--standin`` (paper profile: a dry run, offline, on CPU): every hub model a parameter names is replaced
+by its shape-faithful stand-in (:func:`mllm_ood.models.standin_model`), every ``hub:`` dataset is read
+from stand-in copies in the card's schema (:func:`mllm_ood.data.hub.make_standin_dataset`, found through
+``$MLLM_OOD_HUB_MIRROR``), and hub-only embedders are replaced by the offline ones. The substitutions
+are listed in the logs and summary; outputs go to ``runs/<profile>-standin[-smoke]/`` and its
+``figures/``, never to ``figures/``. Before anything runs, a few-shot notebook whose demonstrations and
+query would not fit the model's context is refused, naming the largest shot count that fits.
 """
 
 from __future__ import annotations
@@ -37,6 +50,11 @@ from .paths import NOTEBOOKS, PARAMS, RUNS, figures_dir
 from .validation import ParameterError, check_choice
 
 PROFILES = ["embedded", "paper"]
+# Notebooks a profile runs (by stem prefix); a profile not listed runs all of them.
+PROFILE_SKIPS = {"paper": ("00_",)}
+# Hub-only embedders of notebook 04 and the offline ones a stand-in run uses instead.
+STANDIN_EMBEDDERS = {"TEXT_EMBEDDER": {"xlm-roberta": "minilm"}, "IMAGE_EMBEDDER": {"clip": "model"}}
+SHOT_PARAMETERS = ("SHOTS", "LABEL_SHIFT_SHOTS", "SPURIOUS_SHOTS")
 KERNEL = "mllm-ood"
 LOCK = ".lock"
 VALIDATION_CALL = "check_parameters("
@@ -57,9 +75,18 @@ def notebooks() -> list[Path]:
 
 
 def plan(profile: str, only: list[str] | None) -> list[tuple[Path, Path | None]]:
-    """(notebook, params file or None) pairs to run; validates names before anything runs."""
+    """(notebook, params file) pairs to run; validates names, and that every planned notebook has its
+    params file, before anything runs."""
     check_choice("profile", profile, PROFILES)
-    nbs = notebooks()
+    skips = PROFILE_SKIPS.get(profile, ())
+    nbs = [p for p in notebooks() if not p.stem.startswith(skips)]
+    if only:
+        for name in only:
+            hit = [p.stem for p in notebooks() if p.stem.startswith(skips) and
+                   (p.stem == name or p.stem.startswith(name + "_") or p.stem[3:] == name)]
+            if hit:
+                raise ParameterError(f"notebook {hit[0]} is not part of the {profile} profile (it builds and trains "
+                                     f"the embedded model); run it with --profile embedded")
     if only:
         stems = [p.stem for p in nbs]
         for name in only:
@@ -70,8 +97,89 @@ def plan(profile: str, only: list[str] | None) -> list[tuple[Path, Path | None]]
     out = []
     for nb in nbs:
         params = PARAMS / profile / f"{nb.stem}.yaml"
-        out.append((nb, params if params.exists() else None))
+        if not params.exists():
+            raise ParameterError(f"no parameters file {profile}/{nb.stem}.yaml under {PARAMS}: the {profile} "
+                                 f"profile would run the notebook's embedded defaults and file them under "
+                                 f"runs/{profile}/; write the file (or leave the notebook out with --only)")
+        out.append((nb, params))
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# stand-ins (dry run of the paper profile) and the context check of few-shot notebooks
+
+
+def standin_substitutions(params: dict) -> dict:
+    """{parameter: stand-in value} for one notebook's resolved parameters: hub model ids -> stand-in
+    folders (built and cached here), hub-only embedders -> offline ones. ParameterError for a hub model
+    without a stand-in (naming why)."""
+    from .models import _HUB_ID, standin_model
+    from .paths import ROOT
+
+    out = {}
+    for key, value in params.items():
+        if key in STANDIN_EMBEDDERS and value in STANDIN_EMBEDDERS[key]:
+            out[key] = STANDIN_EMBEDDERS[key][value]
+        elif key == "MODEL" and isinstance(value, str) and _HUB_ID.match(value) and not (ROOT / value).exists():
+            out[key] = str(standin_model(value))
+    return out
+
+
+def prepare_standin_datasets(resolved, mirror: Path, per_cell: int = 6) -> list[str]:
+    """Write a stand-in of every ``hub:`` dataset the parameters name into ``mirror/<spec>/`` (once), with
+    ``per_cell`` images per domain x class; return the names. ParameterError for an unknown ``hub:`` name."""
+    from .data import hub
+    from .data.catalog import HUB_PREFIX
+
+    names = set()
+
+    def walk(v):
+        if isinstance(v, str) and v.startswith(HUB_PREFIX):
+            names.add(v[len(HUB_PREFIX):].split("/", 1)[0])  # 'hub:pacs/photo' (a reference) names pacs
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+
+    for _, _, params in resolved:
+        walk(params)
+    for name in sorted(names):
+        check_choice("hub dataset", name, hub.SPECS)
+        if not (mirror / name).exists():
+            tmp = mirror / f".tmp-{name}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            hub.make_standin_dataset(name, tmp, per_cell=per_cell)
+            os.replace(tmp, mirror / name)
+    return sorted(names)
+
+
+def check_context(nb: Path, params: dict, model_label: str | None = None) -> None:
+    """Refuse a few-shot notebook whose largest episode (max shots + the query, one image each) would not
+    fit the model's context, naming the largest shot count that fits. Models whose image-token count is
+    unknown without loading them are left to the runtime check."""
+    from .models import context_budget, max_shots
+
+    model = params.get("MODEL")
+    shots = {k: (max(params[k]) if isinstance(params[k], list) and params[k] else params[k])
+             for k in SHOT_PARAMETERS if k in params and params[k] not in (None, [])}
+    if not isinstance(model, str) or not shots:
+        return
+    from .paths import ROOT
+
+    ref = str(ROOT / model) if (ROOT / model).exists() else model
+    budget, fits = context_budget(ref), max_shots(ref)
+    if budget is None:
+        return
+    for key, n in shots.items():
+        if isinstance(n, int) and n > fits:
+            per_image, positions = budget
+            raise ParameterError(
+                f"{nb.stem}: parameter {key} asks for {n} demonstrations, but {model_label or model} holds "
+                f"{positions} positions and takes up to {per_image} tokens per image: {n} shots + the query = "
+                f"{(n + 1) * per_image} image tokens. At most {fits} shots fit (leaving 400 tokens of text); "
+                f"lower {key} to {fits} or use a model with a longer context (e.g. HuggingFaceTB/SmolVLM-Instruct)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -249,15 +357,19 @@ def _summary(command: str, profile: str, smoke: bool, overrides: dict, rows, fig
 
 
 def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None = None, retrain: bool = False,
-        timeout: int = 1800, overrides: list[tuple[str, str]] | None = None) -> int:
+        timeout: int = 1800, overrides: list[tuple[str, str]] | None = None, standin: bool = False) -> int:
     """Check every planned notebook's parameters, then execute the notebooks; print and write a summary.
 
+    standin: the paper profile's dry run on shape-faithful stand-ins (see the module docstring).
     Returns 0 on success, 1 when a notebook failed, 3 when another run holds the output folder.
     """
     import papermill as pm
 
     from . import cache
 
+    if standin and profile != "paper":
+        raise ParameterError("--standin replaces the paper profile's hub models and datasets; use it with "
+                             "--profile paper")
     jobs = plan(profile, only)
     if timeout <= 0:
         raise ParameterError(f"timeout must be > 0 seconds, got {timeout}")
@@ -267,14 +379,38 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
         raise ParameterError("--retrain applies to notebooks with a RETRAIN parameter; none of "
                              f"{', '.join(nb.stem for nb, _ in jobs)} has one")
     resolved = [(nb, pf, resolve_parameters(nb, pf, smoke, retrain, extra)) for nb, pf in jobs]
+    for nb, _, params in resolved:  # the real model's context, before any stand-in is built
+        check_context(nb, params)
     t0 = time.time()
     unchecked = [nb.stem for nb, _, params in resolved if not check_notebook_parameters(nb, params)]
     print(f"parameters checked for {len(resolved) - len(unchecked)} notebook(s) in {time.time() - t0:.1f}s"
           + (f"; no validation cell (checked only when run): {', '.join(unchecked)}" if unchecked else ""),
           flush=True)
+    standin_notes: list[str] = []
+    saved_mirror = os.environ.get("MLLM_OOD_HUB_MIRROR")
+    if standin:
+        from .paths import cache_dir
 
-    run_dir = runs_root() / (profile + ("-smoke" if smoke else ""))
-    figs = run_dir / "figures" if smoke else figures_dir()
+        # Smoke: a handful of images per domain x class; full dry run: enough for 20 queries + 8 shots per class.
+        per_cell = 6 if smoke else 32
+        mirror = cache_dir() / "standin_datasets" / f"per_cell_{per_cell}"
+        swapped = []
+        for nb, pf, params in resolved:
+            subs = standin_substitutions(params)
+            standin_notes += [f"{nb.stem}: {k} {params[k]!r} -> stand-in {v!r}" for k, v in subs.items()]
+            params.update(subs)
+            swapped.append((nb, pf, params))
+        resolved = swapped
+        mirror.mkdir(parents=True, exist_ok=True)
+        names = prepare_standin_datasets(resolved, mirror, per_cell)
+        standin_notes.append(f"hub datasets read from stand-ins in the card's schema: {', '.join(names) or 'none'} "
+                             f"({mirror})")
+        os.environ["MLLM_OOD_HUB_MIRROR"] = str(mirror)  # read by the validation prefixes and the kernels
+        for line in standin_notes:
+            print("stand-in:", line, flush=True)
+
+    run_dir = runs_root() / (profile + ("-standin" if standin else "") + ("-smoke" if smoke else ""))
+    figs = run_dir / "figures" if smoke or standin else figures_dir()
     command = " ".join(["run_all.sh", *sys.argv[2:]]) if sys.argv[1:2] == ["run"] else " ".join(sys.argv)
     saved_env = {k: os.environ.get(k) for k in ["MLLM_OOD_FIGURES", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
                                                  "TRANSFORMERS_OFFLINE"]}
@@ -292,13 +428,15 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
             shutil.rmtree(run_dir / "running", ignore_errors=True)  # a killed run's leftovers; we hold the lock
             if profile == "embedded":
                 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-            return _execute(pm, resolved, run_dir, figs, timeout, command, profile, smoke, extra)
+            return _execute(pm, resolved, run_dir, figs, timeout, command, profile, smoke, extra, standin_notes)
     except FolderBusy as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
     finally:
         if on_main:
             signal.signal(signal.SIGTERM, old_term)
+        if standin:
+            saved_env["MLLM_OOD_HUB_MIRROR"] = saved_mirror
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -311,8 +449,11 @@ def _interrupt(signum, frame):
 
 
 def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str, profile: str, smoke: bool,
-             extra: dict) -> int:
+             extra: dict, standin_notes: list[str] | None = None) -> int:
     rows, notes, status = [], [], 0
+    if standin_notes:
+        notes += ["DRY RUN on stand-ins (random tiny weights, noise images): the numbers mean nothing; only that "
+                  "every step runs.", *[f"stand-in: {line}" for line in standin_notes]]
     for nb, params_file, params in resolved:
         stage = run_dir / "running" / nb.stem
         stage_figs = stage / "figures"
@@ -325,6 +466,7 @@ def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str
         t0 = time.time()
         ok, interrupted = True, False
         with open(log, "w") as fh:
+            fh.write("".join(f"# stand-in: {line}\n" for line in standin_notes or []))
             fh.write(f"# {command}\n# parameters file: {source}\n# overrides (-p): "
                      f"{', '.join(f'{k}={v!r}' for k, v in extra.items()) or 'none'}\n"
                      f"# injected parameters: {params!r}\n")
@@ -389,4 +531,7 @@ def add_parser(sub) -> None:
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="override one parameter of every planned notebook (papermill's spelling; "
                         "'[a, b]' is read as a YAML list); repeatable; recorded in the logs and summary")
-    p.set_defaults(func=lambda a: run(a.profile, a.smoke, a.only, a.retrain, a.timeout, a.parameter))
+    p.add_argument("--standin", action="store_true",
+                   help="paper profile dry run: every hub model and dataset replaced by its shape-faithful stand-in "
+                        "(offline, CPU); outputs to runs/paper-standin[-smoke]/")
+    p.set_defaults(func=lambda a: run(a.profile, a.smoke, a.only, a.retrain, a.timeout, a.parameter, a.standin))

@@ -203,7 +203,9 @@ def make_standin_dataset(name: str, out_dir: str | Path, per_cell: int = 2, seed
             for _ in range(per_cell):
                 for c, t in spec.card.items():
                     if c == spec.image_column:
-                        v = PILImage.fromarray(r.integers(0, 255, (h, w, 3), dtype=np.uint8))
+                        # smooth random colour fields (8x8 noise upsampled): PNG keeps them small
+                        v = PILImage.fromarray(r.integers(0, 255, (8, 8, 3), dtype=np.uint8)).resize(
+                            (w, h), PILImage.BILINEAR)
                     elif c == spec.label_column:
                         v = y if t == "classlabel" else value
                     elif c == spec.domain_column:
