@@ -329,6 +329,15 @@ save_figure(fig, "00_icl_shots_curve", icl)
 plt.show()
 
 # %% [markdown]
+# **How to read the three panels.** *Reassigned*: 0 shots sits at chance by construction; a curve that
+# rises with shots is in-context learning, and the gap between its top and 100 % is what the model fails
+# to take from its demonstrations (its vision features separate held-out digits about as well as the
+# ID accuracy above, so the information is there). *Permuted*: the true names point the wrong way, so
+# 0 shots is at or below chance; a rising curve means the demonstrations override the model's prior,
+# as large LLMs do with flipped labels. *Fixed*: the model can answer from its prior at 0 shots; a flat
+# curve means the demonstrations add nothing to what it already knows. The closing summary gives the
+# numbers of this run with their intervals.
+#
 # Generation + paper A's parser against choice scoring, on the same reassigned-word episodes: the
 # share of episodes where both pick the same choice, the parse rate, and the accuracy of each method.
 

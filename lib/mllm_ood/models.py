@@ -674,11 +674,18 @@ def context_budget(model_ref: str) -> tuple[int, int] | None:
     return None
 
 
-def max_shots(model_ref: str, text_tokens: int = 400) -> int | None:
+def text_reserve(positions: int) -> int:
+    """Context positions kept free for an episode's text (instructions, label words, reply): 400, or half
+    the context for a model as small as the embedded one (256 positions)."""
+    return min(400, positions // 2)
+
+
+def max_shots(model_ref: str, text_tokens: int | None = None) -> int | None:
     """The most demonstrations (each one image) a few-shot episode with one query image can hold in the
-    model's context, leaving ``text_tokens`` for the instructions, label words and reply; None if unknown."""
+    model's context, leaving ``text_tokens`` (default :func:`text_reserve`) for the instructions, label
+    words and reply; None if unknown."""
     budget = context_budget(model_ref)
     if budget is None:
         return None
     per_image, positions = budget
-    return (positions - text_tokens) // per_image - 1
+    return (positions - (text_reserve(positions) if text_tokens is None else text_tokens)) // per_image - 1

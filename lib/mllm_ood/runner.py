@@ -159,7 +159,7 @@ def check_context(nb: Path, params: dict, model_label: str | None = None) -> Non
     """Refuse a few-shot notebook whose largest episode (max shots + the query, one image each) would not
     fit the model's context, naming the largest shot count that fits. Models whose image-token count is
     unknown without loading them are left to the runtime check."""
-    from .models import context_budget, max_shots
+    from .models import context_budget, max_shots, text_reserve
 
     model = params.get("MODEL")
     shots = {k: (max(params[k]) if isinstance(params[k], list) and params[k] else params[k])
@@ -178,7 +178,7 @@ def check_context(nb: Path, params: dict, model_label: str | None = None) -> Non
             raise ParameterError(
                 f"{nb.stem}: parameter {key} asks for {n} demonstrations, but {model_label or model} holds "
                 f"{positions} positions and takes up to {per_image} tokens per image: {n} shots + the query = "
-                f"{(n + 1) * per_image} image tokens. At most {fits} shots fit (leaving 400 tokens of text); "
+                f"{(n + 1) * per_image} image tokens. At most {fits} shots fit (leaving {text_reserve(positions)} tokens of text); "
                 f"lower {key} to {fits} or use a model with a longer context (e.g. HuggingFaceTB/SmolVLM-Instruct)")
 
 
