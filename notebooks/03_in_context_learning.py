@@ -523,6 +523,21 @@ for mode in MODES:
                                fl[fl["level"] == lo_t], fl[fl["level"] == hi_t])})
 claims_tab = pd.DataFrame(claims)
 display(claims_tab)
+
+# %% [markdown]
+# On which tasks does ICL help? Paper A's first claim per task: accuracy with the largest number of
+# in-domain demonstrations minus accuracy with none, on the same queries.
+
+# %%
+gain_by_task = pd.DataFrame([
+    {"task": t.name, "mode": mode, **claim(f"ICL gain ({max_shots} in-domain shots vs 0)",
+                                          shots_res[(shots_res["task"] == t.name) & (shots_res["mode"] == mode)
+                                                    & (shots_res["shots"] == max_shots)
+                                                    & (shots_res["source"] == "in_domain")],
+                                          shots_res[(shots_res["task"] == t.name) & (shots_res["mode"] == mode)
+                                                    & (shots_res["shots"] == 0)])}
+    for t in tasks for mode in MODES if max_shots > 0])
+display(gain_by_task.drop(columns="claim"))
 print(f"Model {fingerprint}; scoring {SCORING}; {len(seeds)} demonstration seed(s); {n_q} queries per class.")
 print("These are the model's numbers on the embedded world (or those of MODEL), not paper A's; "
       "'reproduced' means this model shows the effect paper A reports.")

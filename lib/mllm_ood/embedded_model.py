@@ -657,7 +657,7 @@ def train_lm_stage(model, name: str, bank, labels, enc: Encoder, cfg_stage: dict
         + list(model.lm_head.parameters())
     steps, bs, lr = int(cfg_stage["steps"]), int(cfg_stage["batch_size"]), float(cfg_stage["lr"])
     label_ids = torch.tensor(label_vocabulary(enc))
-    set_weight = float(config.get("label_loss", {}).get("set_weight", 1.0))
+    set_weight = float({**config.get("label_loss", {}), **cfg_stage.get("label_loss", {})}.get("set_weight", 1.0))
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     sched = _schedule(opt, steps, lr)
     r = rng(seed, name, "batches")
