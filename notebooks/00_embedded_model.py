@@ -148,7 +148,8 @@ display(pd.Series(record["diagnostics"]["centring"] | {"cross_class_cosine": rec
 #
 # ## Training curves
 # Left to right: the vision tower's supervised loss, then the two language-model stages (all tokens,
-# and per task). Log scale; smoothed over 25 steps.
+# and per task). Log scale; smoothed over 25 steps. Ordinary tokens carry the usual cross-entropy over
+# the whole vocabulary; label words carry the label-vocabulary loss described above.
 
 # %%
 def smooth(v, k=25):
@@ -168,7 +169,7 @@ for ax, stage in zip(axes, ["vision", "align", "instruct"]):
         rows += [{"stage": stage, "series": name, "step": i, "loss_nats": float(x)} for i, x in enumerate(s)]
     ax.set_title(f"stage: {stage}")
     ax.set_xlabel("training step")
-    ax.set_ylabel("cross-entropy (nats/token, smoothed)")
+    ax.set_ylabel("training loss (nats/token, smoothed)")
     ax.set_yscale("log")
     ax.legend(fontsize=7)
 fig.suptitle("Embedded MLLM training curves (embedded model, ID data only)")
