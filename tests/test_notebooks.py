@@ -21,6 +21,23 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+def test_papermill_reads_every_parameter(name):
+    """papermill's own reading of the parameters cell (what the runner checks keys against and what
+    injection overrides) must see every assignment Python sees; papermill drops a line whose comment
+    contains ' = ', so such a parameter could never be overridden."""
+    import ast
+
+    from mllm_ood.runner import declared_parameters
+
+    nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    names = {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
+    names |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    assert set(declared_parameters(NOTEBOOKS / f"{name}.ipynb")) == names
+
+
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
 def test_committed_notebook_is_clean_and_paired(name):
     nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
     for cell in nb["cells"]:
