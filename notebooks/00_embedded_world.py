@@ -40,7 +40,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
+from mllm_ood.progress import tqdm
 
 from mllm_ood.data import world
 from mllm_ood.data.hub import SPECS

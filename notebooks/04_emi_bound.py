@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import display
-from tqdm import tqdm
+from mllm_ood.progress import tqdm
 
 from mllm_ood import emi_core, emi_grid, llava_bench
 from mllm_ood.embedders import embed_cached, image_embedder, text_embedder

@@ -227,3 +227,21 @@ def test_yaml_parameters_are_mappings(study):
     (study / "params" / "embedded" / "90_tiny.yaml").write_text(yaml.safe_dump(["TAG", "x"]))
     with pytest.raises(ParameterError, match="expected a mapping"):
         runner.run()
+
+
+def test_progress_bars_go_to_the_progress_log_not_the_notebook(study):
+    """A loop's progress bar under the runner lands in <run>/<name>.progress.log; the executed notebook
+    carries no progress output."""
+    path = study / "notebooks" / "90_tiny.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "from mllm_ood.progress import tqdm\n\nfor _ in tqdm(range(40), desc='tiny loop', mininterval=0):\n"
+        "    time.sleep(0.005)\nprint('loop done')"))
+    nbformat.write(nb, path)
+    assert runner.run() == 0
+    run_dir = study / "runs" / "embedded"
+    executed = nbformat.read(run_dir / "90_tiny.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "loop done" in text and "tiny loop" not in text and "it/s" not in text
+    log = (run_dir / "90_tiny.progress.log").read_text()
+    assert "tiny loop" in log and "40/40" in log

@@ -572,7 +572,7 @@ def train_vision(model, x, y, cfg_stage: dict, seed: int, log: dict, smoke: bool
     """Stage 1: supervised pretraining of the vision tower (head on the token(s) the LLM reads)."""
     import torch
     from torch import nn
-    from tqdm import tqdm
+    from .progress import tqdm
 
     d = model.config.vision_config.hidden_size
     torch.manual_seed(derive_seed(seed, "vision-head"))
@@ -644,7 +644,7 @@ def train_lm_stage(model, name: str, bank, labels, enc: Encoder, cfg_stage: dict
     probe: evaluated every ``config['eval_every']`` steps and at the stage's end; its results go to
     ``log[name + '_heldout']`` as records ``{"step": ..., <diagnostic>: accuracy}``."""
     import torch
-    from tqdm import tqdm
+    from .progress import tqdm
 
     mix = cfg_stage["mix"]
     check_choices(f"task in the {name} mix", mix, TASKS)

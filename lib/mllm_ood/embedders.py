@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from .progress import tqdm
 
 from .cache import cached, sha256_file
 from .information import default_device, l2_normalise

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from .progress import tqdm
 
 from . import emi_core as core
 from .emi_core import MIN_SAMPLES, TEXT_ONLY_NOTE

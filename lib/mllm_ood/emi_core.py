@@ -248,7 +248,7 @@ def bound_terms(emb: EmbeddedSamples, spans: dict[str, np.ndarray], source: str,
     ``py`` of every target); ``t`` (questions) and ``v`` (images, only with images) between the source
     and each target, paired when both hold the same items. Each term is computed once.
     """
-    from tqdm import tqdm
+    from .progress import tqdm
 
     check_positive_int("n_perm", n_perm)
     rows = []

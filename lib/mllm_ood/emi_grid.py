@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
+from .progress import tqdm
 
 from . import emi_core as core
 from . import information as info

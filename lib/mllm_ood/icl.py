@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
+from .progress import tqdm
 
 from .cache import cached
 from .data import catalog, world

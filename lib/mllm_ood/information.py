@@ -47,7 +47,7 @@ import numpy as np
 import ot
 import torch
 from torch import nn
-from tqdm import tqdm
+from .progress import tqdm
 
 from .seeding import derive_seed, rng
 from .validation import ParameterError, check_choice, check_positive_int

@@ -228,7 +228,7 @@ class MLLM:
     def generate(self, conversations, max_new_tokens: int = 32, batch_size: int = 8, progress: bool = False) -> list[str]:
         """Greedy replies (decoded, special tokens removed), one string per conversation."""
         import torch
-        from tqdm import tqdm
+        from .progress import tqdm
 
         convs = check_conversations(conversations)
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -259,7 +259,7 @@ class MLLM:
         repeated cache, scores prompt + choice as full sequences instead).
         """
         import torch
-        from tqdm import tqdm
+        from .progress import tqdm
 
         convs = check_conversations(conversations)
         per = _check_choices(choices, len(convs))
@@ -342,7 +342,7 @@ class MLLM:
         """
         import torch
         from PIL import Image
-        from tqdm import tqdm
+        from .progress import tqdm
 
         if isinstance(images, Image.Image):
             images = [images]
@@ -395,7 +395,7 @@ class MLLM:
         """The language model's hidden state at the last prompt position (where the reply's first
         token is predicted), float32 (n, hidden). ``layer`` indexes ``hidden_states`` (-1 = last)."""
         import torch
-        from tqdm import tqdm
+        from .progress import tqdm
 
         convs = check_conversations(conversations)
         out = []

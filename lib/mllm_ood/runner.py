@@ -46,6 +46,7 @@ from pathlib import Path
 
 import yaml
 
+from . import progress
 from .paths import NOTEBOOKS, PARAMS, RUNS, figures_dir
 from .validation import ParameterError, check_choice
 
@@ -413,7 +414,8 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
     figs = run_dir / "figures" if smoke or standin else figures_dir()
     command = " ".join(["run_all.sh", *sys.argv[2:]]) if sys.argv[1:2] == ["run"] else " ".join(sys.argv)
     saved_env = {k: os.environ.get(k) for k in ["MLLM_OOD_FIGURES", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
-                                                 "TRANSFORMERS_OFFLINE"]}
+                                                 "TRANSFORMERS_OFFLINE", progress.ENV, "HF_HUB_DISABLE_PROGRESS_BARS",
+                                                 "HF_DATASETS_DISABLE_PROGRESS_BARS"]}
     # SIGTERM (a scheduler, `kill`) ends the run like Ctrl-C: the notebook's outputs go to failed/.
     on_main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
@@ -428,6 +430,9 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
             shutil.rmtree(run_dir / "running", ignore_errors=True)  # a killed run's leftovers; we hold the lock
             if profile == "embedded":
                 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+            # Executed notebooks stay quiet: the project's bars go to each notebook's progress log (see
+            # mllm_ood.progress), the libraries' own loading bars are switched off.
+            os.environ.update(HF_HUB_DISABLE_PROGRESS_BARS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
             return _execute(pm, resolved, run_dir, figs, timeout, command, profile, smoke, extra, standin_notes)
     except FolderBusy as err:
         print(f"error: {err}", file=sys.stderr)
@@ -460,6 +465,7 @@ def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str
         stage_figs.mkdir(parents=True)
         os.environ["MLLM_OOD_FIGURES"] = str(stage_figs)  # inherited by the kernel
         out, log = stage / nb.name, stage / f"{nb.stem}.log"
+        os.environ[progress.ENV] = str(stage / f"{nb.stem}.progress.log")  # inherited by the kernel
         source = str(params_file.relative_to(PARAMS.parent)) if params_file else "(defaults)"
         flags = (" +SMOKE" if smoke else "") + "".join(f" -p {k} {v!r}" for k, v in extra.items())
         print(f"==> {nb.name}  params: {source}{flags}  (log: {log})", flush=True)
@@ -485,7 +491,8 @@ def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str
         if ok:
             subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(out)],
                            capture_output=True, check=False)
-            _publish(stage, stage_figs, figs, run_dir, [nb.name, f"{nb.stem}.html", f"{nb.stem}.log"])
+            _publish(stage, stage_figs, figs, run_dir, [nb.name, f"{nb.stem}.html", f"{nb.stem}.log",
+                                                        f"{nb.stem}.progress.log"])
             rows.append((nb.stem, "ok", wall, run_dir / nb.name))
             continue
         cell = _failing_cell(out)
