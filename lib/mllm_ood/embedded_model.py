@@ -700,14 +700,15 @@ class HeldOutProbe:
     last token of ``Answer Choice: [``, the argmax over the episode's choices).
 
     The episodes and queries are drawn once from ``seed`` and reused at every call, so a curve over
-    training steps compares the same episodes. Modes: ``reassigned`` (made-up words per episode),
+    training steps compares the same episodes. Call it only while the vision tower is frozen (its
+    features of ``x`` are computed once). Modes: ``reassigned`` (made-up words per episode),
     ``permuted`` (the episode's true digit names, shuffled so that no class keeps its own name: only the
     demonstrations can override the prior)."""
 
     def __init__(self, enc: "Encoder", x: np.ndarray, y: np.ndarray, seed: int, n_mc: int, n_icl: int,
                  settings=((2, "reassigned", (0, 2, 8)), (3, "reassigned", (8,)))):
         r = rng(seed, "quick-eval")
-        self.enc, self.x, self.y = enc, x, np.asarray(y)
+        self.enc, self.x, self.y, self._bank = enc, x, np.asarray(y), None
         by_class = [np.flatnonzero(self.y == c) for c in range(10)]
         idx = r.choice(len(x), min(n_mc, len(x)), replace=False)
         mc = [_strip_eos(_chat("mc", [int(i)], zero_shot_prompt(DIGIT_NAMES), "Answer Choice: [").pieces) for i in idx]
@@ -733,8 +734,10 @@ class HeldOutProbe:
         """Accuracy (fraction) per diagnostic, e.g. ``icl_reassigned_2way_8shot_acc``."""
         import torch
 
-        with torch.no_grad():
-            bank = vision_token_features(model, pixel_values(self.x)).reshape(len(self.x), -1)
+        if self._bank is None:  # the tower is frozen once the language-model stages start: compute once
+            with torch.no_grad():
+                self._bank = vision_token_features(model, pixel_values(self.x)).reshape(len(self.x), -1)
+        bank = self._bank
         was_training = model.training
         model.eval()
         out = {}

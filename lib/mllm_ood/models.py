@@ -448,6 +448,19 @@ def _tiny_tokenizer(specials: list[str], seed: int = 0):
     return tok
 
 
+def _idefics3_tokenizer(seed: int):
+    """A tiny fast tokenizer with Idefics3's / SmolVLM's special tokens and chat template."""
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>",
+                "<global-img>", "<pad>"] + [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+    tok = PreTrainedTokenizerFast(tokenizer_object=_tiny_tokenizer(specials, seed), bos_token="<|im_start|>",
+                                  eos_token="<end_of_utterance>", unk_token="<unk>", pad_token="<pad>",
+                                  additional_special_tokens=specials[2:6])
+    tok.chat_template = IDEFICS3_TEMPLATE
+    return tok
+
+
 def make_standin(arch: str, out_dir: str | Path, seed: int = 0) -> Path:
     """Save a randomly initialised tiny ``arch`` MLLM (model + processor + tokenizer) in hub format.
 
@@ -488,12 +501,7 @@ def make_standin(arch: str, out_dir: str | Path, seed: int = 0) -> Path:
         from transformers.models.idefics3.configuration_idefics3 import Idefics3VisionConfig
         from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
-        specials = ["<unk>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>",
-                    "<global-img>", "<pad>"] + [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
-        tok = PreTrainedTokenizerFast(tokenizer_object=_tiny_tokenizer(specials, seed), bos_token="<|im_start|>",
-                                      eos_token="<end_of_utterance>", unk_token="<unk>", pad_token="<pad>",
-                                      additional_special_tokens=specials[2:6])
-        tok.chat_template = IDEFICS3_TEMPLATE
+        tok = _idefics3_tokenizer(seed)
         ip = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": 32},
                                        max_image_size={"longest_edge": 32})
         proc = Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=4, chat_template=IDEFICS3_TEMPLATE)
@@ -614,12 +622,7 @@ def make_shape_standin(arch: str, out_dir: str | Path, seed: int = 0) -> Path:
         from transformers.models.idefics3.configuration_idefics3 import Idefics3VisionConfig
         from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
-        specials = ["<unk>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>",
-                    "<global-img>", "<pad>"] + [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
-        tok = PreTrainedTokenizerFast(tokenizer_object=_tiny_tokenizer(specials, seed), bos_token="<|im_start|>",
-                                      eos_token="<end_of_utterance>", unk_token="<unk>", pad_token="<pad>",
-                                      additional_special_tokens=specials[2:6])
-        tok.chat_template = IDEFICS3_TEMPLATE
+        tok = _idefics3_tokenizer(seed)
         ip = Idefics3ImageProcessorPil(do_image_splitting=True, size={"longest_edge": s["longest_edge"]},
                                        max_image_size={"longest_edge": s["image_size"]})
         proc = Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=s["image_seq_len"],
