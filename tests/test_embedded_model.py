@@ -151,7 +151,7 @@ def test_checkpoint_guard_refuses_silent_retrains(micro, tmp_path, monkeypatch):
     with pytest.raises(ParameterError, match="not a checkpoint"):
         em.train_or_load(tmp_path / "junk", em.load_config(smoke=True), smoke=True)
     # the committed checkpoint: refused even with retrain, unless replace_committed (checked first: no training)
-    monkeypatch.setattr(em, "DEFAULT_MODEL_DIR", copy)
+    monkeypatch.setattr(em.saving, "DEFAULT_MODEL_DIR", copy)
     with pytest.raises(ParameterError, match="REPLACE_COMMITTED"):
         em.train_or_load(copy, em.load_config(smoke=True), retrain=True, smoke=True)
     assert (copy / "model.safetensors").read_bytes() == before
@@ -179,3 +179,32 @@ def test_committed_checkpoint_answers_id_images():
     assert np.mean(np.array(pred) == np.array(ds["label"])) >= 0.8
     rec = em.read_record(em.DEFAULT_MODEL_DIR)
     assert rec["config_hash"] == em.config_hash(em.load_config())
+
+
+def test_guard_compares_the_training_version_not_the_source_hash(micro, tmp_path):
+    """A record from another TRAINING_VERSION is refused; a record without one (the committed checkpoint's,
+    made before the field existed) counts as version 1; the source hash (code_version) is not compared."""
+    import shutil
+
+    out, _ = micro
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    rec = json.loads((copy / em.RECORD).read_text())
+    rec["code_version"] = "2+b756ba9c7938"
+    rec.pop("training_version")
+    (copy / em.RECORD).write_text(json.dumps(rec))
+    assert em.TRAINING_VERSION == 1
+    em.train_or_load(copy, em.load_config(smoke=True), smoke=True)  # accepted: no training
+    rec["training_version"] = em.TRAINING_VERSION + 1
+    (copy / em.RECORD).write_text(json.dumps(rec))
+    with pytest.raises(ParameterError, match="training code: checkpoint version 2, now 1"):
+        em.train_or_load(copy, em.load_config(smoke=True), smoke=True)
+
+
+def test_public_names_stay_importable_from_the_package():
+    for name in ("load_config", "_merge", "train_embedded_model", "train_or_load", "train_lm_stage", "train_vision",
+                 "HeldOutProbe", "Encoder", "build_tokenizer", "build_model_config", "load_id_data",
+                 "vision_token_features", "pixel_values", "shift_images", "centre_vision_features",
+                 "label_token_loss", "label_vocabulary", "lm_forward", "code_version", "corpus", "read_record",
+                 "config_hash", "DEFAULT_MODEL_DIR", "CHAT_TEMPLATE", "RECORD", "TaskSampler", "collate", "_threads"):
+        assert hasattr(em, name), name
