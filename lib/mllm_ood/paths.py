@@ -7,9 +7,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data"
-# Overridable so tests can build into a temporary cache without touching the user's.
-CACHE = Path(os.environ.get("MLLM_OOD_CACHE", DATA / "cache"))
-FIGURES = Path(os.environ.get("MLLM_OOD_FIGURES", ROOT / "figures"))
 RUNS = ROOT / "runs"
 PARAMS = ROOT / "params"
 NOTEBOOKS = ROOT / "notebooks"
@@ -18,12 +15,14 @@ MNIST_SPLIT = DATA / "mnist_split.csv"
 
 
 def cache_dir() -> Path:
-    """The cache root, re-read from the environment so tests can redirect it at run time."""
+    """The cache root (``data/cache``, or ``$MLLM_OOD_CACHE``), re-read from the environment at every call
+    so tests can redirect it at run time."""
     return Path(os.environ.get("MLLM_OOD_CACHE", DATA / "cache"))
 
 
 def figures_dir() -> Path:
-    """The figures root, re-read from the environment so smoke tests write elsewhere."""
+    """The figures root (``figures/``, or ``$MLLM_OOD_FIGURES``), re-read from the environment at every
+    call so smoke runs write elsewhere."""
     return Path(os.environ.get("MLLM_OOD_FIGURES", ROOT / "figures"))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import random
 
 import numpy as np
 
@@ -18,14 +17,3 @@ def rng(parent: int, *task: object) -> np.random.Generator:
     """A numpy Generator seeded by ``derive_seed(parent, *task)``."""
     return np.random.default_rng(derive_seed(parent, *task))
 
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (for code that uses global generators, e.g. nlpaug, torch init)."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:  # pragma: no cover - torch is a pinned dependency
-        pass

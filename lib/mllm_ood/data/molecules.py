@@ -40,7 +40,7 @@ def _size_bin(n: int) -> str:
     for name, (lo, hi) in SIZE_BINS.items():
         if lo <= n <= hi:
             return name
-    raise AssertionError(n)
+    raise ValueError(f"{n} atoms: in no size bin of {dict(SIZE_BINS)}")
 
 
 def _scaffold_family(mol, murcko) -> str:

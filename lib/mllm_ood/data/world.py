@@ -119,7 +119,7 @@ def _rows(name: str, seed: int):
                     kind, sev = dom.rsplit("-", 1)
                     yield f"{i}-{dom}", shifts.corrupt(im, kind, int(sev), seed, key=i), y, dom
     else:  # pragma: no cover - names are validated before
-        raise AssertionError(name)
+        raise RuntimeError(f"no builder for dataset {name!r}")
 
 
 def validate(name: str, domains=None, seed: int = 0) -> DatasetInfo:
