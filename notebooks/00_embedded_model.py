@@ -73,15 +73,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from mllm_ood import zero_shot
 from mllm_ood.data.digits import DIGIT_NAMES
 from mllm_ood.data.world import DATASETS, load, sample_per_class
 from mllm_ood.embedded_model import DEFAULT_MODEL_DIR, load_config, train_or_load
 from mllm_ood.evaluation import accuracy_table
 from mllm_ood.icl import episode_curves
 from mllm_ood.models import load_model
-from mllm_ood.zero_shot import model_fingerprint
-from mllm_ood.plotting import save_figure
-from mllm_ood.prompts import format_answer, parse_answer, zero_shot_prompt
+from mllm_ood.plotting import decorate, save_figure, smooth, yerr
+from mllm_ood.prompts import zero_shot_prompt
 
 # %% tags=["parameters"]
 SMOKE: bool = False  # shrink everything to seconds (micro model in a temp folder; the checkpoint is untouched)
@@ -152,12 +152,6 @@ display(pd.Series(record["diagnostics"]["centring"] | {"cross_class_cosine": rec
 # the whole vocabulary; label words carry the label-vocabulary loss described above.
 
 # %%
-def smooth(v, k=25):
-    v = np.asarray(v, float)
-    k = max(1, min(k, len(v)))
-    return np.convolve(v, np.ones(k) / k, mode="valid")
-
-
 losses = record["losses"]
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 rows = []
@@ -194,11 +188,8 @@ for col, label in [("icl_reassigned_2way_8shot_acc", "2-way, 8 shots (chance 50 
                    ("zero_shot_mc_acc", "zero-shot 10-way multiple choice (chance 10 %)")]:
     ax.plot(tracked["global_step"], tracked[col] * 100, "o-", ms=3, label=label)
 ax.axvline(offset, color="grey", ls=":", label="align -> instruct")
-ax.set_xlabel("training step (language-model stages)")
-ax.set_ylabel("held-out accuracy (%)")
-ax.set_ylim(0, 102)
-ax.set_title("Embedded MLLM: held-out ID accuracy during training (made-up label words)")
-ax.legend(fontsize=8)
+decorate(ax, title="Embedded MLLM: held-out ID accuracy during training (made-up label words)",
+         xlabel="training step (language-model stages)", ylabel="held-out accuracy (%)", ylim=(0, 102), legend=8)
 save_figure(fig, "00_icl_during_training", tracked)
 plt.show()
 
@@ -211,22 +202,17 @@ plt.show()
 
 # %%
 model = load_model(model_dir)
-fingerprint = model_fingerprint(model_dir)
+fingerprint = model.fingerprint  # keys every cached result of this model
 print(model, "|", fingerprint)
 id_eval = sample_per_class(load("digit_styles", "mnist"), n_id)
-id_labels = np.asarray(id_eval["label"])
 prompt = zero_shot_prompt(DIGIT_NAMES)
 print(repr(model.prompt_text(([id_eval[0]["image"]], prompt))))
-replies = model.generate([([im], prompt) for im in id_eval["image"]], max_new_tokens=12, batch_size=32)
-parsed = np.array([-1 if parse_answer(r, DIGIT_NAMES) is None else parse_answer(r, DIGIT_NAMES) for r in replies])
-scores = model.score_choices([([im], prompt) for im in id_eval["image"]], [format_answer(c) for c in DIGIT_NAMES],
-                             batch_size=32)
-id_results = pd.concat([
-    pd.DataFrame({"scoring": "generate + parse", "correct": parsed == id_labels, "parsed": parsed >= 0}),
-    pd.DataFrame({"scoring": "choice log-likelihood", "correct": scores.argmax(1) == id_labels, "parsed": True})])
+id_results = zero_shot.evaluate(model, ["digit_styles"], n_per_class=n_id, max_new_tokens=12, batch_size=32,
+                                domains={"digit_styles": ["mnist"]})
+id_results["scoring"] = id_results["mode"].map({"generate": "generate + parse", "loglik": "choice log-likelihood"})
 id_table = accuracy_table(id_results, ["scoring"], n_boot=n_boot, seed=SEED)
 id_acc = float(id_table.set_index("scoring").loc["generate + parse", "accuracy"])
-parse_rate = float((parsed >= 0).mean())
+parse_rate = float(id_results.loc[id_results["mode"] == "generate", "parsed"].mean())
 display(id_table.round(3))
 
 # %% [markdown]
@@ -251,22 +237,13 @@ display(pd.DataFrame(rows))
 # bootstrap intervals over images; a bar at 0 is labelled with its parse-failure rate, because a reply
 # the parser cannot match (for molecules, a digit name instead of a solubility class) is a *format
 # failure*, not a wrong judgement of the image. Notebook 01 repeats this with choice scoring, which
-# cannot fail on format.
+# cannot fail on format. Both evaluations here are `zero_shot.evaluate` (cached), as in notebook 01.
 
 # %%
 ood_sets = ["digit_styles", "rotated_mnist", "colored_mnist", "corrupted_mnist", "molecules_size"]
-frames = []
-for name in ood_sets:
-    info = DATASETS[name]
-    ds = sample_per_class(load(name), n_ood)
-    names = list(info.class_names)
-    q = zero_shot_prompt(names)
-    reps = model.generate([([im], q) for im in ds["image"]], max_new_tokens=12, batch_size=32)
-    pred = np.array([-1 if parse_answer(r, names) is None else parse_answer(r, names) for r in reps])
-    frames.append(pd.DataFrame({"dataset": name, "domain": ds["domain"], "correct": pred == np.asarray(ds["label"]),
-                                "parsed": pred >= 0, "chance": 1 / len(names),
-                                "id_reference": np.asarray(ds["domain"]) == info.id_domain}))
-ood_res = pd.concat(frames, ignore_index=True)
+ood_res = zero_shot.evaluate(model, ood_sets, modes=["generate"], n_per_class=n_ood, max_new_tokens=12, batch_size=32)
+ood_res["chance"] = ood_res["dataset"].map(lambda n: zero_shot.chance_level(DATASETS[n]))
+ood_res["id_reference"] = ood_res["domain"] == ood_res["dataset"].map(lambda n: DATASETS[n].id_domain)
 ood = accuracy_table(ood_res, ["dataset", "domain", "chance", "id_reference"], n_boot=n_boot, seed=SEED)
 display(ood.round(3))
 
@@ -274,18 +251,15 @@ fig, ax = plt.subplots(figsize=(14, 4.5))
 x = np.arange(len(ood))
 colors = ["tab:green" if r.id_reference else "tab:orange" for r in ood.itertuples()]
 ax.bar(x, ood.accuracy * 100, color=colors,
-       yerr=[(ood.accuracy - ood.ci_low) * 100, (ood.ci_high - ood.accuracy) * 100], capsize=2)
+       yerr=yerr(ood), capsize=2)
 ax.plot(x, ood.chance * 100, "k_", markersize=12, label="chance (1 / classes)")
 for xi, r in zip(x, ood.itertuples()):
     if r.accuracy == 0:
         ax.text(xi, 2, f"{r.parse_failure_rate:.0%} unparsed", rotation=90, fontsize=7, ha="center", va="bottom")
 ax.axhline(id_acc * 100, color="tab:green", ls="--", lw=1, label=f"ID held-out ({id_acc:.0%})")
 ax.set_xticks(x, [f"{r.dataset}\n{r.domain}" for r in ood.itertuples()], rotation=90, fontsize=7)
-ax.set_ylabel("accuracy (%), 95 % interval")
-ax.set_xlabel("dataset / domain (green: ID reference)")
-ax.set_ylim(0, 105)
-ax.set_title("Embedded MLLM, paper A's zero-shot prompt (generate + parse): accuracy per domain (embedded data)")
-ax.legend(fontsize=8)
+decorate(ax, title="Embedded MLLM, paper A's zero-shot prompt (generate + parse): accuracy per domain (embedded data)",
+         xlabel="dataset / domain (green: ID reference)", ylabel="accuracy (%), 95 % interval", ylim=(0, 105), legend=8)
 save_figure(fig, "00_ood_accuracy", ood)
 plt.show()
 
@@ -305,7 +279,7 @@ plt.show()
 # the two agree. Intervals: 95 % bootstrap over episodes.
 
 # %%
-curves = episode_curves(model, fingerprint, id_eval, n_ways, ["reassigned", "permuted", "fixed"], shots_list,
+curves = episode_curves(model, id_eval, n_ways, ["reassigned", "permuted", "fixed"], shots_list,
                         n_episodes, seed=SEED, dataset_tag=f"digit_styles/mnist:first{n_id}")
 icl = accuracy_table(curves, ["mode", "n_way", "shots"], n_boot=n_boot, seed=SEED)
 icl["chance"] = 1 / icl["n_way"]
@@ -314,8 +288,7 @@ display(icl.pivot_table(index=["mode", "n_way"], columns="shots", values="accura
 fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
 for ax, mode in zip(axes, ["reassigned", "permuted", "fixed"]):
     for j, (n, g) in enumerate(icl[icl["mode"] == mode].groupby("n_way")):
-        ax.errorbar(g["shots"], g["accuracy"] * 100, yerr=[(g.accuracy - g.ci_low) * 100, (g.ci_high - g.accuracy) * 100],
-                    marker="o", capsize=3, color=f"C{j}", label=f"{n}-way")
+        ax.errorbar(g["shots"], g["accuracy"] * 100, yerr=yerr(g), marker="o", capsize=3, color=f"C{j}", label=f"{n}-way")
         ax.axhline(100 / n, color=f"C{j}", ls=":", lw=1)
     ax.set_xticks(shots_list)
     ax.set_xlabel("demonstrations in the prompt (shots)")

@@ -43,10 +43,9 @@ import seaborn as sns
 
 from mllm_ood import zero_shot
 from mllm_ood.data import catalog
-from mllm_ood.evaluation import accuracy_table, bootstrap_diff_ci
+from mllm_ood.evaluation import accuracy_table, gap_table, severity_table
 from mllm_ood.models import load_model
-from mllm_ood.paths import resolve_model
-from mllm_ood.plotting import save_figure
+from mllm_ood.plotting import save_figure, yerr
 
 # %% tags=["parameters"]
 SMOKE: bool = False  # same model, 1 sample per class, first 2 datasets, 100 resamples (tests)
@@ -76,7 +75,6 @@ with naming("ID_REFERENCE", "DATASETS"):
     zero_shot.validate_id_reference(ID_REFERENCE, DATASETS)
 
 # %%
-model_ref = resolve_model(MODEL)
 # Smoke: the first 2 datasets, plus the datasets their ID references name (so every gap has its reference).
 datasets = DATASETS[:2] if SMOKE else DATASETS
 datasets = list(dict.fromkeys(datasets + [zero_shot.parse_reference(ID_REFERENCE[d])[0] for d in datasets
@@ -85,8 +83,8 @@ references = {d: r for d, r in ID_REFERENCE.items() if d in datasets}
 n_per_class = 1 if SMOKE else SAMPLES_PER_CLASS
 n_boot = 100 if SMOKE else N_BOOT
 zero_shot.validate(datasets, MODES, n_per_class, SAMPLING, prompt_style=PROMPT_STYLE)  # before anything loads
-model = load_model(model_ref)
-print(model, "|", zero_shot.model_fingerprint(model_ref))
+model = load_model(MODEL)
+print(model, "|", model.fingerprint)
 
 # %% [markdown]
 # ## The shifts
@@ -103,7 +101,7 @@ print(model, "|", zero_shot.model_fingerprint(model_ref))
 # Every (dataset, domain, mode) is cached: rerunning this notebook with the same parameters recomputes nothing.
 
 # %%
-results = zero_shot.evaluate(model, model_ref, datasets, modes=MODES, n_per_class=n_per_class, sampling=SAMPLING,
+results = zero_shot.evaluate(model, datasets, modes=MODES, n_per_class=n_per_class, sampling=SAMPLING,
                              seed=SEED, batch_size=BATCH_SIZE, prompt_style=PROMPT_STYLE)
 infos = {name: catalog.open_dataset(name, seed=SEED)[1] for name in datasets}
 chance = {name: zero_shot.chance_level(info) for name, info in infos.items()}
@@ -143,18 +141,7 @@ for mode in MODES:
 # to its dataset's ID reference with a bootstrap interval of the difference.
 
 # %%
-id_rows = zero_shot.id_reference(results, references)
-gap_rows = []
-for mode in MODES:
-    for (fam, ds_name, dom), grp in results[results["mode"] == mode].groupby(["family", "dataset", "domain"], sort=False):
-        row = {"mode": mode, "family": fam, "dataset": ds_name, "domain": dom, "accuracy": grp["correct"].mean(),
-               "id_reference": references.get(ds_name, "")}
-        id_correct = id_rows[ds_name].loc[id_rows[ds_name]["mode"] == mode, "correct"] if ds_name in id_rows else []
-        if len(id_correct):
-            lo, hi = bootstrap_diff_ci(grp["correct"], id_correct, n_boot=n_boot, seed=SEED)
-            row.update(id_accuracy=id_correct.mean(), gap=row["accuracy"] - id_correct.mean(), gap_low=lo, gap_high=hi)
-        gap_rows.append(row)
-gaps = pd.DataFrame(gap_rows)
+gaps = gap_table(results, zero_shot.id_reference(results, references), references, MODES, n_boot=n_boot, seed=SEED)
 gaps.round(3)
 
 # %%
@@ -166,8 +153,7 @@ for mode in MODES:
         part = sub[sub["family"] == fam]
         labels = [f"{d}\n{dom}" if len(set(part['dataset'])) > 1 else dom for d, dom in zip(part["dataset"], part["domain"])]
         x = np.arange(len(part))
-        ax.errorbar(x, part["accuracy"] * 100, yerr=[(part["accuracy"] - part["ci_low"]) * 100,
-                    (part["ci_high"] - part["accuracy"]) * 100], fmt="o", capsize=3)
+        ax.errorbar(x, part["accuracy"] * 100, yerr=yerr(part), fmt="o", capsize=3)
         ref = gaps[(gaps["mode"] == mode) & gaps["dataset"].isin(part["dataset"])]
         id_acc = part[["dataset", "domain"]].merge(ref, how="left")["id_accuracy"] if "id_accuracy" in ref else None
         if id_acc is not None and id_acc.notna().any():
@@ -190,22 +176,12 @@ for mode in MODES:
 # gracefully; a steep fall at small shifts means the learned mapping is brittle.
 
 # %%
-def severity_frame(t):
-    rows = []
-    for _, r in t[t["dataset"] == "corrupted_mnist"].iterrows():
-        kinds = ["defocus_blur", "frost", "gaussian_noise"] if r["domain"] == "clean" else [r["domain"].rsplit("-", 1)[0]]
-        sev = 0 if r["domain"] == "clean" else int(r["domain"].rsplit("-", 1)[1])
-        rows += [dict(r, corruption=k, severity=sev) for k in kinds]
-    return pd.DataFrame(rows)
-
-
 if {"corrupted_mnist", "rotated_mnist"} & set(datasets):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    sev = severity_frame(table)
+    sev = severity_table(table)
     for (mode, kind), grp in sev.groupby(["mode", "corruption"]) if len(sev) else []:
         grp = grp.sort_values("severity")
-        axes[0].errorbar(grp["severity"], grp["accuracy"] * 100, yerr=[(grp["accuracy"] - grp["ci_low"]) * 100,
-                         (grp["ci_high"] - grp["accuracy"]) * 100], marker="o", capsize=3, label=f"{kind} ({mode})",
+        axes[0].errorbar(grp["severity"], grp["accuracy"] * 100, yerr=yerr(grp), marker="o", capsize=3, label=f"{kind} ({mode})",
                          linestyle="-" if mode == "loglik" else "--")
     axes[0].set_title("Accuracy vs corruption severity")
     axes[0].set_xlabel("severity (0 = clean)")
@@ -213,8 +189,7 @@ if {"corrupted_mnist", "rotated_mnist"} & set(datasets):
     rot = table[table["dataset"] == "rotated_mnist"].copy()
     for mode, grp in rot.groupby("mode"):
         grp = grp.assign(angle=grp["domain"].astype(int)).sort_values("angle")
-        axes[1].errorbar(grp["angle"], grp["accuracy"] * 100, yerr=[(grp["accuracy"] - grp["ci_low"]) * 100,
-                         (grp["ci_high"] - grp["accuracy"]) * 100], marker="o", capsize=3, label=mode)
+        axes[1].errorbar(grp["angle"], grp["accuracy"] * 100, yerr=yerr(grp), marker="o", capsize=3, label=mode)
     axes[1].set_title("Accuracy vs rotation angle")
     axes[1].set_xlabel("rotation (degrees)")
     axes[1].set_ylabel("accuracy (%)")

@@ -38,14 +38,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mllm_ood import zero_shot
+from mllm_ood import hypotheses, zero_shot
 from mllm_ood.data import catalog
-from mllm_ood.evaluation import bootstrap_ci, bootstrap_diff_ci
-from mllm_ood.features import domain_features, ood_domains
+from mllm_ood.features import ood_domains
 from mllm_ood.models import load_model
-from mllm_ood.paths import resolve_model
-from mllm_ood.plotting import save_figure
-from mllm_ood.probes import probe_accuracy
+from mllm_ood.plotting import save_figure, yerr
 
 # %% tags=["parameters"]
 SMOKE: bool = False  # same model, tiny samples, first 2 datasets (tests)
@@ -79,17 +76,16 @@ require(min(LEARNING_CURVE) <= PROBE_PER_CLASS // 2, "LEARNING_CURVE", LEARNING_
         f"needs a value <= PROBE_PER_CLASS // 2 = {PROBE_PER_CLASS // 2} (the probe's training half per class)")
 
 # %%
-model_ref = resolve_model(MODEL)
 datasets = DATASETS[:2] if SMOKE else DATASETS
 n_zs = 1 if SMOKE else SAMPLES_PER_CLASS
 n_probe = 6 if SMOKE else PROBE_PER_CLASS
 curve = [k for k in LEARNING_CURVE if k <= n_probe // 2] or [1]  # values above the training half are skipped
 n_boot = 100 if SMOKE else N_BOOT
 zero_shot.validate(datasets, [MODE], n_zs, "first", prompt_style=PROMPT_STYLE)
-model = load_model(model_ref)
+model = load_model(MODEL)
 infos = {name: catalog.open_dataset(name, seed=SEED)[1] for name in datasets}
 ood = {name: ood_domains(infos[name], ID_REFERENCE.get(name)) for name in datasets}  # the domains tested per dataset
-print(model, "|", zero_shot.model_fingerprint(model_ref))
+print(model, "|", model.fingerprint)
 
 # %% [markdown]
 # ## Hypothesis 1: richer prompts
@@ -100,7 +96,7 @@ print(model, "|", zero_shot.model_fingerprint(model_ref))
 # %%
 variant_results = []
 for variant in zero_shot.PROMPT_VARIANTS:
-    res = zero_shot.evaluate(model, model_ref, datasets, modes=[MODE], n_per_class=n_zs, seed=SEED,
+    res = zero_shot.evaluate(model, datasets, modes=[MODE], n_per_class=n_zs, seed=SEED,
                              batch_size=BATCH_SIZE, variant=variant, prompt_style=PROMPT_STYLE)
     variant_results.append(res)
 zs = pd.concat(variant_results, ignore_index=True)
@@ -117,16 +113,8 @@ print("example prompt with descriptions:\n", zero_shot.build_prompt(infos[datase
 # a floor.
 
 # %%
-probe_rows, pooled = [], {}
-for name in datasets:
-    for dom in ood[name]:
-        for kind in ["vision", "answer_state", "pixels"]:
-            x, y, _ = domain_features(model, model_ref, name, dom, kind, n_probe, seed=SEED, batch_size=BATCH_SIZE,
-                                      prompt_style=PROMPT_STYLE)
-            r = probe_accuracy(x, y, seed=SEED, n_boot=n_boot)
-            pooled.setdefault((name, kind), []).append(r.pop("correct"))
-            probe_rows.append({"dataset": name, "domain": dom, "features": kind, **r})
-probe_table = pd.DataFrame(probe_rows)
+probe_table, probe_items = hypotheses.probe_tables(model, datasets, ood, n_probe, seed=SEED, batch_size=BATCH_SIZE,
+                                                   prompt_style=PROMPT_STYLE, n_boot=n_boot)
 probe_table.round(3)
 
 # %% [markdown]
@@ -135,21 +123,8 @@ probe_table.round(3)
 # OOD domains, with 95 % bootstrap intervals and chance.
 
 # %%
-rows = []
-for name in datasets:
-    chance = zero_shot.chance_level(infos[name])
-    for variant in zero_shot.PROMPT_VARIANTS:
-        c = zs[(zs["dataset"] == name) & (zs["variant"] == variant)]["correct"].to_numpy()
-        lo, hi = bootstrap_ci(c, n_boot=n_boot, seed=SEED)
-        rows.append({"dataset": name, "method": f"zero-shot: {variant}", "accuracy": c.mean(), "ci_low": lo,
-                     "ci_high": hi, "n": len(c), "chance": chance})
-    for kind, label in [("vision", "probe: vision features"), ("answer_state", "probe: LM answer state"),
-                        ("pixels", "probe: raw pixels")]:
-        c = np.concatenate(pooled[(name, kind)])
-        lo, hi = bootstrap_ci(c, n_boot=n_boot, seed=SEED)
-        rows.append({"dataset": name, "method": label, "accuracy": c.mean(), "ci_low": lo, "ci_high": hi,
-                     "n": len(c), "chance": chance})
-comparison = pd.DataFrame(rows)
+chance = {name: zero_shot.chance_level(infos[name]) for name in datasets}
+comparison = hypotheses.comparison(zs, probe_items, chance, zero_shot.PROMPT_VARIANTS, n_boot=n_boot, seed=SEED)
 methods = list(dict.fromkeys(comparison["method"]))
 fig, ax = plt.subplots(figsize=(max(8, 1.9 * len(datasets)), 4.5))
 width = 0.8 / len(methods)
@@ -157,7 +132,7 @@ for j, m in enumerate(methods):
     part = comparison[comparison["method"] == m]
     xs = np.arange(len(datasets)) + (j - len(methods) / 2 + 0.5) * width
     ax.bar(xs, part["accuracy"] * 100, width, label=m,
-           yerr=[(part["accuracy"] - part["ci_low"]) * 100, (part["ci_high"] - part["accuracy"]) * 100], capsize=2)
+           yerr=yerr(part), capsize=2)
 for i, name in enumerate(datasets):
     ax.hlines(comparison[comparison["dataset"] == name]["chance"].iloc[0] * 100, i - 0.45, i + 0.45,
               colors="k", linestyles=":", label="chance" if i == 0 else None)
@@ -178,14 +153,8 @@ comparison.round(3)
 # evidence — a few labelled examples — but through the prompt instead of a trained classifier.
 
 # %%
-curve_rows = []
-for name in datasets:
-    for dom in ood[name]:
-        x, y, _ = domain_features(model, model_ref, name, dom, "vision", n_probe, seed=SEED, batch_size=BATCH_SIZE)
-        for k in curve:
-            r = probe_accuracy(x, y, seed=SEED, per_class=k, n_boot=n_boot)
-            curve_rows.append({"dataset": name, "domain": dom, "per_class": k, "accuracy": r["accuracy"]})
-curve_table = pd.DataFrame(curve_rows)
+curve_table = hypotheses.probe_curves(model, datasets, ood, n_probe, curve, seed=SEED, batch_size=BATCH_SIZE,
+                                      n_boot=n_boot)
 summary_curve = curve_table.groupby(["dataset", "per_class"])["accuracy"].agg(["mean", "std", "count"]).reset_index()
 fig, ax = plt.subplots(figsize=(7, 4.5))
 for name, grp in summary_curve.groupby("dataset", sort=False):
@@ -200,7 +169,8 @@ plt.show()
 
 # %% [markdown]
 # ## Verdict — computed, per dataset
-# Rules (95 % bootstrap intervals of differences, so "clearly" means the interval excludes zero):
+# Rules of `mllm_ood.hypotheses.verdict` (95 % bootstrap intervals of differences, so "clearly" means the
+# interval excludes zero):
 # - **H1 semantic misinterpretation** is supported when a richer prompt (descriptions or domain context)
 #   clearly raises zero-shot accuracy over the plain prompt.
 # - **H2 visual feature insufficiency** is rejected when the vision probe is clearly above zero-shot
@@ -209,32 +179,7 @@ plt.show()
 #   above zero-shot (the evidence reaches the language model), and no richer prompt closes the gap.
 
 # %%
-def _correct(name, variant=None, kind=None):
-    if variant is not None:
-        return zs[(zs["dataset"] == name) & (zs["variant"] == variant)]["correct"].to_numpy()
-    return np.concatenate(pooled[(name, kind)])
-
-
-verdicts = []
-for name in datasets:
-    plain = _correct(name, "plain")
-    gains = {v: bootstrap_diff_ci(_correct(name, v), plain, n_boot=n_boot, seed=SEED) for v in ["descriptions", "domain_context"]}
-    h1 = any(lo > 0 for lo, _ in gains.values())
-    vis_lo, _ = bootstrap_diff_ci(_correct(name, kind="vision"), plain, n_boot=n_boot, seed=SEED)
-    lm_lo, _ = bootstrap_diff_ci(_correct(name, kind="answer_state"), plain, n_boot=n_boot, seed=SEED)
-    h2_rejected = vis_lo > 0
-    h3 = h2_rejected and lm_lo > 0 and not h1
-    supported = (["H1 semantic misinterpretation"] if h1 else []) + \
-                ([] if h2_rejected else ["H2 visual feature insufficiency (not ruled out)"]) + \
-                (["H3 mapping deficiency"] if h3 else [])
-    verdicts.append({"dataset": name, "zero-shot plain": plain.mean(),
-                     "best richer prompt gain (CI low)": max(lo for lo, _ in gains.values()),
-                     "vision probe - zero-shot (CI low)": vis_lo, "LM-state probe - zero-shot (CI low)": lm_lo,
-                     "H1 supported": h1, "H2 rejected": h2_rejected, "H3 supported": h3,
-                     "verdict": "; ".join(supported) or ("little failure to explain: zero-shot within 5 points of "
-                                                          "the vision probe" if _correct(name, kind="vision").mean()
-                                                          - plain.mean() < 0.05 else "no hypothesis clearly supported")})
-verdict_table = pd.DataFrame(verdicts)
+verdict_table = hypotheses.verdict(zs, probe_items, datasets, n_boot=n_boot, seed=SEED)
 matches = verdict_table["H3 supported"].sum()
 print(f"Paper A's pattern (H1 no, H2 rejected, H3 yes) holds for {matches} of {len(verdict_table)} datasets "
       f"for model {zs['model'].iloc[0]}.")

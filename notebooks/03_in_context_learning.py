@@ -60,12 +60,8 @@ import numpy as np
 import pandas as pd
 
 from mllm_ood import icl
-from mllm_ood.features import domain_features
 from mllm_ood.models import load_model
-from mllm_ood.paths import ROOT
-from mllm_ood.plotting import save_figure
-from mllm_ood.probes import learning_curve, probe_accuracy
-from mllm_ood.zero_shot import model_fingerprint
+from mllm_ood.plotting import curve, decorate, publish, save_figure, shared_legend, yerr
 
 # %% tags=["parameters"]
 SMOKE: bool = False  # tiny grid (2 tasks, shots 0/2, 1 seed, 2 queries per class, 100 resamples) for tests
@@ -113,7 +109,6 @@ with naming("SPURIOUS_PAIRS", "TIE_STRENGTHS", "SPURIOUS_SHOTS"):
                  tie_strengths=TIE_STRENGTHS, spurious_shots=SPURIOUS_SHOTS)
 
 # %%
-model_ref = str(ROOT / MODEL) if (ROOT / MODEL).exists() else MODEL
 # The full parameters are checked even in smoke mode, so a bad value fails the quick run too.
 icl.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, LABEL_SHIFT_TASKS, MAJORITY_FRACTIONS,
              LABEL_SHIFT_SHOTS, SPURIOUS_PAIRS, TIE_STRENGTHS, SPURIOUS_SHOTS)
@@ -137,9 +132,9 @@ tasks = icl.validate(task_names, shots_list, MODES, seeds, n_q, SCORING, ls_task
 by_name = {t.name: t for t in tasks}
 primary = MODES[0]
 max_shots = max(shots_list)
-model = load_model(model_ref)
+model = load_model(MODEL)
 data = icl.IclData(seed=SEED)
-fingerprint = model_fingerprint(model_ref)
+fingerprint = model.fingerprint
 print(model, "|", fingerprint)
 pd.DataFrame([t.spec() for t in tasks])
 
@@ -181,7 +176,7 @@ print(model.prompt_text(ep.conversation))
 # zero-shot accuracy on the task's classes.
 
 # %%
-shots_res = icl.run_conditions(model, model_ref, icl.shots_conditions(tasks, shots_list, MODES, seeds, n_q, SCORING,
+shots_res = icl.run_conditions(model, icl.shots_conditions(tasks, shots_list, MODES, seeds, n_q, SCORING,
                                                                     query_seed=SEED), data, BATCH_SIZE,
                                desc="shots curve conditions")
 shots_tab = icl.summarise(shots_res, ["task", "mode", "source", "shots"], n_boot=n_boot, seed=SEED)
@@ -190,30 +185,6 @@ shots_tab.round(3)
 
 
 # %%
-def yerr(df, col="accuracy"):
-    """Asymmetric error bars (percentage points) from ci_low / ci_high."""
-    return [(df[col] - df["ci_low"]) * 100, (df["ci_high"] - df[col]) * 100]
-
-
-def shared_legend(fig, axes, n_used):
-    """One legend for a grid of panels: in the first unused panel if there is one, else below the grid."""
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    spare = list(axes.flat[n_used:])
-    for ax in spare:
-        ax.axis("off")
-    if spare:
-        spare[0].legend(handles, labels, loc="center", fontsize=8, frameon=False)
-    else:
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8,
-                   bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(labels) // 3)))
-
-
-def curve(tab, task, mode, source):
-    """One line of the shots figure: the 0-shot point (no demonstrations) then the chosen source."""
-    t = tab[(tab["task"] == task) & (tab["mode"] == mode)]
-    return pd.concat([t[t["source"] == "none"], t[t["source"] == source]]).sort_values("shots")
-
-
 xpos = {s: i for i, s in enumerate(sorted(shots_list))}
 ncol = min(4, len(tasks))
 nrow = int(np.ceil(len(tasks) / ncol))
@@ -227,18 +198,13 @@ for ax, t in zip(axes.flat, tasks):
                         label=f"{mode} words, {'in-domain' if source == 'in_domain' else 'shifted'} demos")
     ax.axhline(100 / t.n_way, color="grey", ls=":", label="chance (1 / classes)")
     ax.set_xticks(list(xpos.values()), list(xpos))
-    ax.set_title(f"{t.name}: query {t.dataset} / {t.query_domain}\n{t.n_way}-way; shifted demos from "
-                 f"{t.shift_domain}", fontsize=9)
-    ax.set_xlabel("demonstrations (shots)")
-    ax.set_ylim(0, 105)
+    decorate(ax, title=f"{t.name}: query {t.dataset} / {t.query_domain}\n{t.n_way}-way; shifted demos from "
+             f"{t.shift_domain}", title_size=9, xlabel="demonstrations (shots)", ylim=(0, 105))
 for ax in axes[:, 0]:
     ax.set_ylabel("accuracy (%), mean over seeds")
 shared_legend(fig, axes, len(tasks))
-fig.suptitle(f"ICL accuracy vs shots: in-domain (solid) vs shifted (dashed) demonstrations; 95 % bootstrap "
-             f"intervals over queries; model {fingerprint}", fontsize=10)
-fig.tight_layout()
-save_figure(fig, "03_icl_accuracy_vs_shots", shots_tab)
-plt.show()
+publish(fig, "03_icl_accuracy_vs_shots", shots_tab, suptitle=f"ICL accuracy vs shots: in-domain (solid) vs shifted "
+        f"(dashed) demonstrations; 95 % bootstrap intervals over queries; model {fingerprint}")
 
 # %% [markdown]
 # **How to read these curves** (the numbers for the model that ran are computed in the tables below and in
@@ -257,19 +223,7 @@ plt.show()
 # help less. The last rows pool every task.
 
 # %%
-top = shots_res[shots_res["shots"] == max_shots]
-dom_rows = []
-for mode in MODES:
-    for name in [t.name for t in tasks] + ["all tasks"]:
-        sel = top[(top["mode"] == mode) & ((top["task"] == name) | (name == "all tasks"))]
-        if max_shots == 0 or not len(sel):
-            continue
-        eff = icl.paired_effect(sel[sel["source"] == "in_domain"], sel[sel["source"] == "shifted"], n_boot=n_boot,
-                                seed=SEED)
-        dom_rows.append({"mode": mode, "task": name, "shots": max_shots, "in_domain": eff["a"], "shifted": eff["b"],
-                         "in_domain_minus_shifted": eff["effect"], "ci_low": eff["ci_low"], "ci_high": eff["ci_high"],
-                         "n_queries": eff["n_queries"]})
-domain_shift = pd.DataFrame(dom_rows)
+domain_shift = icl.domain_shift_table(shots_res, [t.name for t in tasks], MODES, max_shots, n_boot=n_boot, seed=SEED)
 domain_shift.round(3)
 
 # %% [markdown]
@@ -288,7 +242,7 @@ domain_shift.round(3)
 # %%
 ls_conds = icl.label_shift_conditions([by_name[n] for n in ls_tasks], fractions, ls_shots, MODES, seeds, n_q,
                                       SCORING, query_seed=SEED)
-ls_res = icl.run_conditions(model, model_ref, ls_conds, data, BATCH_SIZE, desc="label-shift conditions")
+ls_res = icl.run_conditions(model, ls_conds, data, BATCH_SIZE, desc="label-shift conditions")
 ls_res["query_class"] = np.where(ls_res["label"] == ls_res["majority"], "majority class", "minority class")
 ls_acc = icl.summarise(ls_res, ["mode", "level"], n_boot=n_boot, seed=SEED)
 ls_acc_task = icl.summarise(ls_res, ["mode", "task", "level"], n_boot=n_boot, seed=SEED)
@@ -351,7 +305,7 @@ plt.show()
 
 # %%
 sp_conds = icl.spurious_conditions(pairs, ties, sp_shots, MODES, seeds, n_q, SCORING, query_seed=SEED)
-sp_res = icl.run_conditions(model, model_ref, sp_conds, data, BATCH_SIZE, desc="spurious conditions")
+sp_res = icl.run_conditions(model, sp_conds, data, BATCH_SIZE, desc="spurious conditions")
 sp_tab = icl.summarise(sp_res[sp_res["shots"] > 0], ["mode", "query_colour", "level"], n_boot=n_boot, seed=SEED)
 sp_task = icl.summarise(sp_res[sp_res["shots"] > 0], ["mode", "task", "query_colour", "level"], n_boot=n_boot,
                         seed=SEED)
@@ -388,13 +342,9 @@ sp_tab.round(3)
 # separates the colours, the colour is visible and the demonstrations' tie is simply not used.
 
 # %%
-grey = data.pool(*icl.GREY_SOURCE)
-pair_classes = sorted({c for p in pairs for c in data.class_indices(icl.spurious_task(p))})
-idx = [int(i) for c in pair_classes for i in grey.of_class(c)[: max(n_probe // 2, 4)]]
-painted = [icl.paint(grey.images[i], col) for i in idx for col in ("red", "green")]
-colour_y = np.tile([0, 1], len(idx))
-colour_probe = probe_accuracy(model.vision_features(painted, batch_size=BATCH_SIZE), colour_y, seed=SEED, n_boot=n_boot)
-print(f"colour (red vs green) from frozen vision features, probe on {len(painted)} painted digits: "
+colour_probe = icl.colour_probe(model, data, pairs, max(n_probe // 2, 4), seed=SEED, n_boot=n_boot,
+                                batch_size=BATCH_SIZE)
+print(f"colour (red vs green) from frozen vision features, probe on {colour_probe['n_images']} painted digits: "
       f"{colour_probe['accuracy']:.0%} [{colour_probe['ci_low']:.0%}, {colour_probe['ci_high']:.0%}] (chance 50%)")
 
 # %% [markdown]
@@ -418,17 +368,8 @@ print(f"colour (red vs green) from frozen vision features, probe on {len(painted
 # face of paper A's mapping deficiency.
 
 # %%
-probe_frames = []
-for t in tasks:
-    x, y, _ = domain_features(model, model_ref, t.dataset, t.query_domain, "vision", n_probe, seed=SEED,
-                              batch_size=BATCH_SIZE)
-    keep = np.isin(y, data.class_indices(t))
-    probe_frames.append(learning_curve(x[keep], y[keep], probe_curve, seed=SEED, n_draws=n_draws, n_boot=n_boot)
-                        .assign(task=t.name, probe="same classes", chance=1 / t.n_way))
-    if len(np.unique(y)) > t.n_way:  # (when the task uses every class, the line above is this one)
-        probe_frames.append(learning_curve(x, y, probe_curve, seed=SEED, n_draws=n_draws, n_boot=n_boot)
-                            .assign(task=t.name, probe="all classes", chance=1 / len(np.unique(y))))
-probe_tab = pd.concat(probe_frames, ignore_index=True)
+probe_tab = icl.probe_curves(model, tasks, data, n_probe, probe_curve, seed=SEED, n_draws=n_draws, n_boot=n_boot,
+                             batch_size=BATCH_SIZE)
 icl_curve = shots_tab[(shots_tab["source"] == "in_domain")].copy()
 icl_curve["per_class"] = icl_curve["shots"] / icl_curve["task"].map(lambda n: by_name[n].n_way)
 
@@ -446,17 +387,14 @@ for ax, t in zip(axes.flat, tasks):
         ax.axhline(100 * g["chance"].iloc[0], color="k" if same else "grey", ls=":", lw=1,
                    label="chance, task's classes" if same else "chance, all classes")
     ax.set_xscale("log", base=2)
-    ax.set_title(f"{t.name} ({t.dataset} / {t.query_domain}, {t.n_way}-way)", fontsize=9)
-    ax.set_xlabel("labelled examples per class (log scale)")
-    ax.set_ylim(0, 105)
+    decorate(ax, title=f"{t.name} ({t.dataset} / {t.query_domain}, {t.n_way}-way)", title_size=9,
+             xlabel="labelled examples per class (log scale)", ylim=(0, 105))
 for ax in axes[:, 0]:
     ax.set_ylabel("accuracy (%)")
 shared_legend(fig, axes, len(tasks))
-fig.suptitle(f"Labelled examples per class vs accuracy: vision-feature probe ({n_draws} draws per point) vs "
-             f"in-context learning; model {fingerprint}", fontsize=10)
-fig.tight_layout()
-save_figure(fig, "03_icl_vs_probe", pd.concat([icl_curve.assign(method="icl"), probe_tab.assign(method="probe")]))
-plt.show()
+publish(fig, "03_icl_vs_probe", pd.concat([icl_curve.assign(method="icl"), probe_tab.assign(method="probe")]),
+        suptitle=f"Labelled examples per class vs accuracy: vision-feature probe ({n_draws} draws per point) vs "
+        f"in-context learning; model {fingerprint}")
 
 # %% [markdown]
 # ## Closing note — computed from the tables above
@@ -468,60 +406,12 @@ plt.show()
 # they describe the model named below and nothing else.
 
 # %%
-def fmt(v, lo, hi):
-    return f"{v:.0%} [{lo:.0%}, {hi:.0%}]"
-
-
-rows = []
-for t in tasks:
-    for mode in MODES:
-        g = shots_tab[(shots_tab["task"] == t.name) & (shots_tab["mode"] == mode)]
-        row = {"task": t.name, "mode": mode, "chance": f"{1 / t.n_way:.0%}"}
-        for label, sel in [("0 shots", g[g["shots"] == 0]),
-                           (f"{max_shots} shots, in-domain demos", g[(g["shots"] == max_shots) & (g["source"] == "in_domain")]),
-                           (f"{max_shots} shots, shifted demos", g[(g["shots"] == max_shots) & (g["source"] == "shifted")])]:
-            row[label] = fmt(*sel[["accuracy", "ci_low", "ci_high"]].iloc[0]) if len(sel) else "-"
-        rows.append(row)
-closing_shots = pd.DataFrame(rows)
+closing_shots = icl.shots_overview(shots_tab, tasks, MODES, max_shots)
 display(closing_shots)
 
 # %%
-def claim(name, a, b, value="correct", sign=1):
-    """One claim row: the paired effect mean(a) - mean(b) with its interval and the computed verdict."""
-    eff = icl.paired_effect(a, b, value, n_boot=n_boot, seed=SEED)
-    return {"claim": name, "effect (pp)": f"{eff['effect'] * 100:+.1f} [{eff['ci_low'] * 100:+.1f}, "
-            f"{eff['ci_high'] * 100:+.1f}]", "a": f"{eff['a']:.0%}", "b": f"{eff['b']:.0%}",
-            "queries": eff["n_queries"], "verdict": icl.claim_verdict(eff, sign)}
-
-
-lo_f, hi_f, lo_t, hi_t = min(fractions), max(fractions), min(ties), max(ties)
-claims = []
-for mode in MODES:
-    for n_way in sorted({t.n_way for t in tasks}):
-        res = shots_res[(shots_res["mode"] == mode) & (shots_res["n_way"] == n_way)]
-        k = res[(res["shots"] == max_shots) & (res["source"] == "in_domain")]
-        if max_shots == 0 or not len(k):
-            continue
-        tag = f"{mode} words, {n_way}-way tasks"
-        claims.append({"words / tasks": tag, **claim(f"ICL improves OOD accuracy (a = {max_shots} in-domain shots, b = 0)",
-                                                      k, res[res["shots"] == 0])})
-        shifted = res[(res["shots"] == max_shots) & (res["source"] == "shifted")]
-        claims.append({"words / tasks": tag, **claim("domain-shifted demos help less (a = in-domain, b = shifted)", k,
-                                                      shifted)})
-        # not a claim of paper A, reported beside it: do shifted demonstrations still help at all?
-        claims.append({"words / tasks": tag, **claim(f"(gain with shifted demos: a = {max_shots} shifted shots, b = 0)",
-                                                      shifted, res[res["shots"] == 0])})
-    ls = ls_res[ls_res["mode"] == mode]
-    if len(ls):
-        claims.append({"words / tasks": f"{mode} words, label-shift tasks",
-                       **claim(f"label shift hurts (a = majority share {lo_f}, b = {hi_f})", ls[ls["level"] == lo_f],
-                               ls[ls["level"] == hi_f])})
-    fl = sp_res[(sp_res["mode"] == mode) & (sp_res["query_colour"] == "flipped") & (sp_res["shots"] > 0)]
-    if len(fl):
-        claims.append({"words / tasks": f"{mode} words, spurious pairs",
-                       **claim(f"a spurious colour tie hurts flipped queries (a = tie {lo_t}, b = tie {hi_t})",
-                               fl[fl["level"] == lo_t], fl[fl["level"] == hi_t])})
-claims_tab = pd.DataFrame(claims)
+claims_tab = icl.paper_a_claims(shots_res, ls_res, sp_res, MODES, [t.n_way for t in tasks], max_shots, fractions, ties,
+                                n_boot=n_boot, seed=SEED)
 display(claims_tab)
 
 # %% [markdown]
@@ -529,14 +419,7 @@ display(claims_tab)
 # in-domain demonstrations minus accuracy with none, on the same queries.
 
 # %%
-gain_by_task = pd.DataFrame([
-    {"task": t.name, "mode": mode, **claim(f"ICL gain ({max_shots} in-domain shots vs 0)",
-                                          shots_res[(shots_res["task"] == t.name) & (shots_res["mode"] == mode)
-                                                    & (shots_res["shots"] == max_shots)
-                                                    & (shots_res["source"] == "in_domain")],
-                                          shots_res[(shots_res["task"] == t.name) & (shots_res["mode"] == mode)
-                                                    & (shots_res["shots"] == 0)])}
-    for t in tasks for mode in MODES if max_shots > 0])
+gain_by_task = icl.gain_by_task(shots_res, [t.name for t in tasks], MODES, max_shots, n_boot=n_boot, seed=SEED)
 display(gain_by_task.drop(columns="claim"))
 print(f"Model {fingerprint}; scoring {SCORING}; {len(seeds)} demonstration seed(s); {n_q} queries per class.")
 print("These are the model's numbers on the embedded world (or those of MODEL), not paper A's; "

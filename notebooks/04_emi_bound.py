@@ -66,9 +66,7 @@ from mllm_ood import emi_core, emi_grid, llava_bench
 from mllm_ood.embedders import embed_cached, image_embedder, text_embedder
 from mllm_ood.information import gaussian_club_limit
 from mllm_ood.models import load_model
-from mllm_ood.paths import ROOT
-from mllm_ood.plotting import save_figure
-from mllm_ood.zero_shot import model_fingerprint
+from mllm_ood.plotting import decorate, save_figure
 
 # %% tags=["parameters"]
 SMOKE: bool = False  # 1 LLaVA model x 7 scenarios x 10 questions; digits: 1 sample per class, 2 x 2 cells; short CLUB (tests)
@@ -108,7 +106,6 @@ require(1 / (N_PERM + 1) < 1 - LEVEL, "N_PERM", N_PERM,
 
 # %%
 t_start = time.time()
-model_ref = str(ROOT / MODEL) if (ROOT / MODEL).exists() else MODEL
 n_per_class = 1 if SMOKE else SAMPLES_PER_CLASS
 n_boot = 100 if SMOKE else N_BOOT
 n_perm = min(N_PERM, 20) if SMOKE else N_PERM
@@ -468,11 +465,11 @@ claims
 # # Part 2 — The embedded digits world (the project's own small model, with images)
 
 # %%
-model = load_model(model_ref)
+model = load_model(MODEL)
 embed_text = text_embedder(TEXT_EMBEDDER)
-embed_image = (emi_grid.model_image_embedder(model, model_ref) if IMAGE_EMBEDDER == "model"
+embed_image = (emi_grid.model_image_embedder(model) if IMAGE_EMBEDDER == "model"
                else image_embedder(IMAGE_EMBEDDER))
-model_hash = model_fingerprint(model_ref)  # the same fingerprint notebooks 01-03 print
+model_hash = model.fingerprint  # the same fingerprint notebooks 01-03 print
 grids = {name: emi_grid.get_grid(name) for name in GRIDS}
 if SMOKE:  # the ID cell plus one shifted condition per axis: 4 scenarios per grid
     grids = {name: g.subset(g.visual[1:2], g.text[1:2]) for name, g in grids.items()}
@@ -516,7 +513,7 @@ examples
 # %%
 t0 = time.time()
 judges = {name: emi_grid.ReferenceJudge(emi_grid.class_names(g)) for name, g in grids.items()}
-responses = {name: emi_grid.grid_responses(model, model_ref, g, n_per_class=n_per_class, seed=SEED,
+responses = {name: emi_grid.grid_responses(model, g, n_per_class=n_per_class, seed=SEED,
                                            max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)
              for name, g in grids.items()}
 t_responses = time.time() - t0
@@ -743,10 +740,8 @@ if ESTIMATOR_CHECKS:
     ax.plot(mi_check["rho"], mi_check["infonce"], "s-", color="C1", label="InfoNCE estimate")
     ax.axhline(mi_check["infonce_ceiling"].iloc[0], color="C1", ls=":", label="InfoNCE ceiling log(batch)")
     ax.set_ylim(0, max(8.0, float(mi_check["club"].max()) * 1.1))
-    ax.set_title(f"MI estimators vs closed form (d = 4, n = {mi_check['n'].iloc[0]})")
-    ax.set_xlabel("correlation ρ per coordinate pair")
-    ax.set_ylabel("mutual information (nats)")
-    ax.legend(fontsize=7)
+    decorate(ax, title=f"MI estimators vs closed form (d = 4, n = {mi_check['n'].iloc[0]})",
+             xlabel="correlation ρ per coordinate pair", ylabel="mutual information (nats)", legend=7)
     ax = axes[1]
     for i, (d, part) in enumerate(w_check.groupby("d")):
         ax.plot(part["n"], part["exact"], "o-", color=f"C{i}", label=f"empirical W2 (ot.emd2), d = {d}")
@@ -755,19 +750,15 @@ if ESTIMATOR_CHECKS:
     ax.set_xscale("log")
     ax.minorticks_off()
     ax.set_xticks(w_ns, [str(n) for n in w_ns])
-    ax.set_title("Empirical W2 vs Bures closed form as n grows")
-    ax.set_xlabel("samples per distribution n")
-    ax.set_ylabel("W2 (embedding units)")
-    ax.legend(fontsize=7)
+    decorate(ax, title="Empirical W2 vs Bures closed form as n grows", xlabel="samples per distribution n",
+             ylabel="W2 (embedding units)", legend=7)
     ax = axes[2]
     for i, (n, part) in enumerate(jsd_check.groupby("n")):
         ax.plot(part["shift"], part["jsd"], "o-", color=f"C{i}", label=f"representation JSD, n = {n}")
         ax.plot(part["shift"], part["baseline"], "s--", color=f"C{i}", alpha=0.6, label=f"split-half baseline, n = {n}")
     ax.axhline(math.log(2), color="grey", ls=":", label="maximum log 2")
-    ax.set_title("Representation JSD vs mean shift (d = 384)")
-    ax.set_xlabel("mean shift along one axis (before L2 normalisation)")
-    ax.set_ylabel("JSD (nats)")
-    ax.legend(fontsize=7)
+    decorate(ax, title="Representation JSD vs mean shift (d = 384)",
+             xlabel="mean shift along one axis (before L2 normalisation)", ylabel="JSD (nats)", legend=7)
     fig.tight_layout()
     save_figure(fig, "04_estimator_checks", pd.concat([mi_check.assign(check="mi"), w_check.assign(check="w2"),
                                                        jsd_check.assign(check="rjsd")], ignore_index=True))

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from mllm_ood import cache
 
 
@@ -62,6 +64,8 @@ def test_stale_or_unmarked_entry_is_rebuilt(fresh_cache):
 KILLED_BUILD = """
 import time
 from pathlib import Path
+
+import pytest
 from pathlib import Path
 from mllm_ood import cache
 
@@ -119,3 +123,48 @@ def test_concurrent_builders_of_one_entry_build_it_once(fresh_cache, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     assert count.read_text() == "built\n", "the second process waits for the first build and reuses it"
     assert outs[0][0] == outs[1][0] and cache.is_valid(Path(outs[0][0].strip()))
+
+
+@pytest.mark.parametrize("file", ["table.csv", "table.jsonl", "table.pkl"])
+def test_cached_table_builds_once_and_returns_what_was_built(fresh_cache, file):
+    import numpy as np
+    import pandas as pd
+
+    from mllm_ood.cache import cached_table
+
+    calls = []
+    built = pd.DataFrame({"x": [0.1 + 0.2, 1 / 3, np.pi], "ok": [True, False, True], "name": ["a", "b", "c"]})
+
+    def build():
+        calls.append(1)
+        return built
+
+    first = cached_table("tables", {"a": 1}, build, file=file)
+    again = cached_table("tables", {"a": 1}, build, file=file)
+    assert len(calls) == 1
+    for t in (first, again):
+        if file.endswith(".jsonl"):  # JSON keeps 10 significant digits: for tables of text
+            assert np.allclose(t["x"], built["x"], rtol=1e-9)
+        else:
+            assert t["x"].tolist() == built["x"].tolist()  # every float exactly as computed
+        assert t["ok"].tolist() == built["ok"].tolist() and t["name"].tolist() == built["name"].tolist()
+    cached_table("tables", {"a": 2}, build, file=file)
+    assert len(calls) == 2
+    with pytest.raises(ValueError):
+        cached_table("tables", {"a": 1}, build, file="table.parquet")
+
+
+def test_cached_arrays_round_trip(fresh_cache):
+    import numpy as np
+
+    from mllm_ood.cache import cached_arrays
+
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"x": np.arange(6, dtype=np.float32).reshape(2, 3), "ids": np.array(["a", "b"])}
+
+    a = cached_arrays("arrays", {"k": 1}, build)
+    b = cached_arrays("arrays", {"k": 1}, build)
+    assert len(calls) == 1 and np.array_equal(a["x"], b["x"]) and list(b["ids"]) == ["a", "b"]

@@ -54,6 +54,8 @@ class FakeModel:
     """Reads the 'class' off the fake image's grey level (right only where the shade is a multiple of 10);
     counts its generate calls."""
 
+    fingerprint = "fake-model"
+
     def __init__(self):
         self.calls = 0
         self.queries = 0
@@ -140,15 +142,15 @@ def test_judge_is_pluggable_and_checked():
 def test_responses_are_cached_per_scenario(fake_world, fresh_cache):
     grid = emi_grid.GRIDS["synthetic"].subset(["frost-1"], ["synonym-1"])
     model = FakeModel()
-    first = emi_grid.grid_responses(model, "fake-model", grid, n_per_class=1, seed=0)
+    first = emi_grid.grid_responses(model, grid, n_per_class=1, seed=0)
     assert model.calls == len(grid.cells()) and model.queries == 10 * len(grid.cells())
     assert list(first.columns) == emi_grid.RESPONSE_COLUMNS
     assert list(dict.fromkeys(first["scenario"])) == [emi_grid.scenario_name(v, t) for v, t in grid.cells()]
     assert (first["reference"] == [format_answer(NAMES[y]) for y in first["label"]]).all()
-    again = emi_grid.grid_responses(model, "fake-model", grid, n_per_class=1, seed=0)
+    again = emi_grid.grid_responses(model, grid, n_per_class=1, seed=0)
     assert model.calls == len(grid.cells())  # nothing recomputed
     pd.testing.assert_frame_equal(first, again)
-    emi_grid.grid_responses(model, "fake-model", grid, n_per_class=1, seed=0, max_new_tokens=5)
+    emi_grid.grid_responses(model, grid, n_per_class=1, seed=0, max_new_tokens=5)
     assert model.calls == 2 * len(grid.cells())  # a generation setting is part of the key
 
 
@@ -185,7 +187,7 @@ def _fake_embeddings(responses: pd.DataFrame, d: int = 8, seed: int = 0) -> emi_
 
 def test_scenario_table_emid_and_bounds(fake_world, fresh_cache):
     grid = emi_grid.GRIDS["synthetic"].subset(["frost-1", "frost-3"], ["typo-1"])
-    resp = emi_grid.grid_responses(FakeModel(), "fake-model", grid, n_per_class=2, seed=0)
+    resp = emi_grid.grid_responses(FakeModel(), grid, n_per_class=2, seed=0)
     emb = _fake_embeddings(resp)
     judge = emi_grid.ReferenceJudge(NAMES)
     table, timing = emi_grid.scenario_table(resp, emb, grid, judge=judge, club_kwargs={"max_epochs": 3},
@@ -211,7 +213,7 @@ def test_scenario_table_emid_and_bounds(fake_world, fresh_cache):
 
 def test_scenario_table_rejects_bad_input_before_compute(fake_world, fresh_cache):
     grid = emi_grid.GRIDS["synthetic"].subset(["frost-1"], ["typo-1"])
-    resp = emi_grid.grid_responses(FakeModel(), "fake-model", grid, n_per_class=1, seed=0)
+    resp = emi_grid.grid_responses(FakeModel(), grid, n_per_class=1, seed=0)
     emb = _fake_embeddings(resp)
     with pytest.raises(ParameterError, match="ID scenario"):
         emi_grid.scenario_table(resp[resp["scenario"] != grid.id_scenario], emb, grid)

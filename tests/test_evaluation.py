@@ -55,3 +55,30 @@ def test_bootstrap_difference_matches_normal_approximation():
     lo, hi = bootstrap_diff_ci(a, b, n_boot=20000, seed=0)
     se = np.sqrt(0.7 * 0.3 / 1000 + 0.4 * 0.6 / 1000)
     assert abs(lo - (0.3 - 1.96 * se)) < 0.006 and abs(hi - (0.3 + 1.96 * se)) < 0.006
+
+
+def test_gap_table_against_hand_computed_gaps():
+    from mllm_ood.evaluation import gap_table
+
+    results = pd.DataFrame({"mode": "generate", "family": ["ID"] * 4 + ["natural"] * 4 + ["mol"] * 2,
+                            "dataset": ["ds"] * 8 + ["m"] * 2, "domain": ["id"] * 4 + ["ood"] * 4 + ["x"] * 2,
+                            "correct": [1, 1, 1, 0, 1, 0, 0, 0, 1, 0]})
+    id_rows = {"ds": results[results["domain"] == "id"]}
+    out = gap_table(results, id_rows, {"ds": "ds/id"}, ["generate"], n_boot=200)
+    assert list(out["domain"]) == ["id", "ood", "x"]
+    ood = out[out["domain"] == "ood"].iloc[0]
+    assert ood["accuracy"] == 0.25 and ood["id_accuracy"] == 0.75 and ood["gap"] == -0.5
+    assert ood["gap_low"] <= -0.5 <= ood["gap_high"]
+    mol = out[out["dataset"] == "m"].iloc[0]
+    assert mol["id_reference"] == "" and np.isnan(mol["gap"])
+
+
+def test_severity_table_starts_every_corruption_at_clean():
+    from mllm_ood.evaluation import CORRUPTIONS, severity_table
+
+    table = pd.DataFrame({"dataset": ["corrupted_mnist"] * 3 + ["rotated_mnist"],
+                          "domain": ["clean", "frost-3", "gaussian_noise-5", "45"], "accuracy": [0.9, 0.5, 0.2, 0.7]})
+    out = severity_table(table)
+    assert len(out) == len(CORRUPTIONS) + 2
+    assert set(out[out["severity"] == 0]["corruption"]) == set(CORRUPTIONS)
+    assert out[out["domain"] == "frost-3"][["corruption", "severity"]].values.tolist() == [["frost", 3]]

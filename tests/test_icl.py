@@ -5,7 +5,6 @@ clear ParameterError before any compute. Tiny in-memory datasets and a stub mode
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -72,6 +71,8 @@ def cond(study="shots", task=TASK, shots=4, mode="reassigned", seed=0, n=4, sour
 class StubModel:
     """Counts calls; always prefers the first choice."""
 
+    fingerprint = "stub"
+
     def __init__(self):
         self.calls = 0
 
@@ -129,7 +130,7 @@ def test_reassigned_choice_order_is_random_and_predictions_map_back(data, fresh_
     eps, _ = icl.build_condition_episodes(cond(shots=2, n=10), data)
     first = [{v: k for k, v in e.words.items()}[e.choices[0]] for e in eps]
     assert set(first) == {1, 3}  # the list order does not reveal the class
-    res = icl.evaluate_condition(StubModel(), "stub", cond(shots=2, n=10), data)
+    res = icl.evaluate_condition(StubModel(), cond(shots=2, n=10), data)
     assert res["pred"].tolist() == first  # the stub picks the first choice: mapped back through the words
 
 
@@ -177,13 +178,13 @@ def test_spurious_tie_strength_exact(data, tie, colour):
 def test_results_cached_per_condition(data, fresh_cache):
     model = StubModel()
     c = cond(shots=2)
-    first = icl.evaluate_condition(model, "stub", c, data)
-    again = icl.evaluate_condition(model, "stub", c, data)
+    first = icl.evaluate_condition(model, c, data)
+    again = icl.evaluate_condition(model, c, data)
     assert model.calls == 1
     pd.testing.assert_frame_equal(first, again)
     assert list(first.columns) == icl.RESULT_COLUMNS and len(first) == 8
     assert first["correct"].tolist() == [p == y for p, y in zip(first["pred"], first["label"])]
-    icl.evaluate_condition(model, "stub", cond(shots=4), data)  # another condition: computed
+    icl.evaluate_condition(model, cond(shots=4), data)  # another condition: computed
     assert model.calls == 2
     assert len([p for p in (fresh_cache / "icl").iterdir() if p.is_dir()]) == 2  # entries (not lock files)
 
@@ -200,6 +201,8 @@ def test_flipped_and_aligned_queries_meet_the_same_demos(data):
 class StubGenerator:
     """Replies with the first choice of the prompt's choice list, or nonsense every other time."""
 
+    fingerprint = "stub-gen"
+
     def generate(self, conversations, max_new_tokens=12, batch_size=8):
         out = []
         for i, (_, prompt) in enumerate(conversations):
@@ -210,7 +213,7 @@ class StubGenerator:
 
 def test_generate_scoring_uses_paper_a_parser(data, fresh_cache):
     c = icl.Condition("shots", TASK, 2, "fixed", 0, 4, scoring="generate")
-    res = icl.evaluate_condition(StubGenerator(), "stub-gen", c, data)
+    res = icl.evaluate_condition(StubGenerator(), c, data)
     assert res["parsed"].tolist() == [True, False] * 4
     assert (res.loc[res["parsed"], "pred"] == 1).all()  # 'one' is the first choice
     assert not res.loc[~res["parsed"], "correct"].any() and (res.loc[~res["parsed"], "pred"] == -1).all()
@@ -269,9 +272,9 @@ def test_bad_parameters_one_clear_error(change, message):
 def test_bad_level_fails_before_the_model_is_called(data, fresh_cache):
     model = StubModel()
     with pytest.raises(ParameterError, match="cannot be realised exactly"):
-        icl.evaluate_condition(model, "stub", cond("label_shift", shots=8, level=0.6), data)
+        icl.evaluate_condition(model, cond("label_shift", shots=8, level=0.6), data)
     with pytest.raises(ParameterError, match="at least"):  # more queries than the class holds
-        icl.evaluate_condition(model, "stub", cond(n=40), data)
+        icl.evaluate_condition(model, cond(n=40), data)
     assert model.calls == 0
 
 
@@ -282,17 +285,6 @@ def test_params_files_validate(profile):
                          p["LABEL_SHIFT_TASKS"], p["MAJORITY_FRACTIONS"], p["LABEL_SHIFT_SHOTS"], p["SPURIOUS_PAIRS"],
                          p["TIE_STRENGTHS"], p["SPURIOUS_SHOTS"])
     assert len(tasks) == len(p["TASKS"])
-
-
-def test_notebook_defaults_match_embedded_params():
-    """The notebook's parameter cell and params/embedded agree (the yaml is what run_all.sh passes)."""
-    import ast
-
-    src = (Path(__file__).resolve().parents[1] / "notebooks" / "03_in_context_learning.py").read_text()
-    cell = src.split('# %% tags=["parameters"]')[1].split("# %%")[0]
-    defaults = {n.target.id: ast.literal_eval(n.value) for n in ast.parse(cell).body if isinstance(n, ast.AnnAssign)}
-    p = yaml.safe_load((PARAMS / "embedded" / "03_in_context_learning.yaml").read_text())
-    assert {k: defaults[k] for k in p} == p
 
 
 @pytest.mark.parametrize("lo,hi,sign,verdict", [
@@ -306,3 +298,11 @@ def test_claim_verdict_branches(lo, hi, sign, verdict):
 def test_claim_verdict_refuses_a_bad_sign():
     with pytest.raises(ParameterError):
         icl.claim_verdict({"ci_low": 0.1, "ci_high": 0.2}, 0)
+
+
+def test_each_study_is_a_class_and_an_unknown_study_is_refused():
+    assert set(icl.STUDIES) == {"shots", "label_shift", "spurious"}
+    assert all(isinstance(s, icl.Study) for s in icl.STUDIES.values())
+    task = icl.resolve_task("rotated_60")
+    with pytest.raises(ParameterError, match="study"):
+        icl.build_condition_episodes(icl.Condition("nonsense", task, 2, "fixed", 0, 1), icl.IclData(seed=0))

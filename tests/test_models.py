@@ -102,3 +102,23 @@ def test_prompt_longer_than_the_context_is_refused(model_dirs, images):
                  lambda: m.answer_state([([images[0]], long_prompt)])):
         with pytest.raises(ParameterError, match=f"context of {limit} positions"):
             call()
+
+
+def test_studies_take_the_model_and_its_one_fingerprint(tmp_path):
+    """load_model gives every model one fingerprint (folder name + hash of config and weight files; a hub
+    id as is); a study refuses a model without one."""
+    from mllm_ood import zero_shot
+    from mllm_ood.models import fingerprint_of, model_fingerprint
+    from mllm_ood.validation import ParameterError
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    fp = model_fingerprint(tmp_path / "m")
+    assert fp.startswith("m@") and len(fp) == len("m@") + 12
+    (tmp_path / "m" / "config.json").write_text('{"a": 1}')
+    assert model_fingerprint(tmp_path / "m") != fp
+    assert model_fingerprint("owner/name") == "owner/name"
+    with pytest.raises(ParameterError, match="load_model"):
+        fingerprint_of(object())
+    with pytest.raises(ParameterError, match="load_model"):
+        zero_shot.evaluate(object(), ["colored_mnist"], modes=["generate"], n_per_class=1)

@@ -79,3 +79,25 @@ def test_network_guard_really_blocks(tmp_path):
             "except OSError as e:\n print('blocked', e)\n")
     proc = subprocess.run([sys.executable, "-c", code], env=network_guard_env(record), capture_output=True, text=True)
     assert "blocked" in proc.stdout and "192.0.2.1" in record.read_text()
+
+
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+def test_parameter_defaults_agree_with_the_embedded_yaml(name):
+    """Every parameter the notebook declares is in params/embedded/<name>.yaml with the same value as its
+    default, and the YAML declares nothing else: what a reader sees in the notebook is what run_all.sh runs.
+    The run flags (SMOKE, RETRAIN, REPLACE_COMMITTED: set by run_all.sh's options) are not study parameters."""
+    import ast
+
+    import yaml
+
+    from mllm_ood.paths import PARAMS
+
+    nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    defaults = {n.target.id: ast.literal_eval(n.value) for n in ast.parse("".join(cell["source"])).body
+                if isinstance(n, ast.AnnAssign)}
+    for flag in ("SMOKE", "RETRAIN", "REPLACE_COMMITTED"):
+        defaults.pop(flag, None)
+    params = yaml.safe_load((PARAMS / "embedded" / f"{name}.yaml").read_text())
+    assert sorted(params) == sorted(defaults), "parameters in only one of notebook and YAML"
+    assert {k: params[k] for k in defaults} == defaults

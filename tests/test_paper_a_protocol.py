@@ -61,6 +61,8 @@ def test_styles_differ_where_paper_a_differs_and_share_the_reply_format():
 
 
 class Fake:
+    fingerprint = "fake"
+
     def __init__(self):
         self.prompts = []
 
@@ -71,11 +73,11 @@ class Fake:
 
 def test_evaluate_uses_the_style_and_reports_parse_failures(fresh_cache):
     m = Fake()
-    res = zero_shot.evaluate(m, "fake", ["colored_mnist"], modes=["generate"], n_per_class=1, prompt_style="paper_a")
+    res = zero_shot.evaluate(m, ["colored_mnist"], modes=["generate"], n_per_class=1, prompt_style="paper_a")
     assert all(p.startswith("Given the image") for p in m.prompts) and (res["prompt_style"] == "paper_a").all()
     assert res["parsed"].all() and res.loc[res["label"] == 0, "correct"].all()
     with pytest.raises(ParameterError, match="unknown prompt style"):
-        zero_shot.evaluate(m, "fake", ["colored_mnist"], modes=["generate"], prompt_style="verbose")
+        zero_shot.evaluate(m, ["colored_mnist"], modes=["generate"], prompt_style="verbose")
 
 
 def test_id_reference_is_a_parameter():

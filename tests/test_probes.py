@@ -90,3 +90,22 @@ def test_learning_curve_interval_includes_the_draw_of_examples():
     assert row["ci_high"] - row["ci_low"] > items_only
     assert row["ci_low"] <= row["accuracy"] <= row["ci_high"]
     assert tab.iloc[1]["accuracy"] > tab.iloc[0]["accuracy"]  # more examples, better probe
+
+
+def test_probe_fits_are_cached(fresh_cache, monkeypatch):
+    """A second call with the same features, labels and split settings refits nothing and returns the same
+    result; other features are fitted."""
+    from mllm_ood import probes
+
+    g = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = g.normal(size=(60, 5)) + y[:, None]
+    first = probes.probe_accuracy(x, y, seed=0, n_boot=50)
+    fits = []
+    monkeypatch.setattr(probes, "fit_probe", lambda *a, **k: fits.append(1) or (_ for _ in ()).throw(RuntimeError))
+    again = probes.probe_accuracy(x, y, seed=0, n_boot=50)
+    assert not fits
+    assert {k: v for k, v in first.items() if k != "correct"} == {k: v for k, v in again.items() if k != "correct"}
+    assert np.array_equal(first["correct"], again["correct"])
+    with pytest.raises(RuntimeError):
+        probes.probe_accuracy(x + 1, y, seed=0, n_boot=50)

@@ -12,6 +12,8 @@ from mllm_ood.validation import ParameterError
 class FakeModel:
     """Answers 'Answer Choice: [<true class>]' for even rows and nonsense for odd rows; counts calls."""
 
+    fingerprint = "fake-model"
+
     def __init__(self):
         self.calls = 0
 
@@ -29,10 +31,10 @@ class FakeModel:
 def test_results_are_cached_and_parsed(fresh_cache):
     model = FakeModel()
     kw = dict(modes=["generate", "loglik"], n_per_class=2)
-    first = zero_shot.evaluate(model, "fake-model", ["colored_mnist"], **kw)
+    first = zero_shot.evaluate(model, ["colored_mnist"], **kw)
     calls = model.calls
     assert calls == 2 * 3  # two modes x three domains
-    again = zero_shot.evaluate(model, "fake-model", ["colored_mnist"], **kw)
+    again = zero_shot.evaluate(model, ["colored_mnist"], **kw)
     assert model.calls == calls, "a rerun must not call the model"
     assert first.equals(again)
     gen = first[first["mode"] == "generate"]
@@ -41,7 +43,7 @@ def test_results_are_cached_and_parsed(fresh_cache):
     assert (gen.loc[gen["parsed"], "correct"] == (gen.loc[gen["parsed"], "label"] == 0)).all()
     ll = first[first["mode"] == "loglik"]
     assert ll["parsed"].all() and (ll["correct"] == (ll["label"] == 1)).all()
-    zero_shot.evaluate(model, "fake-model", ["colored_mnist"], variant="domain_context", **kw)
+    zero_shot.evaluate(model, ["colored_mnist"], variant="domain_context", **kw)
     assert model.calls == 2 * calls, "another prompt is another cache entry"
 
 
@@ -56,5 +58,5 @@ def test_bad_parameters_fail_before_the_model_is_called(kwargs, fragment, fresh_
     model = FakeModel()
     args = {"datasets": ["colored_mnist"], **kwargs}
     with pytest.raises(ParameterError, match=fragment):
-        zero_shot.evaluate(model, "fake-model", **args)
+        zero_shot.evaluate(model, **args)
     assert model.calls == 0

@@ -73,6 +73,22 @@ def array_digest(*arrays) -> str:
     return h.hexdigest()[:16]
 
 
+def exact_digest(*arrays) -> str:
+    """16-hex-digit hash of arrays' dtypes, shapes and exact contents (object arrays by their items'
+    text), a cache-key ingredient where a float32 view (:func:`array_digest`) would not be exact."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.asarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        if a.dtype == object:
+            h.update(json.dumps([str(v) for v in a.ravel()]).encode())
+        else:
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
 def is_valid(folder: Path, key: str | None = None) -> bool:
     """True when ``folder`` holds a complete entry of this code version whose files match its manifest."""
     try:
@@ -131,6 +147,47 @@ def cached(kind: str, params: dict, build: Callable[[Path], None]) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def cached_table(kind: str, params: dict, build: Callable[[], "pd.DataFrame"], *, file: str = "table.csv",
+                 **read) -> "pd.DataFrame":
+    """The table of (kind, params): ``build()`` runs only when the cache has no valid entry. The table is
+    stored by ``file``'s ending: CSV (``.csv``, read back with ``float_precision='round_trip'`` so every
+    float is the one computed), JSON lines (``.jsonl``, for text: floats keep 10 digits) or a pickle
+    (``.pkl``, dtypes and all), and always
+    read back from the stored file (``read``: keyword arguments of ``pandas.read_csv`` / ``read_json``),
+    so the first run and every rerun return the same values. The one way every study caches its results."""
+    import pandas as pd
+
+    kind_of = file.rsplit(".", 1)[-1]
+    if kind_of not in ("csv", "jsonl", "pkl"):
+        raise ValueError(f"cached_table stores .csv, .jsonl or .pkl files, not {file!r}")
+
+    def write(folder: Path) -> None:
+        table = build()
+        if kind_of == "jsonl":
+            table.to_json(folder / file, orient="records", lines=True, force_ascii=False)
+        elif kind_of == "pkl":
+            table.to_pickle(folder / file)
+        else:
+            table.to_csv(folder / file, index=False)
+
+    path = cached(kind, params, write) / file
+    if kind_of == "jsonl":
+        return pd.read_json(path, orient="records", lines=True, **read)
+    if kind_of == "pkl":
+        return pd.read_pickle(path)
+    return pd.read_csv(path, **{"float_precision": "round_trip", **read})
+
+
+def cached_arrays(kind: str, params: dict, build: Callable[[], dict], *, file: str = "arrays.npz") -> dict:
+    """The arrays of (kind, params) as :func:`cached_table` keeps tables: ``build()`` returns
+    ``{name: array}``, stored with ``numpy.savez`` and read back from the stored file."""
+    import numpy as np
+
+    folder = cached(kind, params, lambda tmp: np.savez(tmp / file, **build()))
+    with np.load(folder / file) as f:
+        return {k: f[k] for k in f.files}
 
 
 def clean_stale_temporaries(kind: str | None = None) -> int:

@@ -19,10 +19,11 @@ of the remaining terms ``sqrt(JSt) + JSpy^(1/4) + JSqy^(1/4)`` is then reported 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from . import information as info
+from .cache import cached_table, exact_digest
 from .seeding import derive_seed
 from .validation import ParameterError, check_choice, check_positive_int
 
@@ -316,6 +318,17 @@ class Analysis:
     seconds: dict = field(default_factory=dict)
 
 
+# Part of the cache keys of the per-scenario EMIs and bound terms: bump it when a change alters them.
+ANALYSIS_VERSION = 1
+
+
+def club_digest(club) -> str:
+    """16-hex-digit hash of a CLUB's configuration and weights (what its estimates depend on)."""
+    state = club.state_dict()
+    return exact_digest(np.array(json.dumps(asdict(club.config), sort_keys=True, default=str)),
+                        *[state[k].detach().cpu().numpy() for k in sorted(state)])
+
+
 def analyse(emb: EmbeddedSamples, labels: Sequence[str], source: str, *, club=None, seed: int = 0,
             n_boot: int = 1000, n_perm: int = 100, level: float = 0.95, wasserstein: str | None = "exact",
             club_kwargs: dict | None = None, task: str = "emi", first_lines=None, progress: bool = False) -> Analysis:
@@ -335,9 +348,17 @@ def analyse(emb: EmbeddedSamples, labels: Sequence[str], source: str, *, club=No
     else:
         cinfo = club_info(club, trained_now=False)
     t1 = time.time()
-    emis = scenario_emis(club, emb, spans, n_boot=n_boot, level=level, seed=seed)
+    arrays = exact_digest(emb.z_text, emb.y_model, emb.y_reference,
+                          *([] if emb.z_image is None else [emb.z_image]), *([] if emb.ids is None else [emb.ids]))
+    keyed_spans = {k: [int(i) for i in v] for k, v in spans.items()}
+    emis = cached_table("emi_scenarios", {"club": club_digest(club), "arrays": arrays, "spans": keyed_spans,
+                                          "n_boot": n_boot, "level": level, "seed": seed, "version": ANALYSIS_VERSION},
+                        lambda: scenario_emis(club, emb, spans, n_boot=n_boot, level=level, seed=seed), file="table.pkl")
     t2 = time.time()
-    terms = bound_terms(emb, spans, source, n_perm=n_perm, seed=seed, wasserstein=wasserstein, progress=progress)
+    terms = cached_table("bound_terms", {"arrays": arrays, "spans": keyed_spans, "source": source, "n_perm": n_perm,
+                                         "seed": seed, "wasserstein": wasserstein, "version": ANALYSIS_VERSION},
+                         lambda: bound_terms(emb, spans, source, n_perm=n_perm, seed=seed, wasserstein=wasserstein,
+                                             progress=progress), file="table.pkl")
     t3 = time.time()
     table = bound_table(emis, terms, source, text_only=emb.text_only)
     return Analysis(table, terms, source, emb.text_only, cinfo,

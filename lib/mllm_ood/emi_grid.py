@@ -38,7 +38,6 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,9 +45,10 @@ from .progress import tqdm
 
 from . import emi_core as core
 from . import information as info
-from .cache import cached
+from .cache import cached_table
 from .emi_core import MIN_SAMPLES
 from .data import world
+from .models import fingerprint_of
 from .data.text_shifts import LANGUAGES, TEXT_CONDITIONS, apply_text_shift, question_in
 from .prompts import QUESTION, format_answer, parse_answer, zero_shot_prompt
 from .seeding import derive_seed, rng
@@ -160,15 +160,7 @@ def class_names(grid: Grid) -> list[str]:
     return list(world.DATASETS[grid.dataset].class_names)
 
 
-def _model_id(model_ref: str) -> str:
-    """The model's fingerprint as every notebook prints it (config and weight files; a hub id as is), so
-    one checkpoint has one hash throughout the study; it also keys the cached responses and embeddings."""
-    from .zero_shot import model_fingerprint
-
-    return model_fingerprint(model_ref)
-
-
-def scenario_responses(model, model_ref: str, grid: Grid, visual: str, text: str, *, n_per_class: int, seed: int,
+def scenario_responses(model, grid: Grid, visual: str, text: str, *, n_per_class: int, seed: int,
                        max_new_tokens: int = 16, batch_size: int = 32, samples=None) -> pd.DataFrame:
     """The model's responses for one scenario, cached per (model files, grid, cell, sampling, generation
     settings, code version): a table with RESPONSE_COLUMNS, one row per query.
@@ -177,11 +169,11 @@ def scenario_responses(model, model_ref: str, grid: Grid, visual: str, text: str
     :func:`domain_samples`), called only on a cache miss. A rerun with the same arguments loads the
     table and never calls ``model.generate``.
     """
-    params = {"model": _model_id(model_ref), "grid": grid.name, "dataset": grid.dataset, "visual": visual,
+    params = {"model": fingerprint_of(model), "grid": grid.name, "dataset": grid.dataset, "visual": visual,
               "text": text, "n_per_class": n_per_class, "seed": seed, "max_new_tokens": max_new_tokens,
               "question": QUESTION, "sampling": "first"}
 
-    def build(tmp: Path) -> None:
+    def build() -> pd.DataFrame:
         sub = samples() if samples is not None else domain_samples(grid, visual, n_per_class, seed)
         names = class_names(grid)
         labels, ids = [int(y) for y in sub["label"]], list(sub["id"])
@@ -193,14 +185,12 @@ def scenario_responses(model, model_ref: str, grid: Grid, visual: str, text: str
                  "id": ids[k], "label": labels[k], "label_name": names[labels[k]], "question": questions[k],
                  "prompt": prompts[k], "response": replies[k], "reference": reference_answer(names[labels[k]])}
                 for k in range(len(sub))]
-        pd.DataFrame(rows, columns=RESPONSE_COLUMNS).to_json(tmp / "responses.jsonl", orient="records", lines=True,
-                                                             force_ascii=False)
+        return pd.DataFrame(rows, columns=RESPONSE_COLUMNS)
 
-    folder = cached("emi_responses", params, build)
-    return pd.read_json(folder / "responses.jsonl", orient="records", lines=True, dtype={"id": str, "response": str})
+    return cached_table("emi_responses", params, build, file="responses.jsonl", dtype={"id": str, "response": str})
 
 
-def grid_responses(model, model_ref: str, grid: Grid, *, n_per_class: int, seed: int, max_new_tokens: int = 16,
+def grid_responses(model, grid: Grid, *, n_per_class: int, seed: int, max_new_tokens: int = 16,
                    batch_size: int = 32) -> pd.DataFrame:
     """:func:`scenario_responses` for every cell of ``grid`` (ID cell first), concatenated. The images of a
     visual condition are loaded once, and only when one of its cells is not cached yet."""
@@ -214,7 +204,7 @@ def grid_responses(model, model_ref: str, grid: Grid, *, n_per_class: int, seed:
         return load
 
     for visual, text in tqdm(grid.cells(), desc=f"responses ({grid.name})"):
-        frames.append(scenario_responses(model, model_ref, grid, visual, text, n_per_class=n_per_class, seed=seed,
+        frames.append(scenario_responses(model, grid, visual, text, n_per_class=n_per_class, seed=seed,
                                          max_new_tokens=max_new_tokens, batch_size=batch_size,
                                          samples=loader(visual)))
     return pd.concat(frames, ignore_index=True)
@@ -316,7 +306,7 @@ def match_width(z, width: int, seed: int) -> np.ndarray:
     return info.l2_normalise(z @ random_isometry(z.shape[1], width, seed).T)
 
 
-def model_image_embedder(model, model_ref: str):
+def model_image_embedder(model):
     """The embedded profile's image embedder: the MLLM's own frozen vision tower (mean-pooled features the
     projector reads, :meth:`mllm_ood.models.MLLM.vision_features`), cached under the model's fingerprint."""
     from .embedders import ImageEmbedder
@@ -324,7 +314,7 @@ def model_image_embedder(model, model_ref: str):
     def features(images):
         return model.vision_features(images)
 
-    return ImageEmbedder(features, name=f"vision-tower:{_model_id(model_ref)}")
+    return ImageEmbedder(features, name=f"vision-tower:{fingerprint_of(model)}")
 
 
 @dataclass
@@ -429,11 +419,23 @@ def correlation_summary(tables: dict[str, pd.DataFrame], *, n_boot: int = 1000, 
 # estimator checks against closed forms
 
 
+# Part of the estimator checks' cache keys: bump it when a change alters what a check computes.
+CHECKS_VERSION = 1
+
+
 def check_mi_estimators(rhos: Sequence[float], *, d: int = 4, n: int = 2000, seed: int = 0,
                         club_epochs: int = 200, infonce_epochs: int = 60, progress: bool = False) -> pd.DataFrame:
     """CLUB and InfoNCE on correlated Gaussians vs the closed forms, one row per rho: true MI
     ``-(d/2) log(1 - rho^2)``, CLUB's population limit (with paper B's log-variance bound), the two
-    estimates, and InfoNCE's ceiling log(held-out batch). All in nats."""
+    estimates, and InfoNCE's ceiling log(held-out batch). All in nats. Cached (the CLUBs train for minutes)."""
+    params = {"check": "mi", "rhos": list(rhos), "d": int(d), "n": int(n), "seed": int(seed),
+              "club_epochs": int(club_epochs), "infonce_epochs": int(infonce_epochs), "version": CHECKS_VERSION}
+    return cached_table("estimator_checks", params, lambda: _check_mi_estimators(rhos, d, n, seed, club_epochs,
+                                                                                 infonce_epochs, progress),
+                        file="table.pkl")
+
+
+def _check_mi_estimators(rhos, d, n, seed, club_epochs, infonce_epochs, progress) -> pd.DataFrame:
     rows = []
     for rho in tqdm(list(rhos), desc="MI estimator check", disable=not progress):
         x, y = info.correlated_gaussians(n, d, rho, seed)
@@ -452,7 +454,14 @@ def check_mi_estimators(rhos: Sequence[float], *, d: int = 4, n: int = 2000, see
 def check_wasserstein(ns: Sequence[int], *, d: int = 8, shift: float = 1.0, seed: int = 0,
                       progress: bool = False) -> pd.DataFrame:
     """Empirical exact W2 (``ot.emd2``) between samples of N(0, I) and N(shift e_1, diag(s)) vs the Bures
-    closed form, with the split-half baseline, one row per sample size n (embedding units)."""
+    closed form, with the split-half baseline, one row per sample size n (embedding units). Cached."""
+    params = {"check": "w2", "ns": list(ns), "d": int(d), "shift": float(shift), "seed": int(seed),
+              "version": CHECKS_VERSION}
+    return cached_table("estimator_checks", params, lambda: _check_wasserstein(ns, d, shift, seed, progress),
+                        file="table.pkl")
+
+
+def _check_wasserstein(ns, d, shift, seed, progress) -> pd.DataFrame:
     scales = np.linspace(0.5, 1.5, d)
     m2 = np.zeros(d)
     m2[0] = shift
@@ -469,7 +478,13 @@ def check_wasserstein(ns: Sequence[int], *, d: int = 8, shift: float = 1.0, seed
 
 def check_rjsd(shifts: Sequence[float], *, d: int = 384, n: int = 100, seed: int = 0) -> pd.DataFrame:
     """Representation JSD between two L2-normalised Gaussian clouds in d dimensions whose means differ by
-    ``shift`` (along one axis, before normalisation), with the split-half baseline; nats."""
+    ``shift`` (along one axis, before normalisation), with the split-half baseline; nats. Cached."""
+    params = {"check": "rjsd", "shifts": list(shifts), "d": int(d), "n": int(n), "seed": int(seed),
+              "version": CHECKS_VERSION}
+    return cached_table("estimator_checks", params, lambda: _check_rjsd(shifts, d, n, seed), file="table.pkl")
+
+
+def _check_rjsd(shifts, d, n, seed) -> pd.DataFrame:
     rows = []
     for s in shifts:
         g = rng(seed, "check-rjsd", s)

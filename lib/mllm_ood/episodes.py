@@ -190,12 +190,20 @@ def build_episodes(
         # Reassigned words are listed in random order (in class order the list would reveal which
         # word belongs to the lower digit); true names keep the dataset's class order, as paper A.
         order = cls if mode == "fixed" else [cls[j] for j in r.permutation(n_way)]
-        choices = [words[c] for c in order]
         demo_labels = [int(d_labels[i]) for i in demos]
-        prompt = episode_prompt([words[c] for c in demo_labels], choices)
-        images = [demo_ds[int(i)]["image"] for i in demos] + [ds[qi]["image"]]
-        episodes.append(Episode(images=images, prompt=prompt, choices=choices, answer=words[qc],
-                                answer_index=choices.index(words[qc]), query_label=int(qc),
-                                demo_labels=demo_labels, query_id=q_ids[qi],
-                                demo_ids=[d_ids[i] for i in demos], mode=mode, words=words))
+        episodes.append(make_episode([demo_ds[int(i)]["image"] for i in demos], demo_labels, [d_ids[i] for i in demos],
+                                     ds[qi]["image"], qc, q_ids[qi], order, words, mode))
     return episodes
+
+
+def make_episode(demo_images, demo_labels, demo_ids, query_image, query_label: int, query_id: str,
+                 classes: Sequence[int], words: dict, mode: str) -> Episode:
+    """An :class:`~mllm_ood.episodes.Episode` in the shared layout (:func:`episode_prompt`); ``classes``
+    in choice-list order (see :func:`choice_order`)."""
+    choices = [words[c] for c in classes]
+    prompt = episode_prompt([words[c] for c in demo_labels], choices)
+    return Episode(images=list(demo_images) + [query_image], prompt=prompt, choices=choices,
+                   answer=words[query_label], answer_index=choices.index(words[query_label]),
+                   query_label=int(query_label), demo_labels=[int(c) for c in demo_labels], query_id=query_id,
+                   demo_ids=list(demo_ids), mode=mode, words=dict(words))
+

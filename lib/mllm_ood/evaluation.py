@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from .data.shifts import CORRUPTIONS
 from .seeding import derive_seed
 from .validation import ParameterError, check_positive_int
 
@@ -65,3 +66,40 @@ def bootstrap_diff_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int =
     alpha = (1 - level) / 2
     lo, hi = np.quantile(diff, [alpha, 1 - alpha])
     return float(lo), float(hi)
+
+
+def gap_table(results: pd.DataFrame, id_rows: dict, references: dict, modes, *, n_boot: int = 2000,
+              seed: int = 0) -> pd.DataFrame:
+    """Each (mode, family, dataset, domain)'s accuracy and its gap to the dataset's in-distribution
+    reference, with a bootstrap interval of the difference (:func:`bootstrap_diff_ci`).
+
+    results: per-sample zero-shot results; id_rows: {dataset: its reference's rows}
+    (:func:`mllm_ood.zero_shot.id_reference`); references: {dataset: 'dataset/domain'}. Columns: mode,
+    family, dataset, domain, accuracy, id_reference ('' when none) and, for datasets with a reference,
+    id_accuracy, gap, gap_low, gap_high (fractions).
+    """
+    rows = []
+    for mode in modes:
+        for (fam, ds_name, dom), grp in results[results["mode"] == mode].groupby(["family", "dataset", "domain"],
+                                                                                sort=False):
+            row = {"mode": mode, "family": fam, "dataset": ds_name, "domain": dom, "accuracy": grp["correct"].mean(),
+                   "id_reference": references.get(ds_name, "")}
+            id_correct = id_rows[ds_name].loc[id_rows[ds_name]["mode"] == mode, "correct"] if ds_name in id_rows else []
+            if len(id_correct):
+                lo, hi = bootstrap_diff_ci(grp["correct"], id_correct, n_boot=n_boot, seed=seed)
+                row.update(id_accuracy=id_correct.mean(), gap=row["accuracy"] - id_correct.mean(), gap_low=lo,
+                           gap_high=hi)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def severity_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The corrupted_mnist rows of an accuracy table, one per (row, corruption) with columns ``corruption``
+    and ``severity`` added: 'kind-s' domains have severity s; the clean domain is severity 0 of every
+    corruption (each curve starts from it)."""
+    rows = []
+    for _, r in table[table["dataset"] == "corrupted_mnist"].iterrows():
+        kinds = list(CORRUPTIONS) if r["domain"] == "clean" else [r["domain"].rsplit("-", 1)[0]]
+        sev = 0 if r["domain"] == "clean" else int(r["domain"].rsplit("-", 1)[1])
+        rows += [dict(r, corruption=k, severity=sev) for k in kinds]
+    return pd.DataFrame(rows)

@@ -3,20 +3,20 @@ model's hidden state at the answer position (under paper A's prompt), and raw pi
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
-from .cache import cached
+from .cache import cached_arrays
 from .data import catalog, world
 from .probes import pixel_features
 from .validation import check_choice
-from .zero_shot import build_prompt, model_fingerprint
+from .models import fingerprint_of
+from .zero_shot import build_prompt
 
 KINDS = ("vision", "answer_state", "pixels")
 
 
-def domain_features(model, model_ref: str, dataset: str, domain: str, kind: str, n_per_class: int,
+def domain_features(model, dataset: str, domain: str, kind: str, n_per_class: int,
                     seed: int = 0, batch_size: int = 64,
                     prompt_style: str = "short") -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(features (n, d) float32, labels (n,), ids) for the first ``n_per_class`` samples per class of
@@ -25,12 +25,12 @@ def domain_features(model, model_ref: str, dataset: str, domain: str, kind: str,
     check_choice("feature kind", kind, KINDS)
     ds_all, info = catalog.open_dataset(dataset, seed=seed)
     check_choice(f"domain of {dataset}", domain, info.domains)
-    params = {"model": model_fingerprint(model_ref) if kind != "pixels" else None, "dataset": dataset,
+    params = {"model": fingerprint_of(model) if kind != "pixels" else None, "dataset": dataset,
               "domain": domain, "kind": kind, "n": n_per_class, "seed": seed}
     if kind == "answer_state" and prompt_style != "short":  # the short prompt keeps its old cache entries
         params["prompt_style"] = prompt_style
 
-    def build(tmp: Path):
+    def build() -> dict:
         ds = ds_all.select([i for i, d in enumerate(ds_all["domain"]) if d == domain])
         ds = world.sample_per_class(ds, n_per_class, mode="first")
         images = list(ds["image"])
@@ -41,10 +41,10 @@ def domain_features(model, model_ref: str, dataset: str, domain: str, kind: str,
             x = model.answer_state([([im], prompt) for im in images], batch_size=batch_size)
         else:
             x = pixel_features(images)
-        np.savez(tmp / "features.npz", x=x.astype(np.float32), y=np.asarray(ds["label"]), ids=np.asarray(ds["id"]))
+        return {"x": x.astype(np.float32), "y": np.asarray(ds["label"]), "ids": np.asarray(ds["id"])}
 
-    with np.load(cached("features", params, build) / "features.npz") as f:
-        return f["x"], f["y"], [str(i) for i in f["ids"]]
+    f = cached_arrays("features", params, build, file="features.npz")
+    return f["x"], f["y"], [str(i) for i in f["ids"]]
 
 
 def ood_domains(info, reference: str | None = None) -> list[str]:

@@ -36,17 +36,19 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from .progress import tqdm
 
-from .cache import cached
+from .cache import cached_table
 from .data import catalog, world
 from .data.shifts import colourise
-from .episodes import MODES, NONCE_WORDS, Episode, balanced_counts, episode_prompt, label_words
+from .episodes import MODES, Episode, balanced_counts, label_words, make_episode
+from .models import fingerprint_of
 from .evaluation import bootstrap_ci
+from .features import domain_features
+from .probes import learning_curve, probe_accuracy
 from .prompts import format_answer, parse_answer
 from .seeding import derive_seed, rng
 from .validation import ParameterError, check_choice, check_choices, check_positive_int
@@ -324,18 +326,6 @@ def choice_order(classes: Sequence[int], mode: str, r: np.random.Generator) -> l
     return [int(classes[j]) for j in r.permutation(len(classes))]
 
 
-def make_episode(demo_images, demo_labels, demo_ids, query_image, query_label: int, query_id: str,
-                 classes: Sequence[int], words: dict, mode: str) -> Episode:
-    """An :class:`~mllm_ood.episodes.Episode` in the shared layout (:func:`episode_prompt`); ``classes``
-    in choice-list order (see :func:`choice_order`)."""
-    choices = [words[c] for c in classes]
-    prompt = episode_prompt([words[c] for c in demo_labels], choices)
-    return Episode(images=list(demo_images) + [query_image], prompt=prompt, choices=choices,
-                   answer=words[query_label], answer_index=choices.index(words[query_label]),
-                   query_label=int(query_label), demo_labels=[int(c) for c in demo_labels], query_id=query_id,
-                   demo_ids=list(demo_ids), mode=mode, words=dict(words))
-
-
 # --------------------------------------------------------------------------------------------
 # Conditions
 # --------------------------------------------------------------------------------------------
@@ -384,18 +374,90 @@ def paint(image, colour: str):
     return Image.fromarray(colourise(np.asarray(image.convert("L")), colour))
 
 
+class Study:
+    """How a study shapes the episodes of a condition: the shots study's rule, which the others refine.
+    Demonstrations come from the query's domain (``source`` 'in_domain') or the task's other domain
+    ('shifted'), class-balanced, and are shown as they are."""
+
+    name = "shots"
+
+    def demo_pool(self, cond: Condition, data: IclData, qpool: Pool) -> tuple[Pool, str]:
+        """(where the demonstrations come from, that domain's name)."""
+        task = cond.task
+        if cond.source == "shifted":
+            return data.pool(task.dataset, task.shift_domain), task.shift_domain
+        return qpool, task.query_domain
+
+    def counts(self, cond: Condition, classes: list[int], e: int, r: np.random.Generator, extra: dict) -> dict:
+        """Demonstrations per class for episode ``e``."""
+        return dict(zip(classes, balanced_counts(cond.shots, len(classes), r).tolist()))
+
+    def dress(self, cond: Condition, classes: list[int], demo: list, query: tuple, r: np.random.Generator,
+              extra: dict) -> tuple[list, tuple]:
+        """The demonstrations (images, labels, ids) and the query (image, label, id) as shown."""
+        return demo, query
+
+
+class LabelShift(Study):
+    """Unequal class proportions: the majority class (alternating over queries so that each query class
+    meets it equally often) takes exactly ``level`` of the demonstrations, the rest are balanced."""
+
+    name = "label_shift"
+
+    def counts(self, cond, classes, e, r, extra):
+        n_way = len(classes)
+        major = classes[(e // n_way) % n_way]
+        m = exact_count("majority fraction", cond.level, cond.shots)
+        others = [c for c in classes if c != major]
+        rest = balanced_counts(cond.shots - m, len(others), r)
+        extra["majority"] = int(major)
+        return {major: m, **{c: int(k) for c, k in zip(others, rest)}}
+
+
+class Spurious(Study):
+    """Colour tied to the label: grey digits painted so that exactly ``level`` of the demonstrations wear
+    their class's home colour; the query painted in the other colour ('flipped') or its own ('aligned')."""
+
+    name = "spurious"
+
+    def demo_pool(self, cond, data, qpool):
+        return qpool, "coloured"
+
+    def dress(self, cond, classes, demo, query, r, extra):
+        demo_images, demo_labels, demo_ids = demo
+        query_image, qc, query_id = query
+        # Exactly round(tie * shots) demonstrations wear their class's home colour, spread over the
+        # classes as evenly as the counts allow; the rest wear the other colour.
+        n_home = exact_count("tie strength", cond.level, cond.shots)
+        per_class = {c: [j for j, y in enumerate(demo_labels) if y == c] for c in classes}
+        home_counts = balanced_counts(n_home, len(classes), r)
+        # move surplus to classes with room (a class cannot have more home demos than demos)
+        home_counts = _fit_counts(home_counts, [len(per_class[c]) for c in classes])
+        home = set()
+        for c, h in zip(classes, home_counts):
+            home.update(r.choice(per_class[c], int(h), replace=False).tolist() if h else [])
+        colours = [home_colour(y) if j in home else _other(home_colour(y)) for j, y in enumerate(demo_labels)]
+        demo_images = [paint(im, col) for im, col in zip(demo_images, colours)]
+        demo_ids = [f"{i}-{col}" for i, col in zip(demo_ids, colours)]
+        qcol = home_colour(qc) if cond.query_colour == "aligned" else _other(home_colour(qc))
+        extra["tie_actual"] = (len(home) / len(demo_labels)) if demo_labels else float("nan")
+        return (demo_images, demo_labels, demo_ids), (paint(query_image, qcol), qc, f"{query_id}-{qcol}")
+
+
+STUDIES = {s.name: s for s in (Study(), LabelShift(), Spurious())}
+
+
 def build_condition_episodes(cond: Condition, data: IclData) -> tuple[list[Episode], list[dict]]:
-    """The episodes of one condition and, per episode, the extra result fields (majority, tie, ...)."""
+    """The episodes of one condition and, per episode, the extra result fields (majority, tie, ...): the
+    queries are fixed per task (shared by every condition), the label words, choice order, demonstration
+    counts and draws come from the condition's seed, and the study (:data:`STUDIES`) decides the counts
+    and how demonstrations and query are shown."""
+    check_choice("study", cond.study, list(STUDIES))
+    study = STUDIES[cond.study]
     task = cond.task
     classes = data.class_indices(task)
-    n_way = len(classes)
     qpool = data.pool(task.dataset, task.query_domain)
-    if cond.study == "spurious":
-        dpool, demo_domain = qpool, "coloured"
-    elif cond.source == "shifted":
-        dpool, demo_domain = data.pool(task.dataset, task.shift_domain), task.shift_domain
-    else:
-        dpool, demo_domain = qpool, task.query_domain
+    dpool, demo_domain = study.demo_pool(cond, data, qpool)
     queries = select_queries(qpool, classes, cond.n_per_class, cond.query_seed, task.name)
     # The query colouring is not part of the key: flipped and aligned queries meet the same demonstrations.
     r = rng(cond.seed, "icl-demos", cond.study, task.name, cond.shots, cond.mode, cond.source, cond.level)
@@ -405,37 +467,10 @@ def build_condition_episodes(cond: Condition, data: IclData) -> tuple[list[Episo
         words = label_words(classes, qpool.class_names, cond.mode, r)
         order = choice_order(classes, cond.mode, r)
         extra = {"majority": -1, "tie_actual": float("nan"), "demo_domain": demo_domain}
-        if cond.study == "label_shift":
-            major = classes[(e // n_way) % n_way]
-            m = exact_count("majority fraction", cond.level, cond.shots)
-            others = [c for c in classes if c != major]
-            rest = balanced_counts(cond.shots - m, len(others), r)
-            counts = {major: m, **{c: int(k) for c, k in zip(others, rest)}}
-            extra["majority"] = int(major)
-        else:
-            counts = dict(zip(classes, balanced_counts(cond.shots, n_way, r).tolist()))
-        demos = draw_demos(dpool, counts, qpool.sources[qi], r)
-        demo_labels = [int(dpool.labels[i]) for i in demos]
-        demo_images = [dpool.images[i] for i in demos]
-        demo_ids = [dpool.ids[i] for i in demos]
-        query_image, query_id = qpool.images[qi], qpool.ids[qi]
-        if cond.study == "spurious":
-            # Exactly round(tie * shots) demonstrations wear their class's home colour, spread over the
-            # classes as evenly as the counts allow; the rest wear the other colour.
-            n_home = exact_count("tie strength", cond.level, cond.shots)
-            per_class = {c: [j for j, y in enumerate(demo_labels) if y == c] for c in classes}
-            home_counts = balanced_counts(n_home, n_way, r)
-            # move surplus to classes with room (a class cannot have more home demos than demos)
-            home_counts = _fit_counts(home_counts, [len(per_class[c]) for c in classes])
-            home = set()
-            for c, h in zip(classes, home_counts):
-                home.update(r.choice(per_class[c], int(h), replace=False).tolist() if h else [])
-            colours = [home_colour(y) if j in home else _other(home_colour(y)) for j, y in enumerate(demo_labels)]
-            demo_images = [paint(im, col) for im, col in zip(demo_images, colours)]
-            demo_ids = [f"{i}-{col}" for i, col in zip(demo_ids, colours)]
-            qcol = home_colour(qc) if cond.query_colour == "aligned" else _other(home_colour(qc))
-            query_image, query_id = paint(query_image, qcol), f"{query_id}-{qcol}"
-            extra["tie_actual"] = (len(home) / len(demo_labels)) if demo_labels else float("nan")
+        demos = draw_demos(dpool, study.counts(cond, classes, e, r, extra), qpool.sources[qi], r)
+        demo = ([dpool.images[i] for i in demos], [int(dpool.labels[i]) for i in demos], [dpool.ids[i] for i in demos])
+        (demo_images, demo_labels, demo_ids), (query_image, qc, query_id) = study.dress(
+            cond, classes, demo, (qpool.images[qi], qc, qpool.ids[qi]), r, extra)
         episodes.append(make_episode(demo_images, demo_labels, demo_ids, query_image, qc, query_id, order,
                                      words, cond.mode))
         extras.append(extra | {"query": e})
@@ -471,12 +506,13 @@ def predict(model, episodes: list[Episode], scoring: str, batch_size: int, max_n
     return [-1 if p is None else int(p) for p in preds], [p is not None for p in preds]
 
 
-def evaluate_condition(model, fingerprint: str, cond: Condition, data: IclData, batch_size: int = 64,
+def evaluate_condition(model, cond: Condition, data: IclData, batch_size: int = 64,
                        data_seed: int = 0) -> pd.DataFrame:
-    """Per-query results (RESULT_COLUMNS) of one condition, cached per (model, condition, code version)."""
-    params = {"model": fingerprint, "data_seed": data_seed, "icl_version": ICL_VERSION, **cond.params()}
+    """Per-query results (RESULT_COLUMNS) of one condition, cached per (model fingerprint, condition, code
+    version)."""
+    params = {"model": fingerprint_of(model), "data_seed": data_seed, "icl_version": ICL_VERSION, **cond.params()}
 
-    def build(tmp: Path):
+    def build():
         episodes, extras = build_condition_episodes(cond, data)
         preds, parsed = predict(model, episodes, cond.scoring, batch_size, cond.max_new_tokens)
         classes = data.class_indices(cond.task)
@@ -493,21 +529,18 @@ def evaluate_condition(model, fingerprint: str, cond: Condition, data: IclData, 
                          "correct": bool(ok and pred == ep.query_label), "parsed": bool(ok),
                          "majority": ex["majority"], "pred_majority": bool(ex["majority"] >= 0 and pred == ex["majority"]),
                          "demo_labels": ";".join(map(str, ep.demo_labels)), "tie_actual": ex["tie_actual"]})
-        pd.DataFrame(rows, columns=RESULT_COLUMNS).to_csv(tmp / "results.csv", index=False)
+        return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
-    folder = cached("icl", params, build)
-    return pd.read_csv(folder / "results.csv", keep_default_na=False, na_values={"level": [""], "tie_actual": ["", "nan"]},
-                       dtype={"query_domain": str, "demo_domain": str, "query_id": str, "demo_labels": str,
-                              "query_colour": str})
+    return cached_table("icl", params, build, file="results.csv", keep_default_na=False,
+                        na_values={"level": [""], "tie_actual": ["", "nan"]},
+                        dtype={"query_domain": str, "demo_domain": str, "query_id": str, "demo_labels": str,
+                               "query_colour": str})
 
 
-def run_conditions(model, model_ref: str, conditions: list[Condition], data: IclData, batch_size: int = 64,
+def run_conditions(model, conditions: list[Condition], data: IclData, batch_size: int = 64,
                    desc: str = "ICL conditions") -> pd.DataFrame:
     """Evaluate (or read from the cache) every condition; one table of per-query results."""
-    from .zero_shot import model_fingerprint
-
-    fp = model_fingerprint(model_ref)
-    frames = [evaluate_condition(model, fp, c, data, batch_size, data.seed) for c in tqdm(conditions, desc=desc)]
+    frames = [evaluate_condition(model, c, data, batch_size, data.seed) for c in tqdm(conditions, desc=desc)]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -558,7 +591,7 @@ EPISODE_COLUMNS = ["n_way", "mode", "shots", "episode", "label", "pred_loglik", 
                    "correct", "correct_generate", "agree"]
 
 
-def episode_curves(model, fingerprint: str, ds, n_ways: Sequence[int], modes: Sequence[str], shots_list: Sequence[int],
+def episode_curves(model, ds, n_ways: Sequence[int], modes: Sequence[str], shots_list: Sequence[int],
                    n_episodes: int, seed: int = 0, generate_modes: Sequence[str] = ("reassigned",),
                    batch_size: int = 32, dataset_tag: str = "") -> pd.DataFrame:
     """Per-episode results of n-way episodes whose classes are drawn afresh per episode
@@ -578,11 +611,11 @@ def episode_curves(model, fingerprint: str, ds, n_ways: Sequence[int], modes: Se
     for s in shots_list:
         check_positive_int("shots", s, allow_zero=True)
     check_positive_int("number of episodes", n_episodes)
-    params = {"model": fingerprint, "data": dataset_tag, "n_ways": [int(n) for n in n_ways], "modes": list(modes),
+    params = {"model": fingerprint_of(model), "data": dataset_tag, "n_ways": [int(n) for n in n_ways], "modes": list(modes),
               "shots": [int(s) for s in shots_list], "n_episodes": int(n_episodes), "seed": int(seed),
               "generate_modes": list(generate_modes), "icl_version": ICL_VERSION}
 
-    def build(tmp: Path):
+    def build():
         rows = []
         grid = [(n, m, s) for n in n_ways for m in modes for s in shots_list]
         for n, mode, shots in tqdm(grid, desc="episode curves"):
@@ -596,9 +629,9 @@ def episode_curves(model, fingerprint: str, ds, n_ways: Sequence[int], modes: Se
                              "parsed": ok if mode in generate_modes else None, "correct": p == e.answer_index,
                              "correct_generate": (g == e.answer_index) if mode in generate_modes else None,
                              "agree": (g == p) if mode in generate_modes else None})
-        pd.DataFrame(rows, columns=EPISODE_COLUMNS).to_csv(tmp / "episodes.csv", index=False)
+        return pd.DataFrame(rows, columns=EPISODE_COLUMNS)
 
-    return pd.read_csv(cached("icl_curves", params, build) / "episodes.csv")
+    return cached_table("icl_curves", params, build, file="episodes.csv")
 
 
 # --------------------------------------------------------------------------------------------
@@ -655,3 +688,149 @@ def claim_verdict(effect: dict, expected_sign: int = 1) -> str:
     if hi < 0:
         return "not reproduced (opposite effect)"
     return "not reproduced (no clear effect)"
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries of notebook 03 (paper A's ICL claims)
+
+
+def domain_shift_table(shots_res: pd.DataFrame, task_names: Sequence[str], modes: Sequence[str], max_shots: int, *,
+                       n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """At ``max_shots``: accuracy with in-domain demonstrations minus accuracy with shifted ones, on the
+    same queries (:func:`paired_effect`), per mode and task and pooled over ``task_names`` ('all tasks')."""
+    top = shots_res[shots_res["shots"] == max_shots]
+    rows = []
+    for mode in modes:
+        for name in [*task_names, "all tasks"]:
+            sel = top[(top["mode"] == mode) & ((top["task"] == name) | (name == "all tasks"))]
+            if max_shots == 0 or not len(sel):
+                continue
+            eff = paired_effect(sel[sel["source"] == "in_domain"], sel[sel["source"] == "shifted"], n_boot=n_boot,
+                                seed=seed)
+            rows.append({"mode": mode, "task": name, "shots": max_shots, "in_domain": eff["a"], "shifted": eff["b"],
+                         "in_domain_minus_shifted": eff["effect"], "ci_low": eff["ci_low"], "ci_high": eff["ci_high"],
+                         "n_queries": eff["n_queries"]})
+    return pd.DataFrame(rows)
+
+
+def _fmt(v: float, lo: float, hi: float) -> str:
+    return f"{v:.0%} [{lo:.0%}, {hi:.0%}]"
+
+
+def shots_overview(shots_tab: pd.DataFrame, tasks: Sequence[Task], modes: Sequence[str], max_shots: int) -> pd.DataFrame:
+    """Per task and mode, as text with 95 % intervals: accuracy at 0 shots and at ``max_shots`` with
+    in-domain and with shifted demonstrations ('-' where not run), beside chance."""
+    rows = []
+    for t in tasks:
+        for mode in modes:
+            g = shots_tab[(shots_tab["task"] == t.name) & (shots_tab["mode"] == mode)]
+            row = {"task": t.name, "mode": mode, "chance": f"{1 / t.n_way:.0%}"}
+            for label, sel in [("0 shots", g[g["shots"] == 0]),
+                               (f"{max_shots} shots, in-domain demos",
+                                g[(g["shots"] == max_shots) & (g["source"] == "in_domain")]),
+                               (f"{max_shots} shots, shifted demos",
+                                g[(g["shots"] == max_shots) & (g["source"] == "shifted")])]:
+                row[label] = _fmt(*sel[["accuracy", "ci_low", "ci_high"]].iloc[0]) if len(sel) else "-"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def claim(name: str, a: pd.DataFrame, b: pd.DataFrame, value: str = "correct", sign: int = 1, *,
+          n_boot: int = 1000, seed: int = 0) -> dict:
+    """One claim as a row: the paired effect mean(a) - mean(b) (:func:`paired_effect`) in percentage
+    points with its interval, both means, the number of queries and the verdict (:func:`claim_verdict`)."""
+    eff = paired_effect(a, b, value, n_boot=n_boot, seed=seed)
+    return {"claim": name, "effect (pp)": f"{eff['effect'] * 100:+.1f} [{eff['ci_low'] * 100:+.1f}, "
+            f"{eff['ci_high'] * 100:+.1f}]", "a": f"{eff['a']:.0%}", "b": f"{eff['b']:.0%}",
+            "queries": eff["n_queries"], "verdict": claim_verdict(eff, sign)}
+
+
+def paper_a_claims(shots_res: pd.DataFrame, ls_res: pd.DataFrame, sp_res: pd.DataFrame, modes: Sequence[str],
+                   n_ways: Sequence[int], max_shots: int, fractions: Sequence[float], ties: Sequence[float], *,
+                   n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Paper A's four ICL claims, each a paired difference on the same queries (:func:`claim`), pooled per
+    mode over the tasks of each class count in ``n_ways`` (their chance levels differ): ICL improves OOD
+    accuracy; domain-shifted demonstrations help less (and, beside it, the gain with shifted
+    demonstrations); label shift hurts (majority share min vs max of ``fractions``); a spurious colour tie
+    hurts flipped queries (tie strength min vs max of ``ties``)."""
+    lo_f, hi_f, lo_t, hi_t = min(fractions), max(fractions), min(ties), max(ties)
+    kw = {"n_boot": n_boot, "seed": seed}
+    claims = []
+    for mode in modes:
+        for n_way in sorted(set(n_ways)):
+            res = shots_res[(shots_res["mode"] == mode) & (shots_res["n_way"] == n_way)]
+            k = res[(res["shots"] == max_shots) & (res["source"] == "in_domain")]
+            if max_shots == 0 or not len(k):
+                continue
+            tag = f"{mode} words, {n_way}-way tasks"
+            zero = res[res["shots"] == 0]
+            shifted = res[(res["shots"] == max_shots) & (res["source"] == "shifted")]
+            claims.append({"words / tasks": tag, **claim(
+                f"ICL improves OOD accuracy (a = {max_shots} in-domain shots, b = 0)", k, zero, **kw)})
+            claims.append({"words / tasks": tag, **claim(
+                "domain-shifted demos help less (a = in-domain, b = shifted)", k, shifted, **kw)})
+            # not a claim of paper A, reported beside it: do shifted demonstrations still help at all?
+            claims.append({"words / tasks": tag, **claim(
+                f"(gain with shifted demos: a = {max_shots} shifted shots, b = 0)", shifted, zero, **kw)})
+        ls = ls_res[ls_res["mode"] == mode]
+        if len(ls):
+            claims.append({"words / tasks": f"{mode} words, label-shift tasks", **claim(
+                f"label shift hurts (a = majority share {lo_f}, b = {hi_f})", ls[ls["level"] == lo_f],
+                ls[ls["level"] == hi_f], **kw)})
+        fl = sp_res[(sp_res["mode"] == mode) & (sp_res["query_colour"] == "flipped") & (sp_res["shots"] > 0)]
+        if len(fl):
+            claims.append({"words / tasks": f"{mode} words, spurious pairs", **claim(
+                f"a spurious colour tie hurts flipped queries (a = tie {lo_t}, b = tie {hi_t})",
+                fl[fl["level"] == lo_t], fl[fl["level"] == hi_t], **kw)})
+    return pd.DataFrame(claims)
+
+
+def gain_by_task(shots_res: pd.DataFrame, task_names: Sequence[str], modes: Sequence[str], max_shots: int, *,
+                 n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Paper A's first claim per task and mode: accuracy with ``max_shots`` in-domain demonstrations minus
+    accuracy with none, on the same queries (:func:`claim`)."""
+    rows = []
+    for name in task_names:
+        for mode in modes:
+            if max_shots <= 0:
+                continue
+            r = shots_res[(shots_res["task"] == name) & (shots_res["mode"] == mode)]
+            rows.append({"task": name, "mode": mode, **claim(
+                f"ICL gain ({max_shots} in-domain shots vs 0)",
+                r[(r["shots"] == max_shots) & (r["source"] == "in_domain")], r[r["shots"] == 0],
+                n_boot=n_boot, seed=seed)})
+    return pd.DataFrame(rows)
+
+
+def probe_curves(model, tasks: Sequence[Task], data: IclData, n_per_class: int, per_class_list: Sequence[int], *,
+                 seed: int = 0, n_draws: int = 5, n_boot: int = 1000, batch_size: int = 64) -> pd.DataFrame:
+    """The vision-feature probe beside ICL, per task: :func:`mllm_ood.probes.learning_curve` on the frozen
+    vision features of ``n_per_class`` samples per class of the task's query domain, on the task's classes
+    (``probe`` 'same classes', chance 1 / n_way) and, when the domain has more classes, on all of them
+    ('all classes'). Columns: those of learning_curve, task, probe, chance."""
+    frames = []
+    for t in tasks:
+        x, y, _ = domain_features(model, t.dataset, t.query_domain, "vision", n_per_class, seed=seed,
+                                  batch_size=batch_size)
+        keep = np.isin(y, data.class_indices(t))
+        frames.append(learning_curve(x[keep], y[keep], per_class_list, seed=seed, n_draws=n_draws, n_boot=n_boot)
+                      .assign(task=t.name, probe="same classes", chance=1 / t.n_way))
+        if len(np.unique(y)) > t.n_way:  # (when the task uses every class, the line above is this one)
+            frames.append(learning_curve(x, y, per_class_list, seed=seed, n_draws=n_draws, n_boot=n_boot)
+                          .assign(task=t.name, probe="all classes", chance=1 / len(np.unique(y))))
+    return pd.concat(frames, ignore_index=True)
+
+
+def colour_probe(model, data: IclData, pairs, n_per_class: int, *, seed: int = 0, n_boot: int = 1000,
+                 batch_size: int = 64) -> dict:
+    """Can the model see colour? A linear probe (:func:`mllm_ood.probes.probe_accuracy`) on the frozen
+    vision features of the first ``n_per_class`` grey digits of each class of the spurious ``pairs``, each
+    painted red and painted green, predicting the colour. Returns the probe's result (accuracy, ci_low,
+    ci_high, ...) with ``n_images``."""
+    grey = data.pool(*GREY_SOURCE)
+    pair_classes = sorted({c for p in pairs for c in data.class_indices(spurious_task(p))})
+    idx = [int(i) for c in pair_classes for i in grey.of_class(c)[:n_per_class]]
+    painted = [paint(grey.images[i], col) for i in idx for col in ("red", "green")]
+    colour = np.tile([0, 1], len(idx))
+    out = probe_accuracy(model.vision_features(painted, batch_size=batch_size), colour, seed=seed, n_boot=n_boot)
+    return {**out, "n_images": len(painted)}

@@ -20,6 +20,7 @@ Device and dtype are chosen automatically: CUDA with bfloat16 where present, els
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,30 @@ from .validation import ParameterError
 # Hub id: "owner/name" (no leading '/' or '.', no further slashes).
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 FAMILIES = ("llava", "idefics3", "qwen2_vl", "generic")
+
+
+def model_fingerprint(path_or_hub_id: str | Path) -> str:
+    """The one identity of an MLLM, carried by every loaded model as :attr:`MLLM.fingerprint`: the
+    folder's name and a short hash of its config and weight files (``embedded_mllm@9f7e83112922``), or
+    the hub id itself. Every cached study result (zero-shot, ICL, features, EMI responses, the vision-tower
+    embedder) is keyed by it, and every notebook prints it."""
+    path = Path(path_or_hub_id)
+    if not path.is_dir():
+        return str(path_or_hub_id)
+    h = hashlib.sha256()
+    for f in sorted(path.glob("*.json")) + sorted(path.glob("*.safetensors")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return f"{path.name}@{h.hexdigest()[:12]}"
+
+
+def fingerprint_of(model) -> str:
+    """``model.fingerprint``; a study refuses a model without one (load it with :func:`load_model`)."""
+    fp = getattr(model, "fingerprint", None)
+    if not isinstance(fp, str) or not fp:
+        raise ParameterError(f"{type(model).__name__} has no fingerprint: studies take a model from "
+                             f"mllm_ood.models.load_model, whose fingerprint keys their cached results")
+    return fp
 
 
 def pick_device(device: str | None = None) -> str:
@@ -68,7 +93,9 @@ def _family(model_type: str) -> str:
 
 def load_model(path_or_hub_id: str | Path, device: str | None = None, dtype=None,
                local_files_only: bool | None = None) -> "MLLM":
-    """Load an MLLM from a local folder (``save_pretrained`` format) or a hub id ('owner/name').
+    """Load an MLLM from a local folder (``save_pretrained`` format; a relative path is looked up under
+    the repository root first, as notebooks give it) or a hub id ('owner/name'). The model carries its
+    one identity, :attr:`MLLM.fingerprint` (:func:`model_fingerprint`).
 
     device: 'cpu', 'cuda', 'cuda:1', ... (default: automatic); dtype: torch dtype or name (default:
     automatic). local_files_only: default True for folders; for hub ids, whatever transformers'
@@ -77,7 +104,9 @@ def load_model(path_or_hub_id: str | Path, device: str | None = None, dtype=None
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    name = str(path_or_hub_id)
+    from .paths import resolve_model
+
+    name = resolve_model(str(path_or_hub_id))
     local = Path(name).expanduser()
     if local.exists():
         if not (local / "config.json").is_file():
@@ -171,6 +200,7 @@ class MLLM:
 
     def __init__(self, model, processor, name: str, device: str, dtype):
         self.model, self.processor, self.name, self.device, self.dtype = model, processor, name, device, dtype
+        self.fingerprint = model_fingerprint(name)  # the model's one identity (see model_fingerprint)
         self.model_type = model.config.model_type
         self.family = _family(self.model_type)
         self.tokenizer = getattr(processor, "tokenizer", processor)
@@ -359,6 +389,8 @@ class MLLM:
         return np.concatenate(out)
 
     def _vision_batch(self, ims):
+        import torch
+
         cfg, inner = self.model.config, self.model.model
         ip = self.processor.image_processor
         if self.family == "llava":
@@ -368,7 +400,7 @@ class MLLM:
             hs = inner.vision_tower(pixel_values=pv, output_hidden_states=True).hidden_states
             layers = [cfg.vision_feature_layer] if isinstance(cfg.vision_feature_layer, int) else cfg.vision_feature_layer
             feats = [hs[layer][:, 1:] if cfg.vision_feature_select_strategy == "default" else hs[layer] for layer in layers]
-            return __import__("torch").cat(feats, -1).mean(1)
+            return torch.cat(feats, -1).mean(1)
         if self.family == "idefics3":
             enc = ip([[im] for im in ims], return_tensors="pt")
             pv = enc["pixel_values"].to(self.device, self.dtype)  # (n, sub-images, 3, H, W)
@@ -388,7 +420,7 @@ class MLLM:
                 handle.remove()
             x = captured["x"]  # (total patches, d) before merging
             sizes = (grid.prod(-1)).tolist()
-            return __import__("torch").stack([t.mean(0) for t in x.split(sizes)])
+            return torch.stack([t.mean(0) for t in x.split(sizes)])
         raise ParameterError(f"vision_features is not implemented for model type {self.model_type!r}")
 
     def answer_state(self, conversations, layer: int = -1, batch_size: int = 8, progress: bool = False) -> np.ndarray:

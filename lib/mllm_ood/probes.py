@@ -2,21 +2,28 @@
 
 Hygiene: a probe is fitted and its regularisation chosen (cross-validation) on the training split only;
 the test split is touched once, to score the fitted probe. Splits are stratified and seeded.
+
+Every fit is cached (kind ``probes``): its test items' correctness, keyed by the features, the labels and
+the split settings, so a rerun of notebooks 02 and 03 refits nothing.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .cache import cached_table, exact_digest
 from .evaluation import bootstrap_ci
 from .seeding import derive_seed
 from .validation import ParameterError, check_positive_int
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
+# Part of every probe's cache key: bump it when a change alters what a fitted probe predicts.
+PROBE_VERSION = 1
 
 
 def split_indices(labels, test_fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -55,22 +62,30 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0, max_folds
 def probe_accuracy(features: np.ndarray, labels, seed: int = 0, test_fraction: float = 0.5,
                    per_class: int | None = None, n_boot: int = 1000, draw: int = 0) -> dict:
     """Fit on the fixed training split (optionally only ``per_class`` examples of each class, the
-    ``draw``-th random choice of them), score on the fixed test split. Returns n_train, n_test, accuracy, ci_low, ci_high (fractions) and ``correct``
-    (bool array over the test split, for pooling)."""
+    ``draw``-th random choice of them), score on the fixed test split (cached, see the module docstring).
+    Returns n_train, n_test, accuracy, ci_low, ci_high (fractions) and ``correct`` (bool array over the
+    test split, for pooling)."""
     x, y = np.asarray(features), np.asarray(labels)
     if len(x) != len(y):
         raise ParameterError(f"{len(x)} feature rows but {len(y)} labels")
     if per_class is not None:
         check_positive_int("labelled examples per class", per_class)
-    tr, te = split_indices(y, test_fraction, seed)
-    if per_class is not None:
-        r = np.random.default_rng(derive_seed(seed, "probe-per-class", per_class, *([draw] if draw else [])))
-        tr = np.sort(np.concatenate([r.permutation(tr[y[tr] == c])[:per_class] for c in np.unique(y[tr])]))
-    clf = fit_probe(x[tr], y[tr], seed=seed)
-    correct = clf.predict(x[te]) == y[te]
+
+    def build() -> pd.DataFrame:
+        tr, te = split_indices(y, test_fraction, seed)
+        if per_class is not None:
+            r = np.random.default_rng(derive_seed(seed, "probe-per-class", per_class, *([draw] if draw else [])))
+            tr = np.sort(np.concatenate([r.permutation(tr[y[tr] == c])[:per_class] for c in np.unique(y[tr])]))
+        clf = fit_probe(x[tr], y[tr], seed=seed)
+        return pd.DataFrame({"n_train": len(tr), "correct": clf.predict(x[te]) == y[te]})
+
+    params = {"x": exact_digest(x), "y": exact_digest(y), "seed": int(seed), "test_fraction": float(test_fraction),
+              "per_class": None if per_class is None else int(per_class), "draw": int(draw), "version": PROBE_VERSION}
+    items = cached_table("probes", params, build, file="test_items.csv")
+    correct = items["correct"].to_numpy(bool)
     lo, hi = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
-    return {"n_train": int(len(tr)), "n_test": int(len(te)), "accuracy": float(correct.mean()), "ci_low": lo,
-            "ci_high": hi, "correct": correct}
+    return {"n_train": int(items["n_train"].iloc[0]), "n_test": int(len(correct)), "accuracy": float(correct.mean()),
+            "ci_low": lo, "ci_high": hi, "correct": correct}
 
 
 def learning_curve(features: np.ndarray, labels, per_class_list, seed: int = 0, n_draws: int = 5,
@@ -85,8 +100,6 @@ def learning_curve(features: np.ndarray, labels, per_class_list, seed: int = 0, 
     Returns a DataFrame: per_class, n_draws, n_test, accuracy (mean over draws), ci_low, ci_high,
     draw_sd (sd of the per-draw accuracies); fractions.
     """
-    import pandas as pd
-
     check_positive_int("number of draws", n_draws)
     check_positive_int("n_boot", n_boot)
     x, y = np.asarray(features), np.asarray(labels)

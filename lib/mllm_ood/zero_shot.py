@@ -12,15 +12,14 @@ Two answer modes:
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from .progress import tqdm
 
-from .cache import cached
+from .cache import cached_table
 from .data import catalog, world
+from .models import fingerprint_of
 from .prompts import PROMPT_STYLES, QUESTION, class_descriptions, domain_context, format_answer, parser_for, prompt_for
 from .validation import ParameterError, check_choice, check_choices, check_positive_int
 
@@ -29,18 +28,6 @@ MODES = ("generate", "loglik")
 PROMPT_VARIANTS = ("plain", "descriptions", "domain_context")
 RESULT_COLUMNS = ["model", "dataset", "family", "domain", "id", "label", "label_name", "mode", "pred",
                   "pred_name", "parsed", "correct", "reply"]
-
-
-def model_fingerprint(model_ref: str | Path) -> str:
-    """A short hash of a local checkpoint's config and weight files, or the hub id itself."""
-    path = Path(model_ref)
-    if not path.is_dir():
-        return str(model_ref)
-    h = hashlib.sha256()
-    for f in sorted(path.glob("*.json")) + sorted(path.glob("*.safetensors")):
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return f"{path.name}@{h.hexdigest()[:12]}"
 
 
 def validate(datasets, modes, n_per_class: int, sampling: str, variant: str = "plain",
@@ -86,23 +73,27 @@ def _evaluate_rows(model, fingerprint, ds, info, domain, mode, prompt, max_new_t
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
-def evaluate(model, model_ref: str, datasets, modes=MODES, n_per_class: int = 20, sampling: str = "first",
+def evaluate(model, datasets, modes=MODES, n_per_class: int = 20, sampling: str = "first",
              seed: int = 0, question: str = QUESTION, max_new_tokens: int = 16, batch_size: int = 32,
-             sources: dict | None = None, variant: str = "plain", prompt_style: str = "short") -> pd.DataFrame:
+             sources: dict | None = None, variant: str = "plain", prompt_style: str = "short",
+             domains: dict | None = None) -> pd.DataFrame:
     """Per-sample zero-shot results (RESULT_COLUMNS) for every (dataset, domain, mode).
 
-    model: a :class:`mllm_ood.models.MLLM`; model_ref: its path or hub id (names the cache entry).
+    model: a :class:`mllm_ood.models.MLLM` (its ``fingerprint`` names the cache entries).
     n_per_class / sampling: paper A's first-N per domain x class, or a seeded random N.
     prompt_style: 'short' (fits the embedded model) or 'paper_a' (paper A's template and parser).
+    domains: {dataset: [domain, ...]} to evaluate only those domains of a dataset (default: all).
     Each (dataset, domain, mode) is cached; a rerun with the same arguments recomputes nothing.
     """
     validate(datasets, modes, n_per_class, sampling, variant, prompt_style)
-    fingerprint = model_fingerprint(model_ref)
+    fingerprint = fingerprint_of(model)
     frames = []
     jobs = []
     for name in datasets:
         ds, info = catalog.open_dataset(name, seed=seed, sources=sources)
-        for domain in info.domains:
+        if domains and name in domains:
+            check_choices(f"domain of {name}", domains[name], info.domains)
+        for domain in (d for d in info.domains if not domains or name not in domains or d in domains[name]):
             for mode in modes:
                 jobs.append((name, ds, info, domain, mode))
     for name, ds, info, domain, mode in tqdm(jobs, desc="zero-shot (dataset, domain, mode)"):
@@ -113,15 +104,14 @@ def evaluate(model, model_ref: str, datasets, modes=MODES, n_per_class: int = 20
         if prompt_style != "short":  # the short style keeps its existing cache entries
             params["parser"] = prompt_style
 
-        def build(tmp: Path, ds=ds, info=info, domain=domain, mode=mode, prompt=prompt):
+        def build(ds=ds, info=info, domain=domain, mode=mode, prompt=prompt):
             sub = ds.select([i for i, d in enumerate(ds["domain"]) if d == domain])
             sub = world.sample_per_class(sub, n_per_class, mode=sampling, seed=seed)
-            _evaluate_rows(model, fingerprint, sub, info, domain, mode, prompt, max_new_tokens,
-                           batch_size, prompt_style).to_csv(tmp / "results.csv", index=False)
+            return _evaluate_rows(model, fingerprint, sub, info, domain, mode, prompt, max_new_tokens,
+                                  batch_size, prompt_style)
 
-        folder = cached("zero_shot", params, build)
-        frames.append(pd.read_csv(folder / "results.csv", keep_default_na=False,
-                                  dtype={"domain": str, "id": str, "reply": str, "pred_name": str}))
+        frames.append(cached_table("zero_shot", params, build, file="results.csv", keep_default_na=False,
+                                   dtype={"domain": str, "id": str, "reply": str, "pred_name": str}))
     return pd.concat(frames, ignore_index=True).assign(variant=variant, prompt_style=prompt_style)
 
 
