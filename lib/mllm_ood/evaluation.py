@@ -6,18 +6,50 @@ Per-sample results are a table with at least the columns ``dataset``, ``domain``
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .data.shifts import CORRUPTIONS
 from .seeding import derive_seed
 from .validation import ParameterError, check_positive_int
 
 
+def _mean(x, axis=-1):
+    return x.mean(axis=axis)
+
+
+def _mean_difference(a, b, axis=-1):
+    return a.mean(axis=axis) - b.mean(axis=axis)
+
+
+def _percentile_interval(samples: tuple, statistic, n_boot: int, level: float, rng) -> tuple[float, float]:
+    """``scipy.stats.bootstrap``'s percentile interval, the samples resampled independently in order. A
+    sample of one observation resamples to itself (scipy needs two), so it enters the statistic as is."""
+    free = [s for s in samples if len(s) > 1]
+    if not free:
+        v = float(statistic(*samples))
+        return v, v
+
+    def stat(*resampled, axis=-1):
+        it = iter(resampled)
+        return statistic(*[s if len(s) == 1 else next(it) for s in samples], axis=axis)
+
+    with warnings.catch_warnings():
+        # equal outcomes give a degenerate (one-point) distribution; one resample, no standard error
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ci = stats.bootstrap(tuple(free), stat, n_resamples=n_boot, confidence_level=level, method="percentile",
+                             vectorized=True, rng=rng).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
 def bootstrap_ci(correct, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of 0/1 outcomes ``correct`` (shape (n,)); fractions in [0, 1].
+    """Percentile bootstrap interval of the mean of 0/1 outcomes ``correct`` (shape (n,)); fractions in [0, 1]
+    (``scipy.stats.bootstrap``, seeded from ``seed`` and n).
 
     Resampling n outcomes with replacement makes the bootstrap mean Binomial(n, p_hat)/n, so for 0/1 data
     this interval approximates the binomial quantiles (tests check that closed form).
@@ -28,11 +60,7 @@ def bootstrap_ci(correct, n_boot: int = 2000, level: float = 0.95, seed: int = 0
     check_positive_int("n_boot", n_boot)
     if not 0 < level < 1:
         raise ParameterError(f"level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(derive_seed(seed, "bootstrap", len(x)))
-    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(means, [alpha, 1 - alpha])
-    return float(lo), float(hi)
+    return _percentile_interval((x,), _mean, n_boot, level, np.random.default_rng(derive_seed(seed, "bootstrap", len(x))))
 
 
 def accuracy_table(results: pd.DataFrame, by: Sequence[str], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -55,17 +83,14 @@ def accuracy_table(results: pd.DataFrame, by: Sequence[str], n_boot: int = 2000,
 
 
 def bootstrap_diff_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of mean(a) - mean(b) for two independent samples of 0/1 outcomes."""
+    """Percentile bootstrap interval of mean(a) - mean(b) for two independent samples of 0/1 outcomes
+    (``scipy.stats.bootstrap``, each sample resampled on its own)."""
     xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if xa.ndim != 1 or xb.ndim != 1 or not len(xa) or not len(xb):
         raise ParameterError("bootstrap_diff_ci needs two non-empty 1-D arrays of outcomes")
     check_positive_int("n_boot", n_boot)
     rng = np.random.default_rng(derive_seed(seed, "bootstrap-diff", len(xa), len(xb)))
-    diff = (xa[rng.integers(0, len(xa), (n_boot, len(xa)))].mean(1)
-            - xb[rng.integers(0, len(xb), (n_boot, len(xb)))].mean(1))
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(diff, [alpha, 1 - alpha])
-    return float(lo), float(hi)
+    return _percentile_interval((xa, xb), _mean_difference, n_boot, level, rng)
 
 
 def gap_table(results: pd.DataFrame, id_rows: dict, references: dict, modes, *, n_boot: int = 2000,

@@ -96,7 +96,8 @@ def learning_curve(features: np.ndarray, labels, per_class_list, seed: int = 0, 
     For each ``k`` in ``per_class_list`` the probe is fitted ``n_draws`` times on different random sets of
     ``k`` training examples per class (seeds derived from ``seed``), always scored on the same test split.
     The interval is a two-level percentile bootstrap: resample the draws, then the test items, and
-    average; so it widens when the result depends on which examples were drawn.
+    average; so it widens when the result depends on which examples were drawn (written out here:
+    ``scipy.stats.bootstrap`` resamples one level, as :func:`mllm_ood.evaluation.bootstrap_ci` does).
     Returns a DataFrame: per_class, n_draws, n_test, accuracy (mean over draws), ci_low, ci_high,
     draw_sd (sd of the per-draw accuracies); fractions.
     """
