@@ -208,3 +208,41 @@ def test_public_names_stay_importable_from_the_package():
                  "label_token_loss", "label_vocabulary", "lm_forward", "code_version", "corpus", "read_record",
                  "config_hash", "DEFAULT_MODEL_DIR", "CHAT_TEMPLATE", "RECORD", "TaskSampler", "collate", "_threads"):
         assert hasattr(em, name), name
+
+
+def test_align_keeps_the_candidate_with_the_lowest_training_loss(micro):
+    _, rec = micro
+    cfg = em.load_config(smoke=True)
+    n, window = cfg["stages"]["align"]["candidates"], cfg["stages"]["align"]["select_window"]
+    cands = rec["losses"]["align_candidates"]
+    assert [c["candidate"] for c in cands] == list(range(n)) and n >= 2
+    assert cands[0]["seed"] == cfg["seed"] and len({c["seed"] for c in cands}) == n
+    for c in cands:  # the criterion, recomputed from each candidate's own loss curve
+        assert c["selection_loss"] == pytest.approx(np.mean(c["loss"][-window:]), abs=1e-5)
+        assert c["heldout"] and c["heldout"][-1]["step"] == cfg["stages"]["align"]["steps"]
+    best = int(np.argmin([c["selection_loss"] for c in cands]))
+    assert [c["chosen"] for c in cands] == [k == best for k in range(n)]
+    assert rec["losses"]["align_loss"] == cands[best]["loss"]  # the kept model is the chosen one
+    assert rec["losses"]["align_heldout"] == cands[best]["heldout"]
+    assert cands[0]["loss"] != cands[1]["loss"]  # independent starts, not copies
+
+
+def test_first_align_candidate_is_the_plain_stage(tmp_path):
+    cfg = em.load_config(smoke=True)
+    for stage, steps in (("vision", 4), ("align", 4), ("instruct", 2)):
+        cfg["stages"][stage]["steps"] = steps
+    cfg["stages"]["align"]["select_window"] = 2
+    one = em._merge(cfg, {"stages": {"align": {"candidates": 1}}})
+    a = em.train_embedded_model(one, tmp_path / "one", smoke=True)
+    b = em.train_embedded_model(cfg, tmp_path / "two", smoke=True)
+    assert a["losses"]["align_candidates"][0]["loss"] == b["losses"]["align_candidates"][0]["loss"]
+    assert len(a["losses"]["align_candidates"]) == 1 and a["losses"]["align_candidates"][0]["chosen"]
+
+
+@pytest.mark.parametrize("over", [{"candidates": 0}, {"candidates": "4"}, {"candidates": True},
+                                  {"select_window": 0}, {"select_window": 11}, {"select_window": 2.5}])
+def test_bad_align_restarts_fail_before_training(tmp_path, over):
+    cfg = em._merge(em.load_config(smoke=True), {"stages": {"align": over}})
+    with pytest.raises(ParameterError, match="stages.align"):
+        em.train_embedded_model(cfg, tmp_path / "m", smoke=True)
+    assert not (tmp_path / "m").exists()

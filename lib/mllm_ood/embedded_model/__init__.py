@@ -10,7 +10,9 @@ Built the way LLaVA is built and saved in Hugging Face format, so it loads with 
    its last layer), so image features are centred per token position (one image token here);
 3. **align** — the bias-free linear projector and the (untrained) decoder learn from few-shot
    episodes with made-up label words drawn afresh per episode (only the demonstrations say which word
-   means what): in-context learning forms here. The tower stays frozen from here on;
+   means what): in-context learning forms here. The tower stays frozen from here on. Whether it forms
+   within the stage depends on the start, so several independent starts are trained and the one with
+   the lowest training loss at the end is kept (:func:`train_align`; held-out data never chooses);
 4. **instruct** — instruction tuning on the full mix: paper A's multiple-choice prompt, captions,
    short questions, and few-shot episodes with true, made-up and permuted true label words.
 
@@ -44,5 +46,5 @@ from .saving import _check_template, _differences, read_record, train_embedded_m
 from .tokenizer import (BOS, CAPTION_QUESTIONS, CHAT_TEMPLATE, DIGIT_QUESTIONS, EOS, IMAGE_TOKEN, MC_CONTEXTS,
                         MC_QUESTIONS, PAD, ROLE_TOKENS, SPECIAL_TOKENS, build_image_processor, build_model_config,
                         build_processor, build_tokenizer, caption, corpus, image_tokens_per_image)
-from .training import (TRAINING_VERSION, _schedule, _threads, centre_vision_features, label_token_loss,
-                       label_vocabulary, lm_forward, train_lm_stage, train_vision, vision_token_features)
+from .training import (TRAINING_VERSION, _schedule, align_selection, _threads, centre_vision_features, label_token_loss,
+                       label_vocabulary, lm_forward, train_align, train_lm_stage, train_vision, vision_token_features)

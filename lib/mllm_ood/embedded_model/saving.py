@@ -18,7 +18,7 @@ from .config import DEFAULT_MODEL_DIR, RECORD, code_version, config_hash, load_c
 from .diagnostics import HeldOutProbe, cross_class_cosine
 from .samples import TASKS, Encoder, Sample, TaskSampler, data_hash, load_id_data, pixel_values, shift_images
 from .tokenizer import ROLE_TOKENS, build_model_config, build_processor, build_tokenizer
-from .training import TRAINING_VERSION, _threads, centre_vision_features, train_lm_stage, train_vision, vision_token_features
+from .training import TRAINING_VERSION, _threads, align_selection, centre_vision_features, train_align, train_lm_stage, train_vision, vision_token_features
 
 def train_embedded_model(config: dict, out_dir: str | Path, smoke: bool = False) -> dict:
     """Train the embedded MLLM in stages and save it (model + processor + ``training_record.json``).
@@ -35,6 +35,7 @@ def train_embedded_model(config: dict, out_dir: str | Path, smoke: bool = False)
 
     out_dir = Path(out_dir)
     seed = int(config.get("seed", 0))
+    align_selection(config["stages"]["align"])  # bad restart settings fail before any compute
     threads = _threads()
     torch.set_num_threads(threads)
     t_all = time.time()
@@ -81,10 +82,13 @@ def train_embedded_model(config: dict, out_dir: str | Path, smoke: bool = False)
     ye = np.asarray(ev["label"])
     probe = HeldOutProbe(enc, xe, ye, seed, n_mc=50 if smoke else 200, n_icl=10 if smoke else 200,
                          settings=((2, "reassigned", (8,)), (3, "reassigned", (8,))))
-    for stage in ("align", "instruct"):
-        t = time.time()
-        train_lm_stage(model, stage, bank, y, enc, config["stages"][stage], config, seed, log, smoke, probe)
-        walls[stage] = time.time() - t
+    t = time.time()
+    model = train_align(model, lambda: LlavaForConditionalGeneration(mcfg), bank, y, enc, config["stages"]["align"],
+                        config, seed, log, smoke, probe)
+    walls["align"] = time.time() - t
+    t = time.time()
+    train_lm_stage(model, "instruct", bank, y, enc, config["stages"]["instruct"], config, seed, log, smoke, probe)
+    walls["instruct"] = time.time() - t
 
     t = time.time()
     with torch.no_grad():
