@@ -82,3 +82,68 @@ def test_severity_table_starts_every_corruption_at_clean():
     assert len(out) == len(CORRUPTIONS) + 2
     assert set(out[out["severity"] == 0]["corruption"]) == set(CORRUPTIONS)
     assert out[out["domain"] == "frost-3"][["corruption", "severity"]].values.tolist() == [["frost", 3]]
+
+
+def test_paired_bootstrap_matches_a_resampling_written_out():
+    # Independent computation: resample item indices, take the mean paired difference, percentiles.
+    from mllm_ood.evaluation import bootstrap_paired_diff_ci
+
+    r = np.random.default_rng(5)
+    a = r.random(300) < 0.8
+    b = a & (r.random(300) < 0.7)  # b is a with some answers broken: strongly correlated with a
+    lo, hi = bootstrap_paired_diff_ci(a, b, n_boot=20000, seed=2)
+    idx = np.random.default_rng(9).integers(0, 300, (20000, 300))
+    boots = (a[idx].astype(float) - b[idx]).mean(1)
+    exp_lo, exp_hi = np.quantile(boots, [0.025, 0.975])
+    assert abs(lo - exp_lo) < 0.006 and abs(hi - exp_hi) < 0.006
+    # pairing matters here: the independent interval is much wider
+    ilo, ihi = __import__("mllm_ood.evaluation", fromlist=["x"]).bootstrap_diff_ci(a, b, n_boot=20000, seed=2)
+    assert (ihi - ilo) > 1.3 * (hi - lo)
+    with pytest.raises(ParameterError, match="equal length"):
+        bootstrap_paired_diff_ci(a, b[:-1])
+
+
+def test_pairing_with_the_reference_by_source_id():
+    from mllm_ood.evaluation import pair_with_reference, source_id
+
+    assert source_id("mnist-00012-rot15", {"mnist-00012", "mnist-00013"}) == "mnist-00012"
+    assert source_id("mnist-00012", {"mnist-00012"}) == "mnist-00012"
+    assert source_id("uci-0001", {"mnist-00012"}) is None
+    ref = pd.DataFrame({"id": ["mnist-1", "mnist-2", "mnist-3"], "correct": [True, True, False]})
+    ood = pd.DataFrame({"id": ["mnist-3-rot15", "mnist-1-rot15", "mnist-2-rot15"], "correct": [True, False, False]})
+    pairs = pair_with_reference(ood, ref)
+    assert pairs["correct"].tolist() == [True, False, False] and pairs["correct_ref"].tolist() == [False, True, True]
+    assert pair_with_reference(ood.assign(id=["uci-1", "uci-2", "uci-3"]), ref) is None
+    assert pair_with_reference(ood.iloc[:2], ref) is None
+
+
+def test_gap_table_pairs_shifted_copies_and_not_other_images():
+    from mllm_ood.evaluation import bootstrap_diff_ci, bootstrap_paired_diff_ci, gap_table
+
+    r = np.random.default_rng(0)
+    ids = [f"mnist-{i:03d}" for i in range(200)]
+    id_correct = r.random(200) < 0.9
+    rot = id_correct & (r.random(200) < 0.8)
+    results = pd.concat([
+        pd.DataFrame({"id": ids, "correct": id_correct, "domain": "mnist"}),
+        pd.DataFrame({"id": [i + "-rot30" for i in ids], "correct": rot, "domain": "30"}),
+        pd.DataFrame({"id": [f"uci-{i}" for i in range(200)], "correct": rot, "domain": "uci"}),
+    ]).assign(mode="loglik", family="f", dataset="ds")
+    out = gap_table(results, {"ds": results[results["domain"] == "mnist"]}, {"ds": "ds/mnist"}, ["loglik"], n_boot=500)
+    paired, unpaired = out[out["domain"] == "30"].iloc[0], out[out["domain"] == "uci"].iloc[0]
+    assert paired["paired"] and not unpaired["paired"]
+    assert (paired["gap_low"], paired["gap_high"]) == bootstrap_paired_diff_ci(rot, id_correct, n_boot=500)
+    assert (unpaired["gap_low"], unpaired["gap_high"]) == bootstrap_diff_ci(rot, id_correct, n_boot=500)
+    assert paired["gap"] == unpaired["gap"] == pytest.approx(rot.mean() - id_correct.mean())
+    assert paired["gap_high"] - paired["gap_low"] < unpaired["gap_high"] - unpaired["gap_low"]
+
+
+def test_family_means_leave_the_id_domains_out():
+    from mllm_ood.evaluation import family_means
+
+    table = pd.DataFrame({"mode": "loglik", "family": ["natural"] * 3 + ["synthetic"] * 2,
+                          "dataset": ["ds"] * 3 + ["rot"] * 2, "domain": ["mnist", "uci", "printed", "0", "45"],
+                          "accuracy": [0.9, 0.5, 0.3, 0.9, 0.6], "chance": 0.1})
+    out = family_means(table, [("ds", "mnist"), ("rot", "0")]).set_index("family")
+    assert out.loc["natural", "accuracy"] == pytest.approx(0.4) and out.loc["natural", "domains"] == 2
+    assert out.loc["synthetic", "accuracy"] == pytest.approx(0.6) and out.loc["synthetic", "domains"] == 1

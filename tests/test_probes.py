@@ -109,3 +109,21 @@ def test_probe_fits_are_cached(fresh_cache, monkeypatch):
     assert np.array_equal(first["correct"], again["correct"])
     with pytest.raises(RuntimeError):
         probes.probe_accuracy(x + 1, y, seed=0, n_boot=50)
+
+
+def test_transfer_probe_scores_the_target_test_half_and_feels_a_shift():
+    from mllm_ood.probes import probe_accuracy, split_indices, transfer_accuracy
+
+    r = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 40)
+    means = np.eye(3, 5) * 4
+    x_src = means[y] + r.normal(size=(len(y), 5))
+    x_same = means[y] + r.normal(size=(len(y), 5))
+    x_moved = means[(y + 1) % 3] + r.normal(size=(len(y), 5))  # each class sits where the next one was
+    same = transfer_accuracy(x_src, y, x_same, y, n_boot=100)
+    assert same["n_test"] == len(split_indices(y)[1]) and same["accuracy"] > 0.9
+    assert same["accuracy"] == pytest.approx(probe_accuracy(x_same, y, n_boot=100)["accuracy"], abs=0.1)
+    moved = transfer_accuracy(x_src, y, x_moved, y, n_boot=100)
+    assert moved["accuracy"] < 0.1 and probe_accuracy(x_moved, y, n_boot=100)["accuracy"] > 0.9
+    with pytest.raises(ParameterError, match="matching"):
+        transfer_accuracy(x_src, y, x_same[:, :4], y)

@@ -26,9 +26,11 @@ def _mean_difference(a, b, axis=-1):
     return a.mean(axis=axis) - b.mean(axis=axis)
 
 
-def _percentile_interval(samples: tuple, statistic, n_boot: int, level: float, rng) -> tuple[float, float]:
-    """``scipy.stats.bootstrap``'s percentile interval, the samples resampled independently in order. A
-    sample of one observation resamples to itself (scipy needs two), so it enters the statistic as is."""
+def _percentile_interval(samples: tuple, statistic, n_boot: int, level: float, rng,
+                         paired: bool = False) -> tuple[float, float]:
+    """``scipy.stats.bootstrap``'s percentile interval, the samples resampled independently in order (or,
+    ``paired``, the same positions drawn from every sample). A sample of one observation resamples to itself
+    (scipy needs two), so it enters the statistic as is."""
     free = [s for s in samples if len(s) > 1]
     if not free:
         v = float(statistic(*samples))
@@ -43,7 +45,7 @@ def _percentile_interval(samples: tuple, statistic, n_boot: int, level: float, r
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         ci = stats.bootstrap(tuple(free), stat, n_resamples=n_boot, confidence_level=level, method="percentile",
-                             vectorized=True, rng=rng).confidence_interval
+                             vectorized=True, paired=paired and len(free) > 1, rng=rng).confidence_interval
     return float(ci.low), float(ci.high)
 
 
@@ -93,15 +95,57 @@ def bootstrap_diff_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int =
     return _percentile_interval((xa, xb), _mean_difference, n_boot, level, rng)
 
 
+def bootstrap_paired_diff_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(a) - mean(b) for paired outcomes: ``a[i]`` and ``b[i]`` belong to
+    the same item (the same digit shifted and unshifted, the same image under two prompts) and are resampled
+    together (``scipy.stats.bootstrap(..., paired=True)``), so what the two share cancels in the interval."""
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if xa.ndim != 1 or xa.shape != xb.shape or not len(xa):
+        raise ParameterError(f"bootstrap_paired_diff_ci needs two non-empty 1-D arrays of equal length, got shapes "
+                             f"{xa.shape} and {xb.shape}")
+    check_positive_int("n_boot", n_boot)
+    rng = np.random.default_rng(derive_seed(seed, "bootstrap-paired-diff", len(xa)))
+    return _percentile_interval((xa, xb), _mean_difference, n_boot, level, rng, paired=True)
+
+
+def source_id(item_id: str, reference_ids) -> str | None:
+    """The reference item a shifted item was made from: the longest of ``reference_ids`` that is ``item_id``
+    itself or a prefix of it followed by '-' ('mnist-00012-rot15' -> 'mnist-00012'); None when none is."""
+    parts = str(item_id).split("-")
+    for k in range(len(parts), 0, -1):
+        head = "-".join(parts[:k])
+        if head in reference_ids:
+            return head
+    return None
+
+
+def pair_with_reference(items: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame | None:
+    """``items`` and ``reference`` (per-sample rows with ``id`` and ``correct``) as pairs of the same source
+    item (columns correct, correct_ref), when every item was made from a distinct reference item and every
+    reference item has its shifted copy (equal samples, e.g. the first N eval digits per class rotated);
+    None otherwise (other images, e.g. printed digits: then the two are independent samples)."""
+    if "id" not in items or "id" not in reference or len(items) != len(reference):
+        return None
+    ref = reference.set_index(reference["id"].astype(str))["correct"]
+    if not ref.index.is_unique:
+        return None
+    src = [source_id(i, ref.index) for i in items["id"].astype(str)]
+    if None in src or len(set(src)) != len(src):
+        return None
+    return pd.DataFrame({"correct": items["correct"].to_numpy(bool), "correct_ref": ref.loc[src].to_numpy(bool)})
+
+
 def gap_table(results: pd.DataFrame, id_rows: dict, references: dict, modes, *, n_boot: int = 2000,
               seed: int = 0) -> pd.DataFrame:
     """Each (mode, family, dataset, domain)'s accuracy and its gap to the dataset's in-distribution
-    reference, with a bootstrap interval of the difference (:func:`bootstrap_diff_ci`).
+    reference, with a bootstrap interval of the difference: paired (:func:`bootstrap_paired_diff_ci`) when
+    the domain's items are shifted copies of the reference's items (:func:`pair_with_reference`), else two
+    independent samples (:func:`bootstrap_diff_ci`).
 
     results: per-sample zero-shot results; id_rows: {dataset: its reference's rows}
     (:func:`mllm_ood.zero_shot.id_reference`); references: {dataset: 'dataset/domain'}. Columns: mode,
     family, dataset, domain, accuracy, id_reference ('' when none) and, for datasets with a reference,
-    id_accuracy, gap, gap_low, gap_high (fractions).
+    id_accuracy, gap, gap_low, gap_high (fractions), paired (bool).
     """
     rows = []
     for mode in modes:
@@ -109,13 +153,29 @@ def gap_table(results: pd.DataFrame, id_rows: dict, references: dict, modes, *, 
                                                                                 sort=False):
             row = {"mode": mode, "family": fam, "dataset": ds_name, "domain": dom, "accuracy": grp["correct"].mean(),
                    "id_reference": references.get(ds_name, "")}
-            id_correct = id_rows[ds_name].loc[id_rows[ds_name]["mode"] == mode, "correct"] if ds_name in id_rows else []
-            if len(id_correct):
-                lo, hi = bootstrap_diff_ci(grp["correct"], id_correct, n_boot=n_boot, seed=seed)
-                row.update(id_accuracy=id_correct.mean(), gap=row["accuracy"] - id_correct.mean(), gap_low=lo,
-                           gap_high=hi)
+            ref = id_rows[ds_name][id_rows[ds_name]["mode"] == mode] if ds_name in id_rows else None
+            if ref is not None and len(ref):
+                pairs = pair_with_reference(grp, ref)
+                if pairs is not None:
+                    lo, hi = bootstrap_paired_diff_ci(pairs["correct"], pairs["correct_ref"], n_boot=n_boot, seed=seed)
+                else:
+                    lo, hi = bootstrap_diff_ci(grp["correct"], ref["correct"], n_boot=n_boot, seed=seed)
+                row.update(id_accuracy=ref["correct"].mean(), gap=row["accuracy"] - ref["correct"].mean(), gap_low=lo,
+                           gap_high=hi, paired=pairs is not None)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def family_means(table: pd.DataFrame, id_cells) -> pd.DataFrame:
+    """Mean accuracy per (mode, family) over the OOD domains only: the in-distribution cells ``id_cells``
+    ((dataset, domain) pairs: the references and each dataset's own ID domain, e.g. rotation 0, clean) are
+    left out, so a family's mean is not lifted by images like the training ones. Columns mode, family,
+    accuracy, chance (mean over the averaged domains), domains (how many were averaged)."""
+    cells = {(str(d), str(dom)) for d, dom in id_cells}
+    keep = [(str(d), str(dom)) not in cells for d, dom in zip(table["dataset"], table["domain"])]
+    return (table[keep].groupby(["mode", "family"], sort=False)
+            .agg(accuracy=("accuracy", "mean"), chance=("chance", "mean"), domains=("accuracy", "size"))
+            .reset_index())
 
 
 def severity_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -88,6 +88,32 @@ def probe_accuracy(features: np.ndarray, labels, seed: int = 0, test_fraction: f
             "ci_low": lo, "ci_high": hi, "correct": correct}
 
 
+def transfer_accuracy(x_source: np.ndarray, y_source, x_target: np.ndarray, y_target, seed: int = 0,
+                      test_fraction: float = 0.5, n_boot: int = 1000) -> dict:
+    """A probe fitted on the training split of one domain (``source``, e.g. the ID reference) and scored on
+    the test split of another (``target``, a shifted domain: the same test items as
+    :func:`probe_accuracy` on the target), cached like it. Labels must be the same class indices. Returns
+    the keys of :func:`probe_accuracy`."""
+    xs, ys, xt, yt = np.asarray(x_source), np.asarray(y_source), np.asarray(x_target), np.asarray(y_target)
+    if len(xs) != len(ys) or len(xt) != len(yt) or xs.shape[1:] != xt.shape[1:]:
+        raise ParameterError(f"transfer_accuracy needs matching rows and feature widths, got {xs.shape}, {ys.shape}, "
+                             f"{xt.shape}, {yt.shape}")
+
+    def build() -> pd.DataFrame:
+        tr, _ = split_indices(ys, test_fraction, seed)
+        _, te = split_indices(yt, test_fraction, seed)
+        clf = fit_probe(xs[tr], ys[tr], seed=seed)
+        return pd.DataFrame({"n_train": len(tr), "correct": clf.predict(xt[te]) == yt[te]})
+
+    params = {"x": exact_digest(xs), "y": exact_digest(ys), "x_target": exact_digest(xt), "y_target": exact_digest(yt),
+              "seed": int(seed), "test_fraction": float(test_fraction), "version": PROBE_VERSION}
+    items = cached_table("probes", params, build, file="test_items.csv")
+    correct = items["correct"].to_numpy(bool)
+    lo, hi = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
+    return {"n_train": int(items["n_train"].iloc[0]), "n_test": int(len(correct)), "accuracy": float(correct.mean()),
+            "ci_low": lo, "ci_high": hi, "correct": correct}
+
+
 def learning_curve(features: np.ndarray, labels, per_class_list, seed: int = 0, n_draws: int = 5,
                    test_fraction: float = 0.5, n_boot: int = 1000, level: float = 0.95):
     """Probe accuracy against labelled examples per class, with intervals that include the luck of the
