@@ -7,7 +7,7 @@ from datasets import ClassLabel, Dataset, Features, Image, Value
 from PIL import Image as PILImage
 
 from mllm_ood.episodes import (IMAGE_PLACEHOLDER, NONCE_WORDS, build_episodes, episode_prompt)
-from mllm_ood.prompts import parse_answer
+from mllm_ood.prompts import parse_answer, zero_shot_prompt
 from mllm_ood.validation import ParameterError
 
 NAMES = ["zero", "one", "two", "three", "four"]
@@ -35,6 +35,10 @@ def test_query_never_a_demo_and_layout(ds, mode, shots):
         assert len(e.demo_ids) == len(set(e.demo_ids)) == shots
         assert len(e.images) == shots + 1
         assert e.prompt.count(IMAGE_PLACEHOLDER) == shots + 1
+        if shots == 0:  # paper A's zero-shot baseline: the plain zero-shot prompt with the episode's choices
+            assert e.prompt == IMAGE_PLACEHOLDER + zero_shot_prompt(e.choices)
+            assert "example" not in e.prompt.lower() and e.choices[e.answer_index] == e.answer
+            continue
         assert e.prompt.endswith(IMAGE_PLACEHOLDER)
         # each demonstration's label word directly follows its image, then a newline; the instructions
         # with the choice list come after the last demonstration, right before the query image

@@ -199,9 +199,15 @@ def build_episodes(
 def make_episode(demo_images, demo_labels, demo_ids, query_image, query_label: int, query_id: str,
                  classes: Sequence[int], words: dict, mode: str) -> Episode:
     """An :class:`~mllm_ood.episodes.Episode` in the shared layout (:func:`episode_prompt`); ``classes``
-    in choice-list order (see :func:`choice_order`)."""
+    in choice-list order (see :func:`choice_order`).
+
+    Without demonstrations the prompt is the plain zero-shot prompt (the query image, then the question
+    with the choice list: what notebook 01 asks, restricted to the episode's choices), so a shots curve
+    starts from the model's zero-shot accuracy — paper A's comparison — and not from an episode
+    instruction that announces examples and then shows none."""
     choices = [words[c] for c in classes]
-    prompt = episode_prompt([words[c] for c in demo_labels], choices)
+    prompt = (episode_prompt([words[c] for c in demo_labels], choices) if len(demo_labels)
+              else IMAGE_PLACEHOLDER + zero_shot_prompt(list(choices)))
     return Episode(images=list(demo_images) + [query_image], prompt=prompt, choices=choices,
                    answer=words[query_label], answer_index=choices.index(words[query_label]),
                    query_label=int(query_label), demo_labels=[int(c) for c in demo_labels], query_id=query_id,

@@ -61,7 +61,8 @@ QUERY_COLOURS = ("flipped", "aligned")
 GREY_SOURCE = ("digit_styles", "mnist")
 # Bumped whenever a change alters what an ICL cache entry contains (part of every ICL cache key).
 # 2: reassigned words are listed in a random order (was: class order, which leaked the class at 0 shots).
-ICL_VERSION = 2
+# 3: 0-shot episodes ask the plain zero-shot prompt (was: the episode instruction with no examples).
+ICL_VERSION = 3
 RESULT_COLUMNS = ["study", "task", "dataset", "query_domain", "demo_domain", "source", "n_way", "shots", "mode",
                   "scoring", "seed", "level", "query_colour", "query", "query_id", "label", "pred", "correct",
                   "parsed", "majority", "pred_majority", "demo_labels", "tie_actual"]
