@@ -152,9 +152,8 @@ def cached(kind: str, params: dict, build: Callable[[Path], None]) -> Path:
 def cached_table(kind: str, params: dict, build: Callable[[], "pd.DataFrame"], *, file: str = "table.csv",
                  **read) -> "pd.DataFrame":
     """The table of (kind, params): ``build()`` runs only when the cache has no valid entry. The table is
-    stored by ``file``'s ending: CSV (``.csv``, read back with ``float_precision='round_trip'`` so every
-    float is the one computed), JSON lines (``.jsonl``, for text: floats keep 10 digits) or a pickle
-    (``.pkl``, dtypes and all), and always
+    stored by ``file``'s ending: CSV (``.csv``; pandas writes and reads floats exactly), JSON lines
+    (``.jsonl``, for text: floats keep 10 digits) or a pickle (``.pkl``, dtypes and all), and always
     read back from the stored file (``read``: keyword arguments of ``pandas.read_csv`` / ``read_json``),
     so the first run and every rerun return the same values. The one way every study caches its results."""
     import pandas as pd
@@ -177,7 +176,7 @@ def cached_table(kind: str, params: dict, build: Callable[[], "pd.DataFrame"], *
         return pd.read_json(path, orient="records", lines=True, **read)
     if kind_of == "pkl":
         return pd.read_pickle(path)
-    return pd.read_csv(path, **{"float_precision": "round_trip", **read})
+    return pd.read_csv(path, **read)
 
 
 def cached_arrays(kind: str, params: dict, build: Callable[[], dict], *, file: str = "arrays.npz") -> dict:
