@@ -398,8 +398,18 @@ def correlation_ci(a, b, *, method: str = "pearson", n_boot: int = 1000, level: 
     Returns {method, n, r, low, high, p (two-sided, scipy, assumes independence), n_boot_valid,
     resampling}; r, low, high are nan when undefined (fewer than 3 scenarios, a constant series).
     Resamples in which a series is constant or has < 3 cells are dropped (``n_boot_valid`` counts the
-    rest); with fewer than 10 % valid the interval is nan.
+    rest); with fewer than 10 % valid the interval is nan. Cached (key: the series, labels and settings).
     """
+    labels = [np.asarray([] if v is None else list(v), dtype=object) for v in (rows, cols)]
+    params = {"series": exact_digest(np.asarray(a, dtype=float), np.asarray(b, dtype=float), *labels),
+              "crossed": rows is not None and cols is not None, "method": method, "n_boot": n_boot,
+              "level": level, "seed": seed, "version": ANALYSIS_VERSION}
+    row = cached_table("correlations", params, lambda: pd.DataFrame([_correlation_ci(
+        a, b, method=method, n_boot=n_boot, level=level, seed=seed, rows=rows, cols=cols)]), file="table.pkl").iloc[0]
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+
+def _correlation_ci(a, b, *, method, n_boot, level, seed, rows, cols) -> dict:
     check_choice("correlation method", method, CORRELATION_METHODS)
     check_positive_int("n_boot", n_boot)
     if not isinstance(level, float) or not 0 < level < 1:
