@@ -331,13 +331,17 @@ save_figure(fig, "00_icl_shots_curve", icl)
 plt.show()
 
 # %% [markdown]
-# **How to read the three panels.** *Reassigned*: 0 shots sits at chance by construction; a curve that
-# rises with shots is in-context learning, and the gap between its top and 100 % is what the model fails
-# to take from its demonstrations (its vision features separate held-out digits about as well as the
-# ID accuracy above, so the information is there). *Permuted*: the true names point the wrong way, so
-# 0 shots is at or below chance; a rising curve means the demonstrations override the model's prior,
-# as large LLMs do with flipped labels. *Fixed*: the model can answer from its prior at 0 shots; a flat
-# curve means the demonstrations add nothing to what it already knows. The closing summary gives the
+# **How to read the three panels.** At 0 shots every panel asks the plain zero-shot prompt with the
+# episode's choice list (paper A's zero-shot baseline). *Reassigned*: 0 shots sits at chance by
+# construction (the made-up words mean nothing yet); a curve that rises with shots is in-context
+# learning, and the gap between its top and 100 % is what the model fails to take from its
+# demonstrations (its vision features separate held-out digits about as well as the ID accuracy above,
+# so the information is there). *Permuted*: the true names point the wrong way, so a model that answers
+# from its prior scores near 0 % at 0 shots; a curve that rises far above chance means the
+# demonstrations override the prior, as large LLMs do with flipped labels. *Fixed*: the model answers
+# from its prior at 0 shots, so on these in-distribution digits there is little to gain; a curve that
+# falls below its 0-shot point means the demonstrations pull the model away from what it already knows
+# and the answer then rests on its (less accurate) in-context matching. The closing summary gives the
 # numbers of this run with their intervals.
 #
 # Generation + paper A's parser against choice scoring, on the same reassigned-word episodes: the
@@ -372,6 +376,7 @@ summary = {
     "cross-class cosine of image tokens": record["diagnostics"]["cross_class_cosine"],
     **{f"reassigned words, {n}-way, 0 / 8 shots": f"{at('reassigned', n, 0)} / {at('reassigned', n, 8)}" for n in n_ways},
     **{f"permuted names, {n}-way, 0 / 8 shots": f"{at('permuted', n, 0)} / {at('permuted', n, 8)}" for n in n_ways},
+    **{f"true names, {n}-way, 0 / 8 shots": f"{at('fixed', n, 0)} / {at('fixed', n, 8)}" for n in n_ways},
     "generate + parse agrees with choice scoring (reassigned episodes)": f"{agree_rate:.1%}",
     "training wall time (s)": record["total_wall_s"],
 }
