@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mllm_ood import hypotheses, zero_shot
+from mllm_ood import features, hypotheses, zero_shot
 from mllm_ood.data import catalog
 from mllm_ood.features import ood_domains
 from mllm_ood.models import load_model
@@ -57,6 +57,7 @@ N_BOOT: int = 1000  # bootstrap resamples per interval
 BATCH_SIZE: int = 64  # queries per forward pass
 PROMPT_STYLE: str = "short"  # "short" (one line; fits the embedded model) or "paper_a" (paper A's template and parser)
 ID_REFERENCE: dict = {}  # dataset -> its in-distribution reference "dataset/domain", left out of the OOD domains (embedded datasets default to their own ID domain)
+PROBE_FEATURES: str = "model"  # the vision probe's features: "model" (the MLLM's own tower) or "clip" (paper A: frozen CLIP ViT-B/16 image embeddings, openai/clip-vit-base-patch16; or a CLIP hub id / folder)
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
@@ -69,7 +70,8 @@ check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  SAMPLES_PER_CLASS=integer(1, MAX_PER_CLASS), PROBE_PER_CLASS=integer(2, MAX_PER_CLASS),
                  LEARNING_CURVE=listing(integer(1), increasing=True), SEED=seed(), N_BOOT=integer(1, 100_000),
                  BATCH_SIZE=integer(1, 4096), PROMPT_STYLE=text(choices=PROMPT_STYLES),
-                 ID_REFERENCE=satisfies(lambda v: isinstance(v, dict), "a mapping dataset -> 'dataset/domain'"))
+                 ID_REFERENCE=satisfies(lambda v: isinstance(v, dict), "a mapping dataset -> 'dataset/domain'"),
+                 PROBE_FEATURES=features.check_probe_features)
 with naming("ID_REFERENCE", "DATASETS"):
     zero_shot.validate_id_reference(ID_REFERENCE, DATASETS)
 require(min(LEARNING_CURVE) <= PROBE_PER_CLASS // 2, "LEARNING_CURVE", LEARNING_CURVE,
@@ -82,7 +84,7 @@ n_probe = 6 if SMOKE else PROBE_PER_CLASS
 curve = [k for k in LEARNING_CURVE if k <= n_probe // 2] or [1]  # values above the training half are skipped
 n_boot = 100 if SMOKE else N_BOOT
 zero_shot.validate(datasets, [MODE], n_zs, "first", prompt_style=PROMPT_STYLE)
-model = load_model(MODEL)
+model = features.with_probe_features(load_model(MODEL), PROBE_FEATURES)  # the vision probe reads CLIP for "clip"
 infos = {name: catalog.open_dataset(name, seed=SEED)[1] for name in datasets}
 ood = {name: ood_domains(infos[name], ID_REFERENCE.get(name)) for name in datasets}  # the domains tested per dataset
 print(model, "|", model.fingerprint)

@@ -1,8 +1,13 @@
 """Frozen features of a model on a dataset domain, cached: pooled vision-tower output, the language
-model's hidden state at the answer position (under paper A's prompt), and raw pixels (a floor)."""
+model's hidden state at the answer position (under paper A's prompt), and raw pixels (a floor).
+
+The vision features come from the MLLM's own tower, or -- paper A's probe -- from a frozen CLIP image
+encoder: :func:`with_probe_features` wraps the model so that every ``vision`` feature (and its cache key)
+is CLIP's, while answers, answer states and the model's identity stay the MLLM's."""
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import numpy as np
 
@@ -25,7 +30,8 @@ def domain_features(model, dataset: str, domain: str, kind: str, n_per_class: in
     check_choice("feature kind", kind, KINDS)
     ds_all, info = catalog.open_dataset(dataset, seed=seed)
     check_choice(f"domain of {dataset}", domain, info.domains)
-    params = {"model": fingerprint_of(model) if kind != "pixels" else None, "dataset": dataset,
+    ident = model.feature_identity(kind) if isinstance(model, ClipProbeFeatures) else fingerprint_of(model)
+    params = {"model": ident if kind != "pixels" else None, "dataset": dataset,
               "domain": domain, "kind": kind, "n": n_per_class, "seed": seed}
     if kind == "answer_state" and prompt_style != "short":  # the short prompt keeps its old cache entries
         params["prompt_style"] = prompt_style
@@ -57,3 +63,87 @@ def ood_domains(info, reference: str | None = None) -> list[str]:
         if ref_ds == info.name:
             exclude = ref_dom
     return [d for d in info.domains if d != exclude]
+
+
+# --------------------------------------------------------------------------------------------------
+# paper A's probe on frozen CLIP features
+
+PROBE_SOURCES = ("model", "clip")
+# Paper A's code probes OpenAI CLIP ViT-B/16 (clip.load('ViT-B/16'), encode_image); its hub copy:
+CLIP_PROBE_MODEL = "openai/clip-vit-base-patch16"
+
+
+def check_probe_features(value) -> None:
+    """Rule for the notebook parameter naming the probe's vision features: 'model' (the MLLM's own tower),
+    'clip' (:data:`CLIP_PROBE_MODEL`), or a CLIP checkpoint (hub id or local ``save_pretrained`` folder)."""
+    from .validation import ParameterError, model_reference
+
+    if value in PROBE_SOURCES:
+        return
+    try:
+        model_reference()(value)
+    except ParameterError as err:
+        raise ParameterError(f"must be 'model', 'clip' or a CLIP checkpoint (hub id or folder): {err}") from None
+
+
+class ClipProbeFeatures:
+    """The MLLM ``model`` whose ``vision_features`` are a frozen CLIP image encoder's embeddings (paper A's
+    hypothesis-2 probe): CLIP's projected pooled image output (``visual_projection`` of the vision
+    transformer's pooled output, what OpenAI CLIP's ``encode_image`` returns), through CLIP's own image
+    processor (resize + centre crop + CLIP normalisation; paper A's script resized to 224 x 224 with
+    ImageNet statistics instead). Everything else -- answers, answer states, :attr:`fingerprint` -- is the
+    MLLM's, so zero-shot results and answer-state features keep their cache entries."""
+
+    def __init__(self, model, clip_model: str):
+        from .embedders import model_fingerprint as folder_fingerprint
+
+        self.mllm = model  # not 'model': that attribute stays the MLLM's own (its transformers model)
+        self.clip_model = str(clip_model)
+        self.clip_identity = f"clip:{folder_fingerprint(self.clip_model)}"
+
+    def __getattr__(self, name):  # answers, answer states, fingerprint, .model: the MLLM's
+        if name == "mllm":  # not set yet (copy / unpickling)
+            raise AttributeError(name)
+        return getattr(self.mllm, name)
+
+    def __repr__(self) -> str:
+        return f"{self.mllm!r} (probe vision features: CLIP {self.clip_model})"
+
+    def feature_identity(self, kind: str) -> str:
+        """What keys the cached features of ``kind``: CLIP's weights for 'vision', else the MLLM's fingerprint."""
+        return self.clip_identity if kind == "vision" else fingerprint_of(self.mllm)
+
+    def vision_features(self, images, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """CLIP image embeddings (n, projection_dim) float32 of PIL ``images``, not normalised."""
+        import torch
+
+        from .embedders import _load_image_model, load_image
+        from .progress import tqdm
+
+        local = Path(self.clip_model).is_dir()
+        processor, net = _load_image_model(self.clip_model, local, str(getattr(self.mllm, "device", "cpu")))
+        if not hasattr(net, "visual_projection"):
+            raise ValueError(f"{self.clip_model} is not a CLIP model (no visual_projection): {type(net).__name__}")
+        images = list(images)
+        out = []
+        with torch.inference_mode():
+            for i in tqdm(range(0, len(images), batch_size), desc="CLIP vision", disable=not progress):
+                batch = [load_image(im) for im in images[i:i + batch_size]]
+                pixels = processor(images=batch, return_tensors="pt")["pixel_values"].to(net.device)
+                pooled = net.vision_model(pixel_values=pixels).pooler_output
+                out.append(net.visual_projection(pooled).float().cpu().numpy())
+        return np.concatenate(out)
+
+
+def with_probe_features(model, source: str):
+    """``model`` itself for ``source`` 'model'; for 'clip' (paper A's CLIP ViT-B/16) or a CLIP checkpoint,
+    the model wrapped so that the probes read CLIP's frozen image embeddings (:class:`ClipProbeFeatures`)."""
+    check_probe_features(source)
+    if source == "model":
+        return model
+    from .paths import ROOT
+
+    ref = CLIP_PROBE_MODEL if source == "clip" else source
+    if not Path(ref).is_absolute() and (ROOT / ref).is_dir():
+        ref = str(ROOT / ref)
+    return ClipProbeFeatures(model, ref)

@@ -685,6 +685,43 @@ def standin_model(hub_id: str, seed: int = 0) -> Path:
     return folder / "model"
 
 
+def make_clip_standin(hub_id: str, out_dir: str | Path, seed: int = 0) -> Path:
+    """Save a tiny randomly initialised ``CLIPModel`` with the image and patch size of the CLIP checkpoint
+    ``hub_id`` (``resources/standins.json``, key ``clip``) and its image processor, ``save_pretrained``
+    format: what paper A's CLIP probe loads, offline. No download."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    spec = standin_table()["clip"]
+    if hub_id not in spec["patch_size"]:
+        raise ParameterError(f"no CLIP stand-in for {hub_id!r}; CLIP checkpoints with one: {', '.join(spec['patch_size'])}")
+    torch.manual_seed(seed)
+    size = spec["image_size"]
+    cfg = CLIPConfig(text_config=CLIPTextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                                num_attention_heads=2, max_position_embeddings=16, bos_token_id=0,
+                                                eos_token_id=1, pad_token_id=1).to_dict(),
+                     vision_config=CLIPVisionConfig(image_size=size, patch_size=spec["patch_size"][hub_id], hidden_size=32,
+                                                    intermediate_size=64, num_hidden_layers=2,
+                                                    num_attention_heads=2).to_dict(),
+                     projection_dim=32)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    CLIPModel(cfg).save_pretrained(out)
+    CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(out)
+    return out
+
+
+def standin_clip(hub_id: str, seed: int = 0) -> Path:
+    """The cached CLIP stand-in folder of ``hub_id`` (built on first use)."""
+    from .cache import cached
+
+    spec = standin_table()["clip"]
+    folder = cached("standin_model", {"arch": "clip", "hub_id": hub_id, "spec": spec, "seed": seed},
+                    lambda tmp: make_clip_standin(hub_id, tmp / "model", seed))
+    return folder / "model"
+
+
 def context_budget(model_ref: str) -> tuple[int, int] | None:
     """(most tokens one image can take, context positions) of a model, without loading its weights:
     from the stand-in table for hub ids, from ``config.json`` for local folders with fixed image-token

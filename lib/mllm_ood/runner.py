@@ -23,7 +23,8 @@ under the paper profile's folder).
 ``--standin`` (paper profile: a dry run, offline, on CPU): every hub model a parameter names is replaced
 by its shape-faithful stand-in (:func:`mllm_ood.models.standin_model`), every ``hub:`` dataset is read
 from stand-in copies in the card's schema (:func:`mllm_ood.data.hub.make_standin_dataset`, found through
-``$MLLM_OOD_HUB_MIRROR``), and hub-only embedders are replaced by the offline ones. The substitutions
+``$MLLM_OOD_HUB_MIRROR``), paper A's CLIP probe model by a tiny CLIP of the same shapes, and hub-only
+embedders by the offline ones. The substitutions
 are listed in the logs and summary; outputs go to ``runs/<profile>-standin[-smoke]/`` and its
 ``figures/``, never to ``figures/``. Before anything runs, a few-shot notebook whose demonstrations and
 query would not fit the model's context is refused, naming the largest shot count that fits.
@@ -55,6 +56,8 @@ PROFILES = ["embedded", "paper"]
 PROFILE_SKIPS = {"paper": ("00_",)}
 # Hub-only embedders of notebook 04 and the offline ones a stand-in run uses instead.
 STANDIN_EMBEDDERS = {"TEXT_EMBEDDER": {"xlm-roberta": "minilm"}, "IMAGE_EMBEDDER": {"clip": "model"}}
+# Notebook 02's probe feature source: 'clip' (or a CLIP hub id) is replaced by a CLIP stand-in folder.
+PROBE_FEATURES = "PROBE_FEATURES"
 SHOT_PARAMETERS = ("SHOTS", "LABEL_SHIFT_SHOTS", "SPURIOUS_SHOTS")
 KERNEL = "mllm-ood"
 LOCK = ".lock"
@@ -112,8 +115,8 @@ def plan(profile: str, only: list[str] | None) -> list[tuple[Path, Path | None]]
 
 def standin_substitutions(params: dict) -> dict:
     """{parameter: stand-in value} for one notebook's resolved parameters: hub model ids -> stand-in
-    folders (built and cached here), hub-only embedders -> offline ones. ParameterError for a hub model
-    without a stand-in (naming why)."""
+    folders (built and cached here), paper A's CLIP probe model -> a tiny CLIP of the same image and patch
+    size, hub-only embedders -> offline ones. ParameterError for a hub model without a stand-in (naming why)."""
     from .models import _HUB_ID, standin_model
     from .paths import ROOT
 
@@ -123,6 +126,12 @@ def standin_substitutions(params: dict) -> dict:
             out[key] = STANDIN_EMBEDDERS[key][value]
         elif key == "MODEL" and isinstance(value, str) and _HUB_ID.match(value) and not (ROOT / value).exists():
             out[key] = str(standin_model(value))
+        elif key == PROBE_FEATURES and isinstance(value, str) and (
+                value == "clip" or (_HUB_ID.match(value) and not (ROOT / value).exists())):
+            from .features import CLIP_PROBE_MODEL
+            from .models import standin_clip
+
+            out[key] = str(standin_clip(CLIP_PROBE_MODEL if value == "clip" else value))
     return out
 
 
