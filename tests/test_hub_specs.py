@@ -97,3 +97,37 @@ def test_bad_requests(tmp_path):
 
 def test_every_spec_is_marked_untested_online():
     assert len(SPECS) >= 8 and all(s.untested_online for s in SPECS.values())
+
+
+def test_paper_a_dataset_list_names_a_spec_or_a_reason():
+    from mllm_ood.data.hub import PAPER_A_DATASETS
+
+    assert len(PAPER_A_DATASETS) == 20  # paper A's code lists 20 datasets
+    for name, (spec, why) in PAPER_A_DATASETS.items():
+        if spec is None:
+            assert len(why) > 10, f"{name}: no spec and no reason"
+        else:
+            assert spec in SPECS and SPECS[spec].label_column and SPECS[spec].untested_online, name
+    specs = {s for s, _ in PAPER_A_DATASETS.values() if s}
+    assert specs == {n for n, s in SPECS.items() if s.label_column}  # every classification spec is one of paper A's
+
+
+def test_every_class_and_domain_of_every_spec_has_a_description_with_its_source():
+    from mllm_ood.data import world
+    from mllm_ood.prompts import _descriptions, class_descriptions, domain_context
+
+    table = _descriptions()
+    for name, spec in SPECS.items():
+        if not spec.label_column:
+            continue
+        classes = spec.class_names or tuple(str(v) for v in spec.label_values)
+        missing = [c for c in classes if c not in table["classes"]]
+        assert not missing, f"{name}: classes without a description: {missing}"
+        assert all(f"{c}: " in class_descriptions(classes) for c in classes)  # 'Hints: a: ...; b: ...'
+        for dom in spec.domains:
+            assert domain_context(f"hub:{name}", str(dom)), f"{name}/{dom}: no domain context"
+        assert set(table["sources"][f"hub:{name}"]) == {"classes", "domains"}
+    for name, info in world.DATASETS.items():
+        assert all(c in table["classes"] for c in info.class_names), name
+        assert name in table["sources"], name
+    assert all(v for src in table["sources"].values() for v in src.values())

@@ -74,15 +74,18 @@ SPECS: dict[str, DatasetSpec] = {
                     card={"image": "image", "label": "int64", "hospital": "int64"},
                     domains=("0", "3", "4"), label_values=(0, 1), image_size=(96, 96)),
         # Paper A's HAM10000 domains are the diagnosis-confirmation types (dx_type) and its classes the
-        # full diagnosis names; the card's dx column holds codes (HAM10000_metadata.csv) -- both the codes
+        # full diagnosis names (its code's dataset list: 'actinic keratoses and intraepithelial carcinoma', ...);
+        # the card's dx column holds codes (HAM10000_metadata.csv) -- both the codes
         # and the underscore names some mirrors use map to the full names (the values are untested online).
         DatasetSpec("ham10000", "marmal88/skin_cancer", "train", "image", "dx", "dx_type",
-                    class_names=("actinic keratoses", "basal cell carcinoma", "benign keratosis-like lesions",
+                    class_names=("actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma",
+                                 "benign keratosis-like lesions",
                                  "dermatofibroma", "melanoma", "melanocytic nevi", "vascular lesions"),
-                    label_map={"akiec": "actinic keratoses", "bcc": "basal cell carcinoma",
+                    label_map={"akiec": "actinic keratoses and intraepithelial carcinoma", "bcc": "basal cell carcinoma",
                                "bkl": "benign keratosis-like lesions", "df": "dermatofibroma", "mel": "melanoma",
                                "nv": "melanocytic nevi", "vasc": "vascular lesions",
-                               "actinic_keratoses": "actinic keratoses", "basal_cell_carcinoma": "basal cell carcinoma",
+                               "actinic_keratoses": "actinic keratoses and intraepithelial carcinoma",
+                               "basal_cell_carcinoma": "basal cell carcinoma",
                                "benign_keratosis-like_lesions": "benign keratosis-like lesions",
                                "melanocytic_Nevi": "melanocytic nevi", "vascular_lesions": "vascular lesions"},
                     note="HAM10000 dermoscopy; domains = dx_type (histo, follow_up, consensus, confocal); "
@@ -98,6 +101,44 @@ SPECS: dict[str, DatasetSpec] = {
                     id_column="question_id", question_column="question", reference_column="gpt_answer",
                     note="LLaVA-Bench in-the-wild (60 questions), paper B's natural-shift images"),
     ]
+}
+
+
+# Paper A's 20 datasets, as its code lists them (data/dataset_info.json of github.com/jiansheng-li/MLLMs), each
+# with the spec that loads it here or why there is none. Hub searches as of 2026-12 (no download possible
+# from the project's machines): README's paper-profile section prints this table.
+PAPER_A_DATASETS: dict[str, tuple[str | None, str]] = {
+    "PACS": ("pacs", ""),
+    "VLCS": ("vlcs", "paper A's code evaluates the Caltech101 and LabelMe domains; the spec has all four"),
+    "office_home": ("officehome", ""),
+    "domain_net": ("domainnet", ""),
+    "camelyon17_v1.0_processed": ("camelyon17", "paper A's code names the domains hospital_0, hospital_1; the card's "
+                                                "hospital column holds integers"),
+    "HAM10000": ("ham10000", ""),
+    "CMNIST": (None, "no hub copy of paper A's coloured-MNIST test set found; the embedded world's colored_mnist "
+                     "builds the same kind of shift offline from its own digits"),
+    "RNIST": (None, "no hub copy of paper A's rotated-MNIST test set found; the embedded world's rotated_mnist "
+                    "builds it offline"),
+    "NICO_DG": (None, "NICO++ is distributed by its authors (registration); the one hub copy found "
+                      "(2018LZY/NICOplusplus) is an unofficial 20-class subset whose viewer fails to build "
+                      "('Invalid string class label'): not loadable as is"),
+    "fmow_v1.1_processed": (None, "WILDS download (wilds package); the hub copy found (djghosh/wds_wilds-fmow_test) is "
+                                  "a webdataset of the test split whose region sits inside a metadata array, not a "
+                                  "column, with class names in a side file: unconfirmed, no spec"),
+    "terra_incognita": (None, "no hub copy found (DomainBed downloads it from the LILA Caltech Camera Traps release)"),
+    "iwildcam_v2.0_processed": (None, "WILDS download; the hub copy found (djghosh/wds_wilds-iwildcam_test: __key__, "
+                                      "cls int64, jpg, npy) keeps the location inside the npy metadata array, not a "
+                                      "column, and class names in a side file: no spec"),
+    "sviro": (None, "no hub copy found (distributed by DFKI from its own site)"),
+    "NIH-Chest": (None, "hub copy alkzar90/NIH-Chest-X-ray-dataset is a loading script over zip archives (datasets 4+ "
+                        "no longer runs loading scripts) and multi-label; paper A's single domain gives no shift"),
+    "CT-Xcov": (None, "no hub copy found of paper A's COVID CT set; its single domain gives no shift"),
+    "XCOVFour": (None, "no hub copy found of paper A's four-class chest X-ray set; its single domain gives no shift"),
+    "drugood_assay": (None, "DrugOOD curates molecules (SMILES) from ChEMBL with its own tool, not images; no hub copy "
+                            "of paper A's rendered images; the embedded world's molecules_* render their own"),
+    "drugood_protein": (None, "as drugood_assay"),
+    "drugood_size": (None, "as drugood_assay (the embedded world's molecules_size is the offline analogue)"),
+    "drugood_scaffold": (None, "as drugood_assay (the embedded world's molecules_scaffold is the offline analogue)"),
 }
 
 
