@@ -131,3 +131,14 @@ def test_every_class_and_domain_of_every_spec_has_a_description_with_its_source(
         assert all(c in table["classes"] for c in info.class_names), name
         assert name in table["sources"], name
     assert all(v for src in table["sources"].values() for v in src.values())
+
+
+def test_readme_lists_paper_a_datasets():
+    from mllm_ood.data.hub import PAPER_A_DATASETS
+    from mllm_ood.paths import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for name, (spec, _) in PAPER_A_DATASETS.items():
+        assert name.split("_v")[0].replace("drugood_", "") in readme, name
+        if spec:
+            assert f"`{spec}` (`{SPECS[spec].hub_id}`)" in readme, spec
