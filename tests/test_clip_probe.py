@@ -95,3 +95,11 @@ def test_parameter_rule_and_dry_run_substitution():
     assert runner.standin_substitutions({"PROBE_FEATURES": "model"}) == {}
     sub = runner.standin_substitutions({"PROBE_FEATURES": "clip"})
     assert sub == {"PROBE_FEATURES": str(standin_clip(CLIP_PROBE_MODEL))}
+
+
+def test_a_checkpoint_that_is_not_clip_is_refused():
+    from mllm_ood.models import standin_model
+
+    llava = standin_model("llava-hf/llava-1.5-7b-hf")
+    with pytest.raises(ParameterError, match="is not a CLIP model"):
+        with_probe_features(Tower(), str(llava)).vision_features(_images(1))

@@ -119,11 +119,12 @@ class ClipProbeFeatures:
 
         from .embedders import _load_image_model, load_image
         from .progress import tqdm
+        from .validation import ParameterError
 
         local = Path(self.clip_model).is_dir()
         processor, net = _load_image_model(self.clip_model, local, str(getattr(self.mllm, "device", "cpu")))
         if not hasattr(net, "visual_projection"):
-            raise ValueError(f"{self.clip_model} is not a CLIP model (no visual_projection): {type(net).__name__}")
+            raise ParameterError(f"{self.clip_model} is not a CLIP model (no visual_projection): {type(net).__name__}")
         images = list(images)
         out = []
         with torch.inference_mode():
