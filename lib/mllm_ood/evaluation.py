@@ -188,3 +188,82 @@ def severity_table(table: pd.DataFrame) -> pd.DataFrame:
         sev = 0 if r["domain"] == "clean" else int(r["domain"].rsplit("-", 1)[1])
         rows += [dict(r, corruption=k, severity=sev) for k in kinds]
     return pd.DataFrame(rows)
+
+
+# A claim about a domain needs its 95 % interval to clear this many accuracy points (as a fraction).
+MARGIN = 0.05
+# Generate mode: a domain is a format failure when unparseable replies are at least this share of its errors.
+FORMAT_SHARE = 0.5
+
+
+def is_format_failure(accuracy: float, parse_failure_rate: float, margin: float = MARGIN,
+                      share: float = FORMAT_SHARE) -> bool:
+    """Unparseable replies are more than ``margin`` of the answers and at least ``share`` of the errors: the
+    accuracy then measures whether the model keeps the reply format, not whether it knows the class."""
+    if parse_failure_rate is None or np.isnan(parse_failure_rate):
+        return False
+    return bool(parse_failure_rate > margin and parse_failure_rate >= share * (1 - accuracy))
+
+
+def shift_findings(table: pd.DataFrame, gaps: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
+    """One finding per (mode, dataset, domain) of an accuracy table (columns mode, family, dataset, domain,
+    accuracy, ci_low, ci_high, chance[, parse_failure_rate]) and its gap table (:func:`gap_table`), read
+    from the intervals: ``vs_id`` is 'format failure' (:func:`is_format_failure`), 'clearly below ID' (gap
+    interval below -margin), 'within the margin of ID' (interval inside +-margin), 'inconclusive' (neither)
+    or 'no ID reference'; ``vs_chance`` is 'format failure', 'above chance' (accuracy interval above chance +
+    margin), 'at chance' (interval inside chance +- margin), 'below chance' (below chance - margin) or
+    'inconclusive'. Returns the table's key columns, accuracy, chance, gap, gap_low, gap_high, vs_id,
+    vs_chance."""
+    keys = ["mode", "family", "dataset", "domain"]
+    cols = keys + [c for c in ["gap", "gap_low", "gap_high"] if c in gaps]
+    out = table.merge(gaps[cols], on=keys, how="left") if len(gaps) else table.assign(gap=np.nan)
+    for c in ["gap_low", "gap_high", "parse_failure_rate"]:
+        if c not in out:
+            out[c] = np.nan
+    vs_id, vs_chance = [], []
+    for r in out.itertuples():
+        if is_format_failure(r.accuracy, r.parse_failure_rate, margin):
+            vs_id.append("format failure")
+            vs_chance.append("format failure")
+            continue
+        if np.isnan(r.gap_low):
+            vs_id.append("no ID reference")
+        elif r.gap_high < -margin:
+            vs_id.append("clearly below ID")
+        elif r.gap_low > -margin and r.gap_high < margin:
+            vs_id.append("within the margin of ID")
+        else:
+            vs_id.append("inconclusive")
+        if r.ci_low > r.chance + margin:
+            vs_chance.append("above chance")
+        elif r.ci_high < r.chance - margin:
+            vs_chance.append("below chance")
+        elif r.ci_low > r.chance - margin and r.ci_high < r.chance + margin:
+            vs_chance.append("at chance")
+        else:
+            vs_chance.append("inconclusive")
+    out["vs_id"], out["vs_chance"] = vs_id, vs_chance
+    return out[keys + ["accuracy", "chance", "gap", "gap_low", "gap_high", "parse_failure_rate", "vs_id", "vs_chance"]]
+
+
+def mode_agreement(results: pd.DataFrame, modes=("generate", "loglik"), *, margin: float = MARGIN,
+                   n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Whether two scoring modes give the same accuracy on each (dataset, domain): the same images scored
+    both ways, so the interval of the difference is paired by item ``id``. Columns dataset, domain, the two
+    accuracies (named by mode), difference (first - second), diff_low, diff_high, identical (every item
+    judged alike) and finding: 'agree' (interval inside +-margin), 'differ' (interval beyond the margin)
+    or 'inconclusive'."""
+    a, b = modes
+    rows = []
+    for (ds_name, dom), grp in results.groupby(["dataset", "domain"], sort=False):
+        both = grp[grp["mode"] == a][["id", "correct"]].merge(grp[grp["mode"] == b][["id", "correct"]], on="id",
+                                                               suffixes=("_a", "_b"))
+        if both.empty:
+            continue
+        ca, cb = both["correct_a"].to_numpy(bool), both["correct_b"].to_numpy(bool)
+        lo, hi = bootstrap_paired_diff_ci(ca, cb, n_boot=n_boot, seed=seed)
+        finding = ("agree" if lo > -margin and hi < margin else
+                   "differ" if lo > margin or hi < -margin else "inconclusive")
+        rows.append({"dataset": ds_name, "domain": dom, a: ca.mean(), b: cb.mean(), "difference": ca.mean() - cb.mean(),
+                     "diff_low": lo, "diff_high": hi, "identical": bool((ca == cb).all()), "finding": finding})
+    return pd.DataFrame(rows)
