@@ -44,7 +44,7 @@ SPECIFIC_BAD = [
     ("02_hypotheses", "PROMPT_STYLE", "paper"),
     ("02_hypotheses", "LEARNING_CURVE", [-1, 2]), ("02_hypotheses", "LEARNING_CURVE", []),
     ("02_hypotheses", "LEARNING_CURVE", [64, 128]), ("02_hypotheses", "PROBE_PER_CLASS", -1),
-    ("02_hypotheses", "PROBE_PER_CLASS", 10**9), ("02_hypotheses", "MODE", "both"),
+    ("02_hypotheses", "PROBE_PER_CLASS", 10**9), ("02_hypotheses", "MODES", ["both"]),
     ("02_hypotheses", "BATCH_SIZE", 0),
     ("04_emi_bound", "GRIDS", ["coco"]), ("04_emi_bound", "LEVEL", 1.0), ("04_emi_bound", "LEVEL", 0),
     ("04_emi_bound", "WASSERSTEIN", "emd"), ("04_emi_bound", "BATCH_SIZE", 0),
