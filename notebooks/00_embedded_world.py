@@ -45,6 +45,7 @@ from mllm_ood.progress import tqdm
 from mllm_ood.data import world
 from mllm_ood.data.hub import SPECS
 from mllm_ood.data.text_shifts import LANGUAGES, TEXT_CONDITIONS, apply_text_shift, question_in
+from mllm_ood.models import model_input_view
 from mllm_ood.plotting import save_figure
 from mllm_ood.prompts import zero_shot_prompt
 
@@ -52,12 +53,13 @@ from mllm_ood.prompts import zero_shot_prompt
 SMOKE: bool = False  # shrink to two small datasets and a few samples (tests)
 SEED: int = 0  # seed of every random choice in the builders (printed-digit fonts, textures, noise, colours)
 SAMPLES_PER_DOMAIN: int = 10  # columns of each sample grid
+MODEL: str = "data/models/embedded_mllm"  # whose image processor shows what the model sees (only the processor is loaded)
 
 # %%
 # Every parameter checked by name before anything is built (one ParameterError naming it).
-from mllm_ood.validation import boolean, check_parameters, integer, seed
+from mllm_ood.validation import boolean, check_parameters, integer, model_reference, seed
 
-check_parameters(globals(), SMOKE=boolean(), SEED=seed(), SAMPLES_PER_DOMAIN=integer(1, 30))
+check_parameters(globals(), SMOKE=boolean(), SEED=seed(), SAMPLES_PER_DOMAIN=integer(1, 30), MODEL=model_reference())
 
 # %%
 DATASET_NAMES = ["rotated_mnist", "molecules_size"] if SMOKE else list(world.DATASETS)
@@ -80,9 +82,25 @@ sizes
 # ## What the domains look like
 #
 # One row per domain, the first samples of each class across the columns. Read each grid top to bottom:
-# the first row is the in-distribution reference where the dataset has one.
+# the first row is the in-distribution reference where the dataset has one. Row names:
+#
+# - `rotated_mnist`: the rotation angle in degrees (0° is the upright digit).
+# - `colored_mnist`: how often the stroke colour goes with the digit's group (red for 0-4, green for
+#   5-9): `+90` in 90 % of the images, `+80` in 80 %, and `-90` the tie flipped (90 % of the images get
+#   the *other* group's colour). A model that learned "red means a small digit" does well on `+90` and
+#   badly on `-90`; one that reads the shape does equally well on all three.
+# - `corrupted_mnist`: the corruption and its severity (1 mild, 3, 5 strong); `clean` is none.
 
 # %%
+def row_label(name: str, dom: str) -> str:
+    """A grid row's name with its unit or meaning."""
+    if name == "rotated_mnist":
+        return f"{dom}°"
+    if name == "colored_mnist":
+        return f"{dom} ({'tie' if not dom.startswith('-') else 'flipped'} {dom.lstrip('+-')} %)"
+    return dom
+
+
 def show_grid(name: str, ds, n: int):
     info = world.DATASETS[name]
     domains, labels = np.array(ds["domain"]), np.array(ds["label"])
@@ -102,7 +120,7 @@ def show_grid(name: str, ds, n: int):
                 ax.set_xlabel(info.class_names[labels[picks[c]]], fontsize=7)
                 shown.append({"dataset": name, "domain": dom, "id": ds[picks[c]]["id"],
                               "label": info.class_names[labels[picks[c]]]})
-        axes[r][0].set_ylabel(dom, rotation=0, ha="right", va="center", fontsize=9)
+        axes[r][0].set_ylabel(row_label(name, dom), rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(f"{name}: {info.description}", fontsize=10)
     fig.tight_layout()
     return fig, pd.DataFrame(shown)
@@ -112,6 +130,67 @@ for name, ds in loaded.items():
     fig, shown = show_grid(name, ds, N_SHOW)
     save_figure(fig, f"00_samples_{name}", shown)
     plt.show()
+
+# %% [markdown]
+# ## What the model sees of a molecule
+#
+# The molecule drawings are 96 × 96 pixels, but the embedded model's image processor shrinks every image
+# to 28 × 28 (its vision tower's input size, the size of an MNIST digit) before the vision tower reads it.
+# Below, each drawing (top) beside the input the model actually receives (bottom, produced by the model's
+# own image processor). Compare the two rows: what survives the shrinking at 28 × 28 is what any later
+# result on molecules can rest on.
+
+# %%
+for name in [n for n in loaded if n.startswith("molecules")]:
+    ds = loaded[name]
+    labels, n_cls = np.array(ds["label"]), len(world.DATASETS[name].class_names)
+    picks = [int(np.flatnonzero(labels == k % n_cls)[k // n_cls]) for k in range(N_SHOW)]  # classes in turn
+    images = [ds[i]["image"] for i in picks]
+    seen = model_input_view(MODEL, images)
+    fig, axes = plt.subplots(2, len(picks), figsize=(1.3 * len(picks), 3.2), squeeze=False)
+    for c, (im, view) in enumerate(zip(images, seen)):
+        axes[0][c].imshow(im)
+        axes[1][c].imshow(view, interpolation="nearest")
+        axes[1][c].set_xlabel(world.DATASETS[name].class_names[ds[picks[c]]["label"]].replace(" solubility", ""),
+                              fontsize=7)
+        for ax in (axes[0][c], axes[1][c]):
+            ax.set_xticks([]), ax.set_yticks([])
+    axes[0][0].set_ylabel(f"drawing\n{im.size[0]}×{im.size[1]} px", fontsize=8)
+    axes[1][0].set_ylabel(f"model input\n{seen.shape[2]}×{seen.shape[1]} px", fontsize=8)
+    fig.suptitle(f"{name}: the drawing and the {seen.shape[2]}×{seen.shape[1]} input of {MODEL}", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, f"00_model_input_{name}", pd.DataFrame({"dataset": name, "id": [ds[i]["id"] for i in picks]}))
+    plt.show()
+
+# %% [markdown]
+# ## Class balance: chance is not the majority baseline
+#
+# The digit datasets have about equally many images per class, so guessing uniformly (chance, 1 / classes)
+# and always answering the most frequent class (the majority baseline) score about the same. The molecule
+# classes are **imbalanced**: the table gives, per domain, the share of each class, chance and the majority
+# baseline. Notebooks 01-03 draw the same number of images per class (as paper A does), which balances
+# the evaluated sample wherever a domain has enough of each class; in a domain where a class runs short,
+# the majority baseline of the evaluated sample rises above chance.
+
+# %%
+balance = []
+for name, ds in loaded.items():
+    info = world.DATASETS[name]
+    counts = pd.crosstab(pd.Series(ds["domain"], name="domain"), pd.Series(ds["label"], name="label"))
+    for dom, row in counts.reindex([d for d in info.domains if d in counts.index]).iterrows():
+        share = row.reindex(range(len(info.class_names)), fill_value=0) / row.sum()
+        balance.append({"dataset": name, "domain": dom, "n": int(row.sum()), "chance": 1 / len(info.class_names),
+                        "majority baseline": float(share.max()), "smallest class share": float(share.min()),
+                        **{f"share {c}": float(share.iloc[k]) for k, c in enumerate(info.class_names)
+                           if name.startswith("molecules")}})
+balance = pd.DataFrame(balance)
+digits_part = balance[~balance["dataset"].str.startswith("molecules")]
+print("Digit datasets, over all their domains:")
+print(digits_part.groupby("dataset", sort=False).agg(domains=("domain", "size"), chance=("chance", "first"),
+                                                     majority_min=("majority baseline", "min"),
+                                                     majority_max=("majority baseline", "max")).round(3).to_string())
+print("\nMolecule datasets, per domain:")
+balance[balance["dataset"].str.startswith("molecules")].dropna(axis=1, how="all").round(3)
 
 # %% [markdown]
 # ## Text shifts of the prompt

@@ -122,3 +122,18 @@ def test_studies_take_the_model_and_its_one_fingerprint(tmp_path):
         fingerprint_of(object())
     with pytest.raises(ParameterError, match="load_model"):
         zero_shot.evaluate(object(), ["colored_mnist"], modes=["generate"], n_per_class=1)
+
+
+def test_model_input_view_is_what_the_embedded_processor_gives_the_vision_tower():
+    from PIL import Image
+
+    from mllm_ood.models import model_input_view
+
+    img = np.full((96, 96, 3), 255, np.uint8)
+    img[:, :48] = 0  # left half black
+    view = model_input_view("data/models/embedded_mllm", [Image.fromarray(img)])
+    assert view.shape == (1, 28, 28, 3)
+    assert view[0, :, :12].max() < 0.05 and view[0, :, 16:].min() > 0.95
+    # an independent resize of the same image agrees away from the edge
+    ref = np.asarray(Image.fromarray(img).resize((28, 28), Image.BICUBIC), np.float32) / 255
+    assert np.abs(view[0] - ref).mean() < 0.05

@@ -761,3 +761,22 @@ def max_shots(model_ref: str, text_tokens: int | None = None) -> int | None:
         return None
     per_image, positions = budget
     return (positions - (text_reserve(positions) if text_tokens is None else text_tokens)) // per_image - 1
+
+
+def model_input_view(model_ref: str, images) -> np.ndarray:
+    """The images as the model's own image processor hands them to the vision tower (resize, crop, RGB),
+    mapped back to [0, 1] for display: (n, height, width, 3) float. Loads only the processor of
+    ``model_ref`` (a local folder relative to the repo root, or a hub id), not the weights."""
+    from transformers import AutoProcessor
+
+    from .paths import resolve_model
+
+    try:
+        processor = AutoProcessor.from_pretrained(resolve_model(model_ref), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise ParameterError(f"cannot load the image processor of {model_ref!r}: {err}") from err
+    ip = getattr(processor, "image_processor", processor)
+    pixels = np.asarray(ip(list(images), return_tensors="np")["pixel_values"], dtype=np.float32)
+    mean = np.asarray(getattr(ip, "image_mean", [0.0] * 3), np.float32)
+    std = np.asarray(getattr(ip, "image_std", [1.0] * 3), np.float32)
+    return np.clip(pixels.transpose(0, 2, 3, 1) * std + mean, 0.0, 1.0)
