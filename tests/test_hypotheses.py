@@ -120,7 +120,7 @@ def test_unparseable_replies_are_a_format_failure_not_mapping_deficiency():
 
 def test_no_failure_when_zero_shot_matches_id_and_probes():
     r = run(plain=0.94, vision=0.95, lm=0.95, pixels=0.95, id_acc=0.95, id_probe=0.95)
-    assert r["verdict"] == "no clear gap" and r["H2"] == "no clear gap"
+    assert r["verdict"] == "no clear gap" and r["H2"] == "no clear gap" and r["id_readout"] == "no gap to explain"
 
 
 def test_without_an_id_reference_the_probes_define_the_failure():

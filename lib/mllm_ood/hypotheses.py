@@ -175,7 +175,7 @@ def decide(row: dict, margin: float = MARGIN, format_share: float = FORMAT_SHARE
     if not row["failure_low"] > margin:
         why = "zero-shot not clearly below its references (ID accuracy, best in-domain probe) by the margin"
         return {"H1": "no clear gap", "H2": "no clear gap", "H3": "no clear gap", "verdict": "no clear gap",
-                "id_readout": id_readout, "why": why}
+                "id_readout": "n/a" if id_readout == "n/a" else "no gap to explain", "why": why}
     reasons = []
     # H1
     if row["prompt_gain_low"] > margin:
