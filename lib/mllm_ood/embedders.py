@@ -450,3 +450,43 @@ def embed_cached(embedder: TextEmbedder | ImageEmbedder, items: Sequence, *, pro
 
     folder = cached("embeddings", {"embedder": ident, "inputs": content, "n": len(index)}, build)
     return np.load(folder / "embeddings.npy")[rows]
+
+
+# --------------------------------------------------------------------------------------------------
+# stand-ins of the paper profile's hub embedders (run_all.sh --profile paper --standin)
+
+STANDIN_VERSION = 1
+
+
+def _make_xlmr_standin(out: Path, seed: int) -> None:
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
+
+    from .models import _tiny_tokenizer
+
+    raw = _tiny_tokenizer(["<s>", "<pad>", "</s>", "<unk>", "<mask>"], seed)
+    raw.post_processor = processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+                                                       special_tokens=[("<s>", 0), ("</s>", 2)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", cls_token="<s>",
+                                  sep_token="</s>", pad_token="<pad>", unk_token="<unk>", mask_token="<mask>")
+    torch.manual_seed(seed)
+    cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=514, pad_token_id=1, bos_token_id=0,
+                           eos_token_id=2)
+    XLMRobertaModel(cfg).eval().save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def standin_embedder(kind: str, seed: int = 0) -> Path:
+    """The cached stand-in folder (``save_pretrained`` format) of the paper profile's text embedder
+    ``"xlm-roberta"``: an XLM-RoBERTa model (hidden 32, 2 layers, random weights) with a tiny BPE tokenizer
+    that adds <s> ... </s> as XLM-R's does. Shapes and code path only, no meaning. (CLIP's stand-in is
+    :func:`mllm_ood.models.standin_clip`.)"""
+    from .cache import cached
+
+    makers = {"xlm-roberta": ("xlm-roberta-base-standin", _make_xlmr_standin)}
+    check_choice("stand-in embedder", kind, makers)
+    sub, make = makers[kind]
+    folder = cached("standin_embedder", {"kind": kind, "seed": seed, "version": STANDIN_VERSION},
+                    lambda tmp: make(tmp / sub, seed))
+    return folder / sub

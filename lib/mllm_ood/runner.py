@@ -23,8 +23,8 @@ under the paper profile's folder).
 ``--standin`` (paper profile: a dry run, offline, on CPU): every hub model a parameter names is replaced
 by its shape-faithful stand-in (:func:`mllm_ood.models.standin_model`), every ``hub:`` dataset is read
 from stand-in copies in the card's schema (:func:`mllm_ood.data.hub.make_standin_dataset`, found through
-``$MLLM_OOD_HUB_MIRROR``), paper A's CLIP probe model by a tiny CLIP of the same shapes, and hub-only
-embedders by the offline ones. The substitutions
+``$MLLM_OOD_HUB_MIRROR``), paper A's CLIP probe model by a tiny CLIP of the same shapes, and notebook 04's
+hub embedders (XLM-R, CLIP ViT-B/32) by tiny random stand-ins in the same formats. The substitutions
 are listed in the logs and summary; outputs go to ``runs/<profile>-standin[-smoke]/`` and its
 ``figures/``, never to ``figures/``. Before anything runs, a few-shot notebook whose demonstrations and
 query would not fit the model's context is refused, naming the largest shot count that fits.
@@ -54,8 +54,10 @@ from .validation import ParameterError, check_choice
 PROFILES = ["embedded", "paper"]
 # Notebooks a profile runs (by stem prefix); a profile not listed runs all of them.
 PROFILE_SKIPS = {"paper": ("00_",)}
-# Hub-only embedders of notebook 04 and the offline ones a stand-in run uses instead.
-STANDIN_EMBEDDERS = {"TEXT_EMBEDDER": {"xlm-roberta": "minilm"}, "IMAGE_EMBEDDER": {"clip": "model"}}
+# Notebook 04's hub embedders -> tiny random stand-ins in save_pretrained format (XLM-R: embedders.standin_embedder,
+# CLIP ViT-B/32: models.standin_clip),
+# so the dry run takes paper B's own embedding code path (XLM-R first-layer pooling, CLIP patch mean).
+STANDIN_EMBEDDERS = {"TEXT_EMBEDDER": {"xlm-roberta": "xlm-roberta"}, "IMAGE_EMBEDDER": {"clip": "clip"}}
 # Notebook 02's probe feature source: 'clip' (or a CLIP hub id) is replaced by a CLIP stand-in folder.
 PROBE_FEATURES = "PROBE_FEATURES"
 SHOT_PARAMETERS = ("SHOTS", "LABEL_SHIFT_SHOTS", "SPURIOUS_SHOTS")
@@ -123,7 +125,11 @@ def standin_substitutions(params: dict) -> dict:
     out = {}
     for key, value in params.items():
         if key in STANDIN_EMBEDDERS and value in STANDIN_EMBEDDERS[key]:
-            out[key] = STANDIN_EMBEDDERS[key][value]
+            from .embedders import CLIP_MODEL, standin_embedder
+            from .models import standin_clip
+
+            kind = STANDIN_EMBEDDERS[key][value]
+            out[key] = str(standin_clip(CLIP_MODEL) if kind == "clip" else standin_embedder(kind))
         elif key == "MODEL" and isinstance(value, str) and _HUB_ID.match(value) and not (ROOT / value).exists():
             out[key] = str(standin_model(value))
         elif key == PROBE_FEATURES and isinstance(value, str) and (

@@ -41,6 +41,7 @@ class DatasetSpec:
     domains: tuple[str, ...] = ()  # values of the domain column (card / paper A)
     label_values: tuple = ()  # ClassLabel names, or the raw values of a string label column
     image_size: tuple[int, int] = (224, 224)  # (width, height) of the card's images, for stand-ins
+    splits: tuple[str, ...] = ()  # datasets whose *splits* are scenarios (paper B's shifted sets): their names
 
 
 SPECS: dict[str, DatasetSpec] = {
@@ -100,6 +101,31 @@ SPECS: dict[str, DatasetSpec] = {
         DatasetSpec("llava_bench_in_the_wild", "lmms-lab/llava-bench-in-the-wild", "train", "image", None, None,
                     id_column="question_id", question_column="question", reference_column="gpt_answer",
                     note="LLaVA-Bench in-the-wild (60 questions), paper B's natural-shift images"),
+        # Paper B's shifted LLaVA-Bench sets: one split per scenario. Confirmed from paper B's released code
+        # (main.py of deeplearning-wisc/mllmshift-emi: ``load_dataset(ds_id)[scenario]`` and its columns
+        # ``image``, ``question``, ``reference_answer``; the split names are its scenario lists). Not
+        # confirmed: any further column of the cards (none is used), the number of questions per split
+        # (stand-ins: ``per_cell``, at least 10), the image sizes. Untested online.
+        DatasetSpec("llavabench_shift_synthetic", "changdae/llavabench-shift-synthetic-v1", "", "image", None, None,
+                    question_column="question", reference_column="reference_answer",
+                    note="paper B's synthetic shifts: LLaVA-Bench COCO x (defocus blur, frost 1/3/5) x "
+                         "(synonym replacement 4/7, keyboard typos 1/3) = 35 splits; GPT-4 reference answers",
+                    card={"image": "image", "question": "string", "reference_answer": "string"},
+                    splits=tuple(f"llava_bench_coco{v}{t}" for v in
+                                 ("", "_defocus_blur_1", "_defocus_blur_3", "_defocus_blur_5", "_frost_1",
+                                  "_frost_3", "_frost_5")
+                                 for t in ("", "_sr_4", "_sr_7", "_KeyboardAug_1", "_KeyboardAug_3")),
+                    image_size=(640, 480)),
+        DatasetSpec("llavabench_shift_natural", "changdae/llavabench-shift-natural-v1", "", "image", None, None,
+                    question_column="question", reference_column="reference_answer",
+                    note="paper B's natural shifts: LLaVA-Bench COCO and in-the-wild easy / normal / hard x the "
+                         "question in 7 languages = 28 splits; GPT-4 reference answers",
+                    card={"image": "image", "question": "string", "reference_answer": "string"},
+                    splits=tuple(f"{v}_{t}" for v in ("llava_bench_coco", "llava_bench_in_the_wild_easy",
+                                                      "llava_bench_in_the_wild_normal",
+                                                      "llava_bench_in_the_wild_hard")
+                                 for t in ("English", "German", "Chinese", "Korean", "Greek", "Arabic", "Hindi")),
+                    image_size=(640, 480)),
     ]
 }
 
@@ -220,6 +246,82 @@ def load_hub(name: str, source: str | Path | None = None, domains=None):
     return out
 
 
+def load_hub_split(name: str, split: str, source: str | Path | None = None):
+    """One scenario (split) of a dataset whose splits are scenarios (``spec.splits``, paper B's shifted
+    LLaVA-Bench sets) as a ``datasets.Dataset`` with the card's columns, in the hub's order. Read from
+    ``source`` / the local mirror (stand-ins) like :func:`load_hub`, else from the hub (untested online)."""
+    import os
+
+    import datasets
+
+    check_choice("hub dataset", name, SPECS)
+    spec = SPECS[name]
+    if not spec.splits:
+        raise ParameterError(f"{name}: its splits are not scenarios; use load_hub")
+    check_choice(f"scenario of {name}", split, spec.splits)
+    if source is None and os.environ.get(MIRROR_ENV):
+        source = Path(os.environ[MIRROR_ENV]) / spec.name
+        if not source.exists():
+            raise ParameterError(f"{spec.name}: no copy in the local mirror {os.environ[MIRROR_ENV]} "
+                                 f"(${MIRROR_ENV}); expected {source}")
+    if source is None:  # the real hub download (needs network; untested here)
+        ds = datasets.load_dataset(spec.hub_id, split=split)
+    else:
+        f = Path(source) / "data" / f"{split}-00000-of-00001.parquet"
+        if not f.is_file():
+            raise ParameterError(f"{name}: no file for scenario {split!r} in {source} (expected {f})")
+        from ..paths import cache_dir
+
+        ds = datasets.Dataset.from_parquet(str(f), cache_dir=str(cache_dir() / "hf_datasets"))
+    missing = [c for c in (spec.image_column, spec.question_column, spec.reference_column) if c not in ds.column_names]
+    if missing:
+        raise ParameterError(f"{name}/{split}: columns {missing} missing from the dataset (has {ds.column_names})")
+    return ds
+
+
+def _standin_splits(spec: DatasetSpec, out: Path, per_cell: int, seed: int) -> Path:
+    """Stand-in of a split-per-scenario VQA set: ``max(per_cell, 10)`` questions per split; the same images
+    and questions in every split (paired, as paper B's synthetic set), with the split's name in the question
+    so that shifted splits differ; random colour-field JPEGs, corrupted splits blurred."""
+    import io
+
+    import numpy as np
+    from datasets import Dataset, Features, Image, Value
+    from PIL import Image as PILImage
+    from PIL import ImageFilter
+
+    n = max(per_cell, 10)
+    types = {"string": Value("string"), "image": Image()}
+    feats = Features({c: types[t] for c, t in spec.card.items()})
+    w, h = spec.image_size
+    r = np.random.default_rng(seed)
+    base = [PILImage.fromarray(r.integers(0, 255, (8, 8, 3), dtype=np.uint8)).resize((w, h), PILImage.BILINEAR)
+            for _ in range(n)]
+    encoded: dict[int, list] = {}  # blur level -> the n images as JPEG bytes (COCO's format), encoded once
+
+    def images(level: int) -> list:
+        if level not in encoded:
+            out_ = []
+            for im in base:
+                buf = io.BytesIO()
+                (im.filter(ImageFilter.GaussianBlur(level)) if level else im).save(buf, format="JPEG", quality=85)
+                out_.append({"bytes": buf.getvalue(), "path": None})
+            encoded[level] = out_
+        return encoded[level]
+
+    words = ["colour", "object", "left", "right", "person", "table", "sky", "dog", "street", "food"]
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    for split in spec.splits:
+        level = next((int(c) for c in reversed(split) if c.isdigit()), 0) if ("blur" in split or "frost" in split) else 0
+        tag = split.replace("llava_bench_", "").replace("_", " ")
+        rows = {spec.image_column: images(level),
+                spec.question_column: [f"What is the {words[k % len(words)]} in image {k}? ({tag})" for k in range(n)],
+                spec.reference_column: [f"The image {k} shows a {words[(3 * k) % len(words)]} near a "
+                                        f"{words[(7 * k + 1) % len(words)]}." for k in range(n)]}
+        Dataset.from_dict(rows, features=feats).to_parquet(str(out / "data" / f"{split}-00000-of-00001.parquet"))
+    return out
+
+
 def make_standin_dataset(name: str, out_dir: str | Path, per_cell: int = 2, seed: int = 0) -> Path:
     """Write a stand-in of hub dataset ``name`` in the card's exact schema (columns, feature types, split
     name, domain and label values) in the hub's parquet layout: ``per_cell`` random-noise images of the
@@ -230,6 +332,8 @@ def make_standin_dataset(name: str, out_dir: str | Path, per_cell: int = 2, seed
 
     check_choice("hub dataset", name, SPECS)
     spec = SPECS[name]
+    if spec.splits and spec.card:
+        return _standin_splits(spec, Path(out_dir), per_cell, seed)
     if not spec.card or not spec.label_column:
         raise ParameterError(f"{name}: no card schema or no label column recorded; cannot write a stand-in")
     r = np.random.default_rng(seed)
