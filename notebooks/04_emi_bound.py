@@ -50,6 +50,10 @@
 # 2. **The embedded digits world** — the project's own small LLaVA-architecture model answering the same
 #    kind of grids on digits, with images. These numbers describe that small model; they are **not** paper
 #    B's results and must not be read as them.
+#
+# In the **paper profile** only (untested online), part **2b** runs paper B's full setup: a hub MLLM answers
+# paper B's shifted LLaVA-Bench sets (with images) from the hub, embedded with CLIP ViT-B/32 + XLM-R as in
+# paper B's code. Its numbers describe that hub model; in the dry run on stand-ins they mean nothing.
 
 # %%
 import math
@@ -62,7 +66,7 @@ import seaborn as sns
 from IPython.display import display
 from mllm_ood.progress import tqdm
 
-from mllm_ood import emi_core, emi_grid, llava_bench
+from mllm_ood import emi_core, emi_grid, llava_bench, llava_bench_hub
 from mllm_ood.embedders import embed_cached, image_embedder, text_embedder
 from mllm_ood.information import gaussian_club_limit
 from mllm_ood.models import load_model
@@ -86,6 +90,9 @@ IMAGE_EMBEDDER: str = "model"  # digits part: "model" (the vision tower of MODEL
 WASSERSTEIN: str = "exact"  # W2 estimator for the digits' W bound: "exact" (ot.emd2), "sliced", "gaussian"
 CLUB_MAX_EPOCHS: int = 300  # CLUB training epochs at most (early stopping on held-out likelihood)
 ESTIMATOR_CHECKS: bool = True  # run the teaching section: estimators vs closed forms
+HUB_DATASETS: list = []  # paper profile (UNTESTED ONLINE): paper B's shifted sets "hub:llavabench_shift_synthetic", "hub:llavabench_shift_natural", answered by MODEL
+HUB_QUESTIONS: int = 0  # questions per hub split, 0 for all of them; smoke: 10
+HUB_MAX_NEW_TOKENS: int = 512  # greedy answer length on the hub sets (LLaVA-Bench answers are paragraphs); smoke: 16
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
@@ -99,7 +106,9 @@ check_parameters(globals(), SMOKE=boolean(), BENCH_MODELS=listing(choices=llava_
                  N_BOOT=integer(1, 100_000), N_PERM=integer(1, 100_000), LEVEL=number(0, 1, open_interval=True),
                  BATCH_SIZE=integer(1, 4096), MAX_NEW_TOKENS=integer(1, 512), TEXT_EMBEDDER=text(),
                  IMAGE_EMBEDDER=text(), WASSERSTEIN=text(choices=WASSERSTEIN_METHODS),
-                 CLUB_MAX_EPOCHS=integer(1, 100_000), ESTIMATOR_CHECKS=boolean())
+                 CLUB_MAX_EPOCHS=integer(1, 100_000), ESTIMATOR_CHECKS=boolean(),
+                 HUB_DATASETS=listing(choices=[f"hub:{d}" for d in llava_bench_hub.DATASETS.values()], nonempty=False),
+                 HUB_QUESTIONS=integer(0, 100_000), HUB_MAX_NEW_TOKENS=integer(1, 4096))
 require(1 / (N_PERM + 1) < 1 - LEVEL, "N_PERM", N_PERM,
         f"with {N_PERM} permutations no term can ever lie above its null at level {LEVEL} "
         f"(the smallest p is 1/(N_PERM+1)); use at least {math.ceil(1 / (1 - LEVEL))}")
@@ -698,6 +707,55 @@ summary_view = summary.assign(interval=[f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zi
 summary_view[["grid", "pair", "method", "n", "r", "interval", "p", "n_boot_valid"]].round(3)
 
 # %% [markdown]
+# # Part 2b — Paper B's full setup: a hub MLLM on paper B's shifted LLaVA-Bench sets (paper profile)
+#
+# **UNTESTED ONLINE.** Runs only when `HUB_DATASETS` names paper B's hub sets (the paper profile does; it
+# needs internet for the datasets and models and a GPU, see the README). On the project's machines it has
+# run only as the paper profile's dry run (`./run_all.sh --profile paper --standin`), where the MLLM, CLIP
+# and XLM-R are tiny *random* stand-ins and the datasets random images in the cards' schema: the numbers
+# of a dry run prove that the code path runs end to end, and mean nothing.
+#
+# What it does, in paper B's setting: `MODEL` answers every question of every split of
+# `changdae/llavabench-shift-synthetic-v1` (7 image corruptions x 5 question perturbations = 35 splits)
+# and `changdae/llavabench-shift-natural-v1` (COCO and in-the-wild easy / normal / hard x 7 languages = 28
+# splits): 61 shifted scenarios around the two ID splits. Answers are cached per split. Images are embedded
+# with CLIP ViT-B/32 (patch-token mean of the last layer), questions and answers with XLM-R (first layer,
+# token mean without CLS), as paper B's code; then EMI with its interval, EMID and the full bound (images
+# present) per split through the same core as Part 1 and 2, and per grid the EMID↔bound and EMI↔judge
+# correlations with intervals over the grid's rows and columns. The judge is an offline token-F1 overlap
+# with the GPT-4 reference (a stand-in for paper B's GPT-4 review, not the same measurement).
+
+# %%
+hub_tables, hub_summary = {}, None
+if HUB_DATASETS:
+    t0 = time.time()
+    hub_judge = llava_bench_hub.OverlapJudge()
+    hub_q = (10 if SMOKE else HUB_QUESTIONS) or None
+    hub_tokens = min(HUB_MAX_NEW_TOKENS, 16) if SMOKE else HUB_MAX_NEW_TOKENS
+    for ds_name in HUB_DATASETS:
+        g = llava_bench_hub.grid_of(ds_name)
+        splits = llava_bench_hub.scenarios(g, smoke=SMOKE)
+        r = llava_bench_hub.grid_responses(model, g, splits, max_new_tokens=hub_tokens, batch_size=BATCH_SIZE,
+                                           max_questions=hub_q)
+        imgs = llava_bench_hub.grid_images(g, r, max_questions=hub_q)
+        emb = emi_grid.embed_grid(r, imgs, embed_text, embed_image, seed=SEED, progress=False)
+        hub_tables[g], timing = emi_grid.scenario_table(r, emb, llava_bench_hub.grid(g), judge=hub_judge, seed=SEED,
+                                                        wasserstein=WASSERSTEIN, club_kwargs=club_kwargs,
+                                                        n_boot=n_boot, n_perm=n_perm, level=LEVEL, progress=False)
+        print(f"{g}: {len(splits)} splits ({len(splits) - 1} shifted), {len(r)} answers by {model_hash}; "
+              f"image width {emb.image_width}, text width {emb.z_question.shape[1]}; {timing['total_s']:.1f} s")
+    hub_summary = emi_grid.correlation_summary(hub_tables, n_boot=n_boot, level=LEVEL, seed=SEED)
+    t_hub = time.time() - t0
+    display(pd.concat(hub_tables.values())[["grid", "scenario", "visual", "text", "n", "emi", "emi_low", "emi_high",
+                                            "emid", "jsd_sum", "judge"]].round(4))
+    display(hub_summary.assign(interval=[f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(hub_summary["low"],
+                                                                                 hub_summary["high"])])
+            [["grid", "pair", "method", "n", "r", "interval", "p"]].round(3))
+else:
+    t_hub = 0.0
+    print("HUB_DATASETS is empty: paper B's hub sets are not run (paper profile only).")
+
+# %% [markdown]
 # # Part 3 — Teaching: do the estimators measure what they claim?
 #
 # Three checks against closed forms, on synthetic data where the truth is known:
@@ -803,9 +861,17 @@ for name, t in tables.items():
         print(f"      JSD terms above their permutation null in fewer than half the scenarios: {', '.join(noisy['term'])}")
 for line in emi_grid.describe(summary):
     print("  " + line)
+if hub_tables:
+    print()
+    print(f"PART 2b — {MODEL} ({model_hash}) on paper B's hub sets ({', '.join(hub_tables)}), "
+          f"{sum(int((~t['is_id']).sum()) for t in hub_tables.values())} shifted scenarios; embedders "
+          f"{embed_text.name} + {embed_image.name}; judge: token-F1 overlap; UNTESTED ONLINE")
+    for line in emi_grid.describe(hub_summary):
+        print("  " + line)
 total = time.time() - t_start
 print(f"\ntimes: LLaVA embeddings {t_bench_embed:.0f} s, LLaVA analyses {t_bench:.0f} s, digits responses "
       f"{t_responses:.0f} s, digits embeddings {t_embed:.0f} s, digits scenarios {t_scenarios:.1f} s, "
+      f"paper B hub sets {t_hub:.0f} s, "
       f"notebook total {total:.0f} s")
 
 # %% [markdown]

@@ -75,5 +75,10 @@ def test_dry_run_of_the_paper_profile_on_standins(tmp_path, session_cache):
         summary = (tmp_path / "runs" / "paper-standin-smoke" / "summary.txt").read_text()
         assert "DRY RUN on stand-ins" in summary and "FAILED" not in summary
         assert summary.count(" ok ") == n_ok, summary
+        if "04" in extra:  # paper B's full setup (part 2b) on stand-ins: hub sets, stand-in MLLM, CLIP and XLM-R
+            assert "xlm-roberta-base-standin" in summary and "IMAGE_EMBEDDER 'clip' -> stand-in" in summary, summary
+            assert "llavabench_shift_synthetic" in summary and "llavabench_shift_natural" in summary, summary
+            nb04 = (tmp_path / "runs" / "paper-standin-smoke" / "04_emi_bound.ipynb").read_text()
+            assert "PART 2b" in nb04 and "6 shifted scenarios" in nb04 and "llava_bench_coco_frost_5_KeyboardAug_3" in nb04
     assert len(list((tmp_path / "runs" / "paper-standin-smoke" / "figures").glob("*.png"))) >= 10
     assert not record.exists() or not record.read_text(), f"network access attempted:\n{record.read_text()}"
