@@ -39,7 +39,12 @@ def model_fingerprint(path_or_hub_id: str | Path) -> str:
     """The one identity of an MLLM, carried by every loaded model as :attr:`MLLM.fingerprint`: the
     folder's name and a short hash of its config and weight files (``embedded_mllm@9f7e83112922``), or
     the hub id itself. Every cached study result (zero-shot, ICL, features, EMI responses, the vision-tower
-    embedder) is keyed by it, and every notebook prints it."""
+    embedder) is keyed by it, and every notebook prints it. A model behind an endpoint: its name without
+    the servers' addresses, ``endpoint:openai:<model>`` (replicas and restarts on new ports are one model)."""
+    from .endpoint import is_endpoint_ref, parse_endpoint_ref
+
+    if is_endpoint_ref(str(path_or_hub_id)):
+        return f"endpoint:{parse_endpoint_ref(str(path_or_hub_id)).name}"
     path = Path(path_or_hub_id)
     if not path.is_dir():
         return str(path_or_hub_id)
@@ -94,14 +99,19 @@ def _family(model_type: str) -> str:
 def load_model(path_or_hub_id: str | Path, device: str | None = None, dtype=None,
                local_files_only: bool | None = None) -> "MLLM":
     """Load an MLLM from a local folder (``save_pretrained`` format; a relative path is looked up under
-    the repository root first, as notebooks give it) or a hub id ('owner/name'). The model carries its
-    one identity, :attr:`MLLM.fingerprint` (:func:`model_fingerprint`).
+    the repository root first, as notebooks give it) or a hub id ('owner/name'), or connect to one behind
+    an OpenAI-compatible endpoint ('openai:<model>@<base_url>', :mod:`mllm_ood.endpoint`). The model
+    carries its one identity, :attr:`MLLM.fingerprint` (:func:`model_fingerprint`).
 
     device: 'cpu', 'cuda', 'cuda:1', ... (default: automatic); dtype: torch dtype or name (default:
     automatic). local_files_only: default True for folders; for hub ids, whatever transformers'
     offline settings say. Raises ParameterError for a folder that does not exist, a hub id that
     cannot be loaded, or a folder without a multimodal model.
     """
+    from .endpoint import is_endpoint_ref, load_endpoint_model
+
+    if is_endpoint_ref(path_or_hub_id):  # 'openai:<model>@<base_url>': a model behind an OpenAI-compatible API
+        return load_endpoint_model(str(path_or_hub_id))
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from .paths import resolve_model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -176,13 +177,19 @@ def require(condition: bool, name: str, value, reason: str) -> None:
 
 
 def model_reference():
-    """Rule: a hub id ``owner/name``, or a checkpoint folder that exists (relative to the repo root or
-    absolute). A mistyped local path is refused here instead of being sent to the hub."""
+    """Rule: a hub id ``owner/name``, a checkpoint folder that exists (relative to the repo root or
+    absolute), or an endpoint model ``provider:model[@base_url]`` (:mod:`mllm_ood.endpoint`). A mistyped
+    local path is refused here instead of being sent to the hub."""
     from .paths import ROOT
 
     def rule(v):
         if not isinstance(v, str) or not v.strip():
             raise ParameterError("must be a hub id (owner/name) or a checkpoint folder")
+        from .endpoint import is_endpoint_ref, parse_endpoint_ref
+
+        if is_endpoint_ref(v) or re.match(r"^[a-z][a-z0-9_]*:(?!//)", v):  # provider:model[@base_url]
+            parse_endpoint_ref(v)
+            return
         p = Path(v)
         looks_local = p.is_absolute() or v.startswith(".") or v.count("/") != 1 or (ROOT / v).exists()
         if looks_local and not (ROOT / p).is_dir():
