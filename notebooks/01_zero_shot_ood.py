@@ -43,6 +43,7 @@ import seaborn as sns
 
 from mllm_ood import zero_shot
 from mllm_ood.data import catalog
+from mllm_ood.endpoint import usable_modes
 from mllm_ood.evaluation import (MARGIN, accuracy_table, family_means, gap_table, mode_agreement, severity_table,
                                  shift_findings)
 from mllm_ood.models import load_model
@@ -50,7 +51,7 @@ from mllm_ood.plotting import save_figure, yerr
 
 # %% tags=["parameters"]
 SMOKE: bool = False  # same model, 1 sample per class, first 2 datasets, 100 resamples (tests)
-MODEL: str = "data/models/embedded_mllm"  # local checkpoint (relative to the repo root) or hub id
+MODEL: str = "data/models/embedded_mllm"  # local checkpoint (relative to the repo root), hub id, or openai:<model>@<base_url>
 DATASETS: list = ["digit_styles", "rotated_mnist", "colored_mnist", "corrupted_mnist", "molecules_size", "molecules_scaffold"]  # dataset names (embedded world or hub:<spec>)
 SAMPLES_PER_CLASS: int = 20  # N: first N images per domain x class (paper A), or N at random
 SAMPLING: str = "first"  # "first" (paper A) or "random" (seeded)
@@ -85,6 +86,7 @@ n_per_class = 1 if SMOKE else SAMPLES_PER_CLASS
 n_boot = 100 if SMOKE else N_BOOT
 zero_shot.validate(datasets, MODES, n_per_class, SAMPLING, prompt_style=PROMPT_STYLE)  # before anything loads
 model = load_model(MODEL)
+MODES = usable_modes(model, MODES)  # a model behind an endpoint without log-probabilities: generate + parse only
 print(model, "|", model.fingerprint)
 
 # %% [markdown]

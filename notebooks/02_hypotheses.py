@@ -66,6 +66,7 @@ PROBE_FEATURES: str = "model"  # the vision probe's features: "model" (the MLLM'
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
+from mllm_ood.endpoint import is_endpoint_ref
 from mllm_ood.prompts import PROMPT_STYLES
 from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, model_reference, naming,
                                  require, satisfies, seed, text)
@@ -79,6 +80,9 @@ check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  PROBE_FEATURES=features.check_probe_features)
 with naming("ID_REFERENCE", "DATASETS"):
     zero_shot.validate_id_reference(ID_REFERENCE, DATASETS)
+require(not is_endpoint_ref(MODEL), "MODEL", MODEL,
+        "the probes of hypotheses 2 and 3 read the model's vision features and hidden states, which need a local "
+        "model (a checkpoint folder or hub id), not one behind an endpoint")
 require(min(LEARNING_CURVE) <= PROBE_PER_CLASS // 2, "LEARNING_CURVE", LEARNING_CURVE,
         f"needs a value <= PROBE_PER_CLASS // 2 = {PROBE_PER_CLASS // 2} (the probe's training half per class)")
 

@@ -60,12 +60,13 @@ import numpy as np
 import pandas as pd
 
 from mllm_ood import icl
+from mllm_ood.endpoint import EndpointModel, usable_modes
 from mllm_ood.models import load_model
 from mllm_ood.plotting import curve, decorate, publish, save_figure, shared_legend, yerr
 
 # %% tags=["parameters"]
 SMOKE: bool = False  # tiny grid (2 tasks, shots 0/2, 1 seed, 2 queries per class, 100 resamples) for tests
-MODEL: str = "data/models/embedded_mllm"  # local checkpoint (relative to the repo root) or hub id
+MODEL: str = "data/models/embedded_mllm"  # local checkpoint (relative to the repo root), hub id, or openai:<model>@<base_url>
 TASKS: list = ["rotated_60", "coloured_flipped", "printed", "textured", "molecules_large", "rotated_45_3way", "molecules_small_3way"]  # names in mllm_ood.icl.TASKS, or dicts {name, dataset, query_domain, shift_domain, classes}
 SHOTS: list = [0, 1, 2, 4, 8]  # demonstrations per episode for the shots curve
 MODES: list = ["reassigned", "fixed"]  # label words: made-up per episode (pure ICL; primary) and true names (paper A)
@@ -133,6 +134,7 @@ by_name = {t.name: t for t in tasks}
 primary = MODES[0]
 max_shots = max(shots_list)
 model = load_model(MODEL)
+SCORING = usable_modes(model, [SCORING])[0]  # a model behind an endpoint without log-probabilities: generate
 data = icl.IclData(seed=SEED)
 fingerprint = model.fingerprint
 print(model, "|", fingerprint)
@@ -344,10 +346,13 @@ sp_tab.round(3)
 # separates the colours, the colour is visible and the demonstrations' tie is simply not used.
 
 # %%
-colour_probe = icl.colour_probe(model, data, pairs, max(n_probe // 2, 4), seed=SEED, n_boot=n_boot,
-                                batch_size=BATCH_SIZE)
-print(f"colour (red vs green) from frozen vision features, probe on {colour_probe['n_images']} painted digits: "
-      f"{colour_probe['accuracy']:.0%} [{colour_probe['ci_low']:.0%}, {colour_probe['ci_high']:.0%}] (chance 50%)")
+if isinstance(model, EndpointModel):  # frozen features need the weights, which an endpoint does not expose
+    print(f"colour probe skipped: {model.name} is behind an endpoint (the probe needs a local model)")
+else:
+    colour_probe = icl.colour_probe(model, data, pairs, max(n_probe // 2, 4), seed=SEED, n_boot=n_boot,
+                                    batch_size=BATCH_SIZE)
+    print(f"colour (red vs green) from frozen vision features, probe on {colour_probe['n_images']} painted digits: "
+          f"{colour_probe['accuracy']:.0%} [{colour_probe['ci_low']:.0%}, {colour_probe['ci_high']:.0%}] (chance 50%)")
 
 # %% [markdown]
 # **How to read this figure:** a model that picks up the colour shortcut from its demonstrations loses

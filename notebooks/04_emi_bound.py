@@ -76,7 +76,7 @@ from mllm_ood.plotting import decorate, save_figure
 SMOKE: bool = False  # 1 LLaVA model x 7 scenarios x 10 questions; digits: 1 sample per class, 2 x 2 cells; short CLUB (tests)
 BENCH_MODELS: list = ["llava-v1.5-13b", "llava-v1.6-vicuna-13b"]  # real responses analysed (data/llava_bench_shift/)
 BENCH_TEXT_EMBEDDERS: list = ["e5", "minilm"]  # offline text encoders for them: "e5" (multilingual) first, "minilm" (English)
-MODEL: str = "data/models/embedded_mllm"  # digits part: local checkpoint (relative to the repo root) or hub id
+MODEL: str = "data/models/embedded_mllm"  # digits part: local checkpoint (relative to the repo root), hub id, or openai:<model>@<base_url>
 GRIDS: list = ["synthetic", "natural"]  # digits grids: "synthetic" (7 visual x 5 text), "natural" (4 styles x 7 languages)
 SAMPLES_PER_CLASS: int = 10  # first N images per class in every visual condition (10 classes -> 10 N queries per scenario)
 SEED: int = 0  # seed for text perturbations, CLUB training, permutation nulls and bootstraps
@@ -86,7 +86,8 @@ LEVEL: float = 0.95  # confidence level of the intervals (and quantile of the nu
 BATCH_SIZE: int = 64  # queries per generation batch
 MAX_NEW_TOKENS: int = 16  # greedy reply length (the protocol's reply is ~8 tokens)
 TEXT_EMBEDDER: str = "minilm"  # digits part: "minilm" (embedded, 384-d), "e5", "xlm-roberta" (paper B), or a folder / hub id
-IMAGE_EMBEDDER: str = "model"  # digits part: "model" (the vision tower of MODEL), "clip" (paper B), or a folder / hub id
+IMAGE_EMBEDDER: str = "model"  # digits part: "model" (the vision tower of MODEL, a local model only), "clip" (paper B), or a folder / hub id
+JUDGE: str = "reference"  # digits part: "reference" (deterministic, offline) or an endpoint model for paper B's GPT-4 review, e.g. "openai:gpt-4-0314"
 WASSERSTEIN: str = "exact"  # W2 estimator for the digits' W bound: "exact" (ot.emd2), "sliced", "gaussian"
 CLUB_MAX_EPOCHS: int = 300  # CLUB training epochs at most (early stopping on held-out likelihood)
 ESTIMATOR_CHECKS: bool = True  # run the teaching section: estimators vs closed forms
@@ -97,8 +98,10 @@ HUB_MAX_NEW_TOKENS: int = 512  # greedy answer length on the hub sets (LLaVA-Ben
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
 from mllm_ood.information import WASSERSTEIN_METHODS
+from mllm_ood.endpoint import is_endpoint_ref
+from mllm_ood.judge import check_judge, make_judge
 from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, model_reference, number,
-                                 require, seed, text)
+                                 require, satisfies, seed, text)
 
 check_parameters(globals(), SMOKE=boolean(), BENCH_MODELS=listing(choices=llava_bench.MODELS),
                  BENCH_TEXT_EMBEDDERS=listing(choices=["e5", "minilm"]), MODEL=model_reference(),
@@ -108,7 +111,11 @@ check_parameters(globals(), SMOKE=boolean(), BENCH_MODELS=listing(choices=llava_
                  IMAGE_EMBEDDER=text(), WASSERSTEIN=text(choices=WASSERSTEIN_METHODS),
                  CLUB_MAX_EPOCHS=integer(1, 100_000), ESTIMATOR_CHECKS=boolean(),
                  HUB_DATASETS=listing(choices=[f"hub:{d}" for d in llava_bench_hub.DATASETS.values()], nonempty=False),
-                 HUB_QUESTIONS=integer(0, 100_000), HUB_MAX_NEW_TOKENS=integer(1, 4096))
+                 HUB_QUESTIONS=integer(0, 100_000), HUB_MAX_NEW_TOKENS=integer(1, 4096),
+                 JUDGE=satisfies(check_judge, "'reference' or an endpoint model"))
+require(not (IMAGE_EMBEDDER == "model" and is_endpoint_ref(MODEL)), "IMAGE_EMBEDDER", IMAGE_EMBEDDER,
+        "'model' reads the vision tower of a local MODEL; a model behind an endpoint has none here: name an image "
+        "embedder ('clip', or a folder such as the served checkpoint's)")
 require(1 / (N_PERM + 1) < 1 - LEVEL, "N_PERM", N_PERM,
         f"with {N_PERM} permutations no term can ever lie above its null at level {LEVEL} "
         f"(the smallest p is 1/(N_PERM+1)); use at least {math.ceil(1 / (1 - LEVEL))}")
@@ -504,7 +511,10 @@ for name, g in grids.items():
 #
 # The **judge** (standing in for paper B's GPT-4 judge, and replaceable by any callable
 # `judge(question, response, reference) -> [0, 1]`) gives 1 when the parsed class equals the reference's,
-# 0.5 when the reply ignores the format but names the right class first, 0 otherwise.
+# 0.5 when the reply ignores the format but names the right class first, 0 otherwise. With `JUDGE` naming an
+# endpoint model (e.g. `openai:gpt-4-0314`), paper B's own judge grades instead: LLaVA-Bench's GPT-4 review
+# prompt (`mllm_ood.judge`), the reference as Assistant 1, the model's reply as Assistant 2, and the score
+# their ratio (capped at 1). Its reviews are cached like every endpoint request.
 #
 # A few queries of the synthetic grid, as the model sees them:
 
@@ -521,12 +531,14 @@ examples
 
 # %%
 t0 = time.time()
-judges = {name: emi_grid.ReferenceJudge(emi_grid.class_names(g)) for name, g in grids.items()}
+judges = {name: make_judge(JUDGE, emi_grid.class_names(g)) for name, g in grids.items()}
 responses = {name: emi_grid.grid_responses(model, g, n_per_class=n_per_class, seed=SEED,
                                            max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)
              for name, g in grids.items()}
 t_responses = time.time() - t0
 for name, r in responses.items():
+    if hasattr(judges[name], "prefetch"):  # an LLM judge: every review sent at once (cached), then read
+        judges[name].prefetch(r["question"], r["response"], r["reference"], progress=True)
     r["judge"] = emi_grid.judge_scores(r, judges[name])
     print(f"{name}: {len(r)} responses; mean judge score {r['judge'].mean():.3f}")
 pd.concat(responses.values()).groupby(["grid", "response"]).size().sort_values(ascending=False).head(12)
