@@ -258,3 +258,33 @@ def test_real_server_errors_are_clear(server, fresh_cache):
     gone = EndpointModel(parse_endpoint_ref("openai:m@http://127.0.0.1:9/v1"), retries=1, backoff=0.001)
     with pytest.raises(EndpointError, match="connection failed"):
         gone.generate([([_img(3)], "x")])
+
+
+@pytest.mark.slow
+def test_notebooks_01_03_04_run_against_the_server_and_never_write_the_key(server, tmp_path, session_cache):
+    """Smoke size, the endpoint model named in MODEL, the key set: every output is searched for it."""
+    from conftest import network_guard_env
+    from mllm_ood.paths import NOTEBOOKS
+    from mllm_ood.runner import KERNEL
+
+    record = tmp_path / "network.log"
+    env = network_guard_env(record)
+    env.update(MLLM_OOD_CACHE=str(session_cache), MLLM_OOD_FIGURES=str(tmp_path / "figures"), OPENAI_API_KEY=SECRET,
+               MLLM_OOD_PROGRESS_LOG=str(tmp_path / "progress.log"))
+    ref = f"openai:{EMBEDDED}@{server}"
+    extra = {"04_emi_bound": ["-p", "IMAGE_EMBEDDER", EMBEDDED, "-p", "ESTIMATOR_CHECKS", "False"]}
+    for name in ["01_zero_shot_ood", "03_in_context_learning", "04_emi_bound"]:
+        out = tmp_path / f"{name}.ipynb"
+        proc = subprocess.run(
+            [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(out), "-k", KERNEL,
+             "-p", "SMOKE", "True", "-p", "MODEL", ref, *extra.get(name, []), "--cwd", str(NOTEBOOKS),
+             "--no-progress-bar"], env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, f"{name}:\n{proc.stderr[-4000:]}"
+        text = out.read_text()
+        assert "endpoint:openai:" in text, f"{name} does not name the endpoint model"
+        if name != "04_emi_bound":
+            assert "generate + parse" in text  # transformers serve gives no log-probabilities
+    assert not record.exists() or not record.read_text(), record.read_text()
+    outputs = [p for p in [*tmp_path.rglob("*"), *session_cache.rglob("*")] if p.is_file()]
+    assert list((tmp_path / "figures").glob("*.png"))
+    assert not [p for p in outputs if SECRET.encode() in p.read_bytes()], "the API key was written"
