@@ -101,6 +101,30 @@ def test_retries_on_server_error_rate_limit_and_timeout_then_succeeds(fresh_cach
     assert m.stats["retries"] == 3 and m.stats["errors"] == 3 and m.stats["requests"] == 4
 
 
+def test_bounded_concurrency_and_round_robin_over_replicas(fresh_cache):
+    """At most `concurrency` requests in flight; several base URLs share the load (data parallel)."""
+    import threading
+
+    state = {"now": 0, "peak": 0, "hosts": []}
+    lock = threading.Lock()
+
+    def handler(request):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+            state["hosts"].append(request.url.port)
+        time.sleep(0.02)
+        with lock:
+            state["now"] -= 1
+        return httpx.Response(200, json=_reply("ok"))
+
+    spec = parse_endpoint_ref("openai:m@http://127.0.0.1:9001/v1,http://127.0.0.1:9002/v1")
+    m = EndpointModel(spec, transport=httpx.MockTransport(handler), concurrency=3)
+    assert m.generate([([_img(v)], "q") for v in range(24)]) == ["ok"] * 24
+    assert 1 < state["peak"] <= 3
+    assert sorted(set(state["hosts"])) == [9001, 9002] and state["hosts"].count(9001) == 12
+
+
 def test_persistent_failures_are_clear_errors_never_answers(fresh_cache):
     for answer, words in [(httpx.Response(503, text="down"), "HTTP 503"), (httpx.ReadTimeout("slow"), "timed out"),
                           (httpx.Response(200, text="<html>not json</html>"), "malformed reply"),
@@ -143,6 +167,21 @@ def test_score_choices_from_vllm_prompt_logprobs(fresh_cache):
     out = m.score_choices([([_img()], "q"), ([_img(9)], "r")], ["ab", "abcd"])
     np.testing.assert_allclose(out, [[-3.0, -5.0], [-3.0, -5.0]])  # -(1 + len) * 1.0 - the 5th position's 0.5
     assert m.can_score() and usable_modes(m, ["generate", "loglik"]) == ["generate", "loglik"]
+
+
+def test_score_choices_equal_in_process_scoring_on_a_vllm_like_endpoint():
+    """Over an emulated vLLM (the in-process model answering prompt_logprobs), the client's choice scores equal
+    MLLM.score_choices on the same conversations: the prompt/choice token alignment is right."""
+    from vllm_emulator import transport
+
+    convs, labels, names = _digit_conversations()
+    convs = convs[::20]
+    choices = [f"Answer Choice: [{n}]" for n in names]
+    local = load_model(EMBEDDED)
+    remote = EndpointModel(parse_endpoint_ref(f"openai:emulated-vllm-{os.getpid()}@http://127.0.0.1:9/v1"),
+                           transport=transport(local), concurrency=1)  # a name of its own: nothing cached
+    np.testing.assert_allclose(remote.score_choices(convs, choices), local.score_choices(convs, choices),
+                               rtol=1e-4, atol=1e-4)
 
 
 # ------------------------------------------------------------------------------------------- judge
@@ -249,9 +288,16 @@ def test_killed_run_resumes_from_cache_and_rerun_sends_nothing(server, tmp_path,
 
 @pytest.mark.slow
 def test_real_server_errors_are_clear(server, fresh_cache):
-    m = EndpointModel(parse_endpoint_ref(f"openai:{EMBEDDED}@{server}"), timeout=0.001, retries=1, backoff=0.001)
-    with pytest.raises(EndpointError, match="timed out"):
-        m.generate([([_img(1)], "What digit is this?")])
+    import socket
+
+    with socket.socket() as silent:  # a real TCP server that accepts and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        m = EndpointModel(parse_endpoint_ref(f"openai:m@http://127.0.0.1:{port}/v1"), timeout=0.2, retries=1,
+                          backoff=0.001)
+        with pytest.raises(EndpointError, match="timed out"):
+            m.generate([([_img(1)], "What digit is this?")])
     wrong = load_endpoint_model(f"openai:not-the-served-model@{server}", retries=0)
     with pytest.raises(EndpointError, match="HTTP 400"):
         wrong.generate([([_img(2)], "What digit is this?")])
@@ -272,7 +318,10 @@ def test_notebooks_01_03_04_run_against_the_server_and_never_write_the_key(serve
     env.update(MLLM_OOD_CACHE=str(session_cache), MLLM_OOD_FIGURES=str(tmp_path / "figures"), OPENAI_API_KEY=SECRET,
                MLLM_OOD_PROGRESS_LOG=str(tmp_path / "progress.log"))
     ref = f"openai:{EMBEDDED}@{server}"
-    extra = {"04_emi_bound": ["-p", "IMAGE_EMBEDDER", EMBEDDED, "-p", "ESTIMATOR_CHECKS", "False"]}
+    # Smoke size, trimmed further (the server answers one request at a time): one dataset, task, grid.
+    extra = {"01_zero_shot_ood": ["-y", "{DATASETS: [digit_styles], ID_REFERENCE: {digit_styles: digit_styles/mnist}}"],
+             "03_in_context_learning": ["-y", "{TASKS: [rotated_60], MODES: [reassigned]}"],
+             "04_emi_bound": ["-y", "{GRIDS: [synthetic], ESTIMATOR_CHECKS: false}", "-p", "IMAGE_EMBEDDER", EMBEDDED]}
     for name in ["01_zero_shot_ood", "03_in_context_learning", "04_emi_bound"]:
         out = tmp_path / f"{name}.ipynb"
         proc = subprocess.run(
