@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mllm_ood import endpoint, judge, zero_shot
+from mllm_ood import endpoint, judge, models, zero_shot
 from mllm_ood.endpoint import (EndpointError, EndpointModel, EndpointUnsupported, ScoringUnavailable,
                                load_endpoint_model, parse_endpoint_ref, usable_modes)
 from mllm_ood.models import load_model
@@ -77,7 +77,7 @@ def test_endpoint_references_parse_and_validate():
     with pytest.raises(ParameterError, match="unknown endpoint provider"):
         rule("opnai:gpt-4o")
     assert not endpoint.is_endpoint_ref("llava-hf/llava-1.5-7b-hf") and not endpoint.is_endpoint_ref("data/models/x")
-    assert zero_shot.model_fingerprint("openai:m@http://127.0.0.1:1/v1") == "endpoint:openai:m"  # no address
+    assert models.model_fingerprint("openai:m@http://127.0.0.1:1/v1") == "endpoint:openai:m"  # no address
 
 
 def test_load_model_gives_an_endpoint_model_that_refuses_what_needs_weights():
@@ -320,7 +320,7 @@ def test_notebooks_01_03_04_run_against_the_server_and_never_write_the_key(serve
     ref = f"openai:{EMBEDDED}@{server}"
     # Smoke size, trimmed further (the server answers one request at a time): one dataset, task, grid.
     extra = {"01_zero_shot_ood": ["-y", "{DATASETS: [digit_styles], ID_REFERENCE: {digit_styles: digit_styles/mnist}}"],
-             "03_in_context_learning": ["-y", "{TASKS: [rotated_60], MODES: [reassigned]}"],
+             "03_in_context_learning": ["-y", "{TASKS: [rotated_60], LABEL_SHIFT_TASKS: [rotated_60], MODES: [reassigned]}"],
              "04_emi_bound": ["-y", "{GRIDS: [synthetic], ESTIMATOR_CHECKS: false}", "-p", "IMAGE_EMBEDDER", EMBEDDED]}
     for name in ["01_zero_shot_ood", "03_in_context_learning", "04_emi_bound"]:
         out = tmp_path / f"{name}.ipynb"
