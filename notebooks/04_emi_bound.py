@@ -734,14 +734,17 @@ summary_view[["grid", "pair", "method", "n", "r", "interval", "p", "n_boot_valid
 # with CLIP ViT-B/32 (patch-token mean of the last layer), questions and answers with XLM-R (first layer,
 # token mean without CLS), as paper B's code; then EMI with its interval, EMID and the full bound (images
 # present) per split through the same core as Part 1 and 2, and per grid the EMID↔bound and EMI↔judge
-# correlations with intervals over the grid's rows and columns. The judge is an offline token-F1 overlap
-# with the GPT-4 reference (a stand-in for paper B's GPT-4 review, not the same measurement).
+# correlations with intervals over the grid's rows and columns. The judge (`JUDGE: reference`) is an offline
+# token-F1 overlap with the GPT-4 reference (a stand-in for paper B's GPT-4 review, not the same
+# measurement); `JUDGE` naming an endpoint model runs paper B's GPT-4 review instead.
 
 # %%
 hub_tables, hub_summary = {}, None
 if HUB_DATASETS:
     t0 = time.time()
-    hub_judge = llava_bench_hub.OverlapJudge()
+    # JUDGE 'reference': the offline token-F1 overlap (the digits' reference judge needs class names);
+    # an endpoint model: paper B's GPT-4 review (mllm_ood.judge), as in the digits part
+    hub_judge = llava_bench_hub.OverlapJudge() if JUDGE == "reference" else make_judge(JUDGE, [])
     hub_q = (10 if SMOKE else HUB_QUESTIONS) or None
     hub_tokens = min(HUB_MAX_NEW_TOKENS, 16) if SMOKE else HUB_MAX_NEW_TOKENS
     for ds_name in HUB_DATASETS:
@@ -877,7 +880,8 @@ if hub_tables:
     print()
     print(f"PART 2b — {MODEL} ({model_hash}) on paper B's hub sets ({', '.join(hub_tables)}), "
           f"{sum(int((~t['is_id']).sum()) for t in hub_tables.values())} shifted scenarios; embedders "
-          f"{embed_text.name} + {embed_image.name}; judge: token-F1 overlap; UNTESTED ONLINE")
+          f"{embed_text.name} + {embed_image.name}; judge: "
+          f"{'token-F1 overlap' if JUDGE == 'reference' else JUDGE + ' (GPT-4 review)'}; UNTESTED ONLINE")
     for line in emi_grid.describe(hub_summary):
         print("  " + line)
 total = time.time() - t_start
