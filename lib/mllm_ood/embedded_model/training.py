@@ -248,9 +248,10 @@ def train_align(model, new_model, bank, labels, enc: Encoder, cfg_stage: dict, c
     Whether in-context learning forms during this stage depends on the initialisation and the batches
     (measured on this model: held-out 2-way 8-shot accuracy after the same 1,000 steps was 0.78 for one
     seed and 0.96 for another), so ``cfg_stage['candidates']`` independent starts are trained: candidate
-    0 is ``model`` as initialised, with batches from ``seed``; candidate k >= 1 copies ``model``'s
-    frozen vision tower and draws a fresh projector and decoder (``new_model()`` under the torch seed
-    ``derive_seed(seed, "align-candidate", k)``) and its own batches. The candidate with the lowest mean
+    0 is ``model`` as initialised, with batches from ``seed``; candidate k >= 1 has the seed
+    ``s = derive_seed(seed, "align-candidate", k)``, keeps ``model``'s frozen vision tower, takes a fresh
+    projector and decoder from ``new_model()`` built under the torch seed ``derive_seed(s, "init")`` (as
+    candidate 0 was built from ``derive_seed(seed, "init")``) and draws its batches from ``s``. The candidate with the lowest mean
     training loss over its last ``cfg_stage['select_window']`` steps is kept: a choice made on training
     episodes only. The held-out probe is run on every candidate and recorded in
     ``log['align_candidates']``, never used to choose. With one candidate this is :func:`train_lm_stage`.
