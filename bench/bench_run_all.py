@@ -63,7 +63,7 @@ def main() -> None:
         ap.error("--warm-only needs --cache DIR (a filled cache)")
     with tempfile.TemporaryDirectory(prefix="bench-run-all-") as tmp:
         work = Path(tmp)
-        cache = args.cache or work / "cache"
+        cache = args.cache.resolve() if args.cache else work / "cache"
         results = {}
         if not args.warm_only:
             results["cold"] = run_once("cold", work, cache, args)

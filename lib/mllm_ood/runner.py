@@ -383,6 +383,9 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
 
     from . import cache
 
+    for var in ("MLLM_OOD_CACHE", "MLLM_OOD_RUNS", "MLLM_OOD_FIGURES"):  # kernels run in notebooks/: a relative
+        if os.environ.get(var):                                          # folder would silently point there
+            os.environ[var] = str(Path(os.environ[var]).resolve())
     if standin and profile != "paper":
         raise ParameterError("--standin replaces the paper profile's hub models and datasets; use it with "
                              "--profile paper")
