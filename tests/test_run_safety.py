@@ -245,3 +245,58 @@ def test_progress_bars_go_to_the_progress_log_not_the_notebook(study):
     assert "loop done" in text and "tiny loop" not in text and "it/s" not in text
     log = (run_dir / "90_tiny.progress.log").read_text()
     assert "tiny loop" in log and "40/40" in log
+
+
+def _copy_tiny(study, stem: str, params: str) -> None:
+    """Another notebook of the tiny study, ``stem``, with its own parameters file."""
+    import shutil
+
+    if stem != "90_tiny":
+        shutil.copy(study / "notebooks" / "90_tiny.ipynb", study / "notebooks" / f"{stem}.ipynb")
+    (study / "params" / "embedded" / f"{stem}.yaml").write_text(params)
+
+
+def test_notebooks_run_side_by_side_each_with_its_own_figure_folder(study):
+    """With two jobs, two notebooks execute at once: each waits for a figure the other stages in its own
+    running/<name>/figures/ folder, so one at a time (or a shared figure folder) would time out."""
+    staged = study / "runs" / "embedded" / "running"
+    (study / "params" / "embedded" / "90_tiny.yaml").write_text(
+        f"TAG: a\nWAIT_FOR: {staged / '91_tiny' / 'figures' / 't_first.csv'}\n")
+    _copy_tiny(study, "91_tiny", f"TAG: b\nWAIT_FOR: {staged / '90_tiny' / 'figures' / 't_first.csv'}\n")
+    assert runner.run(jobs=2, timeout=60) == 0
+    summary = (study / "runs" / "embedded" / "summary.txt").read_text()
+    assert re.search(r"90_tiny +ok", summary) and re.search(r"91_tiny +ok", summary)
+    assert summary.index("90_tiny") < summary.index("91_tiny"), "the summary lists notebooks in order"
+    with pytest.raises(ParameterError, match="jobs must be a whole number >= 1"):
+        runner.run(jobs=0)
+
+
+def test_the_model_notebook_runs_first_and_alone(study, capsys):
+    """00_embedded_model (it may train the model the others load) finishes before any other notebook starts,
+    even with more jobs than notebooks."""
+    _copy_tiny(study, "00_embedded_model", "TAG: model\n")
+    _copy_tiny(study, "91_tiny", "TAG: other\n")
+    assert runner.run(jobs=3) == 0
+    out = capsys.readouterr().out
+    done = out.index("<== 00_embedded_model.ipynb ok")
+    assert done < out.index("==> 90_tiny.ipynb") and done < out.index("==> 91_tiny.ipynb")
+
+
+def test_terminated_parallel_run_stops_every_running_notebook(study):
+    """SIGTERM while two notebooks run: both are stopped and kept under failed/, figures/ untouched."""
+    for stem in ("90_tiny", "91_tiny"):
+        _copy_tiny(study, stem, f"TAG: {stem}\nWAIT_FOR: {study / 'never'}\n")
+    args = [sys.executable, "-c", RUN, str(study / "notebooks"), str(study / "params"), "run", "--jobs", "2"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    staged = [study / "runs" / "embedded" / "running" / s / "figures" / "t_first.csv" for s in ("90_tiny", "91_tiny")]
+    deadline = time.time() + 120
+    while not all(p.exists() for p in staged) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert all(p.exists() for p in staged), "both notebooks should be running"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    for stem in ("90_tiny", "91_tiny"):
+        assert re.search(rf"{stem} +INTERRUPTED", out)
+        assert _tag(study / "runs" / "embedded" / "failed" / stem / "figures" / "t_first.csv") == stem
+    assert not list((study / "figures").glob("t_*")) and not (study / "runs" / "embedded" / "running").exists()

@@ -9,7 +9,10 @@ For each ``notebooks/NN_name.ipynb`` (sorted), parameters are read from ``params
   first one computes anything.
 
 Then the run takes a lock on its folder ``runs/<profile>[-smoke]/`` (and on ``figures/``): a second run
-into the same folder is refused with "another run is writing here". Each notebook executes into
+into the same folder is refused with "another run is writing here". Notebooks execute in order, up to
+``--jobs`` at once (default: one per core; each kernel computes on one thread), except
+``00_embedded_model``, which runs first and alone since it may train the model the others load; after a
+failure nothing new starts, and Ctrl-C or SIGTERM stops every running notebook. Each notebook executes into
 ``<run>/running/<name>/`` (executed copy, log, figures); only when it succeeds are its figures moved into
 ``figures/`` and its executed copy, HTML and log into the run folder, so a failed or interrupted notebook
 leaves the previous good outputs in place; its own outputs go to ``<run>/failed/<name>/``. The run
@@ -373,10 +376,12 @@ def _summary(command: str, profile: str, smoke: bool, overrides: dict, rows, fig
 
 
 def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None = None, retrain: bool = False,
-        timeout: int = 1800, overrides: list[tuple[str, str]] | None = None, standin: bool = False) -> int:
+        timeout: int = 1800, overrides: list[tuple[str, str]] | None = None, standin: bool = False,
+        jobs: int | None = None) -> int:
     """Check every planned notebook's parameters, then execute the notebooks; print and write a summary.
 
     standin: the paper profile's dry run on shape-faithful stand-ins (see the module docstring).
+    jobs: notebooks executed at once (default: one per usable core, :func:`default_jobs`).
     Returns 0 on success, 1 when a notebook failed, 3 when another run holds the output folder.
     """
     import papermill as pm
@@ -389,15 +394,17 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
     if standin and profile != "paper":
         raise ParameterError("--standin replaces the paper profile's hub models and datasets; use it with "
                              "--profile paper")
-    jobs = plan(profile, only)
+    planned = plan(profile, only)
     if timeout <= 0:
         raise ParameterError(f"timeout must be > 0 seconds, got {timeout}")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ParameterError(f"jobs must be a whole number >= 1, got {jobs!r}")
     extra = {key: parse_override(value) for key, value in overrides or []}
-    declaring_retrain = [nb for nb, _ in jobs if "RETRAIN" in declared_parameters(nb)]
+    declaring_retrain = [nb for nb, _ in planned if "RETRAIN" in declared_parameters(nb)]
     if retrain and not declaring_retrain:
         raise ParameterError("--retrain applies to notebooks with a RETRAIN parameter; none of "
-                             f"{', '.join(nb.stem for nb, _ in jobs)} has one")
-    resolved = [(nb, pf, resolve_parameters(nb, pf, smoke, retrain, extra)) for nb, pf in jobs]
+                             f"{', '.join(nb.stem for nb, _ in planned)} has one")
+    resolved = [(nb, pf, resolve_parameters(nb, pf, smoke, retrain, extra)) for nb, pf in planned]
     for nb, _, params in resolved:  # the real model's context, before any stand-in is built
         check_context(nb, params)
     t0 = time.time()
@@ -451,7 +458,8 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
             # Executed notebooks stay quiet: the project's bars go to each notebook's progress log (see
             # mllm_ood.progress), the libraries' own loading bars are switched off.
             os.environ.update(HF_HUB_DISABLE_PROGRESS_BARS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
-            return _execute(pm, resolved, run_dir, figs, timeout, command, profile, smoke, extra, standin_notes)
+            return _execute(pm, resolved, run_dir, figs, timeout, command, profile, smoke, extra, standin_notes,
+                            jobs or default_jobs())
     except FolderBusy as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
@@ -471,60 +479,142 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+# Runs first and alone: it may train the model every later notebook loads.
+SOLO = ("00_embedded_model",)
+
+
+def default_jobs() -> int:
+    """Notebooks executed at once: one per usable core (each kernel computes on one thread)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class _Kernels:
+    """The kernels the run has started, so an interrupt can stop every running notebook at once."""
+
+    def __init__(self):
+        self._lock, self._managers = threading.Lock(), []
+
+    def manager_class(self, env: dict):
+        """A kernel manager class whose kernels get ``env`` on top of this process's environment (each
+        notebook's figure folder and progress log: threads share one ``os.environ``) and are recorded here."""
+        from jupyter_client.manager import AsyncKernelManager
+
+        kernels = self
+
+        class _Manager(AsyncKernelManager):
+            async def _async_pre_start_kernel(self, **kw):
+                kw["env"] = {**kw.get("env", os.environ), **env}
+                with kernels._lock:
+                    kernels._managers.append(self)
+                return await super()._async_pre_start_kernel(**kw)
+
+        return _Manager
+
+    def kill_all(self) -> None:
+        with self._lock:
+            managers = list(self._managers)
+        for km in managers:
+            pid = getattr(km.provisioner, "pid", None)
+            if pid:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _run_one(pm, nb: Path, params_file: Path | None, params: dict, run_dir: Path, figs: Path, timeout: int,
+             command: str, smoke: bool, extra: dict, standin_notes: list[str] | None, kernels: _Kernels,
+             interrupted: threading.Event) -> tuple[tuple, str | None, int]:
+    """Execute one notebook into its staging folder and publish or keep it as failed:
+    (summary row, note or None, status 0 / 1 / 130)."""
+    stage = run_dir / "running" / nb.stem
+    stage_figs = stage / "figures"
+    stage_figs.mkdir(parents=True)
+    out, log = stage / nb.name, stage / f"{nb.stem}.log"
+    env = {"MLLM_OOD_FIGURES": str(stage_figs), progress.ENV: str(stage / f"{nb.stem}.progress.log")}
+    source = str(params_file.relative_to(PARAMS.parent)) if params_file else "(defaults)"
+    flags = (" +SMOKE" if smoke else "") + "".join(f" -p {k} {v!r}" for k, v in extra.items())
+    print(f"==> {nb.name}  params: {source}{flags}  (log: {log})", flush=True)
+    t0 = time.time()
+    ok = True
+    with open(log, "w") as fh:
+        fh.write("".join(f"# stand-in: {line}\n" for line in standin_notes or []))
+        fh.write(f"# {command}\n# parameters file: {source}\n# overrides (-p): "
+                 f"{', '.join(f'{k}={v!r}' for k, v in extra.items()) or 'none'}\n"
+                 f"# injected parameters: {params!r}\n")
+        fh.flush()
+        try:
+            pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=KERNEL,
+                                execution_timeout=timeout, log_output=True, stdout_file=fh, stderr_file=fh,
+                                progress_bar=False, cwd=str(nb.parent), kernel_manager_class=kernels.manager_class(env))
+        except KeyboardInterrupt:
+            ok = False
+            interrupted.set()
+        except Exception as err:  # noqa: BLE001 - papermill raises several kinds; all mean "failed"
+            ok = False
+            fh.write(f"\n{type(err).__name__}: {err}\n")
+        if interrupted.is_set() and not ok:
+            fh.write("\nKeyboardInterrupt: run interrupted\n")
+    wall = time.time() - t0
+    if ok:
+        subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(out)], capture_output=True, check=False)
+        _publish(stage, stage_figs, figs, run_dir, [nb.name, f"{nb.stem}.html", f"{nb.stem}.log",
+                                                    f"{nb.stem}.progress.log"])
+        print(f"<== {nb.name} ok in {wall:.0f}s", flush=True)
+        return (nb.stem, "ok", wall, run_dir / nb.name), None, 0
+    stopped = interrupted.is_set()
+    cell = _failing_cell(out)
+    failed = _keep_failed(stage, run_dir, nb.stem)
+    print(f"{'INTERRUPTED' if stopped else 'FAILED'}: {nb.name} at {cell}\n"
+          f"  executed copy, log and figures of the failed run: {failed}\n"
+          f"  previous good figures and executed copy left in place ({figs}, {run_dir})", file=sys.stderr)
+    note = (f"{nb.stem} {'interrupted' if stopped else 'failed'} at {cell}\n"
+            f"  its executed copy, log and figures: {failed}\n"
+            f"  {figs} and {run_dir} still hold the previous good outputs of {nb.stem}")
+    return (nb.stem, "INTERRUPTED" if stopped else "FAILED", wall, failed / nb.name), note, 130 if stopped else 1
+
+
 def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str, profile: str, smoke: bool,
-             extra: dict, standin_notes: list[str] | None = None) -> int:
-    rows, notes, status = [], [], 0
+             extra: dict, standin_notes: list[str] | None = None, jobs: int = 1) -> int:
+    """Execute the notebooks, up to ``jobs`` at once in order (a :data:`SOLO` notebook alone, before the
+    rest). After a failure nothing new starts; an interrupt (Ctrl-C, SIGTERM) stops every running one."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    notes, status = [], 0
     if standin_notes:
         notes += ["DRY RUN on stand-ins (random tiny weights, noise images): the numbers mean nothing; only that "
                   "every step runs.", *[f"stand-in: {line}" for line in standin_notes]]
-    for nb, params_file, params in resolved:
-        stage = run_dir / "running" / nb.stem
-        stage_figs = stage / "figures"
-        stage_figs.mkdir(parents=True)
-        os.environ["MLLM_OOD_FIGURES"] = str(stage_figs)  # inherited by the kernel
-        out, log = stage / nb.name, stage / f"{nb.stem}.log"
-        os.environ[progress.ENV] = str(stage / f"{nb.stem}.progress.log")  # inherited by the kernel
-        source = str(params_file.relative_to(PARAMS.parent)) if params_file else "(defaults)"
-        flags = (" +SMOKE" if smoke else "") + "".join(f" -p {k} {v!r}" for k, v in extra.items())
-        print(f"==> {nb.name}  params: {source}{flags}  (log: {log})", flush=True)
-        t0 = time.time()
-        ok, interrupted = True, False
-        with open(log, "w") as fh:
-            fh.write("".join(f"# stand-in: {line}\n" for line in standin_notes or []))
-            fh.write(f"# {command}\n# parameters file: {source}\n# overrides (-p): "
-                     f"{', '.join(f'{k}={v!r}' for k, v in extra.items()) or 'none'}\n"
-                     f"# injected parameters: {params!r}\n")
-            fh.flush()
-            try:
-                pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=KERNEL,
-                                    execution_timeout=timeout, log_output=True, stdout_file=fh, stderr_file=fh,
-                                    progress_bar=False, cwd=str(nb.parent))
-            except KeyboardInterrupt:
-                ok, interrupted = False, True
-                fh.write("\nKeyboardInterrupt: run interrupted\n")
-            except Exception as err:  # noqa: BLE001 - papermill raises several kinds; all mean "failed"
-                ok = False
-                fh.write(f"\n{type(err).__name__}: {err}\n")
-        wall = time.time() - t0
-        if ok:
-            subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(out)],
-                           capture_output=True, check=False)
-            _publish(stage, stage_figs, figs, run_dir, [nb.name, f"{nb.stem}.html", f"{nb.stem}.log",
-                                                        f"{nb.stem}.progress.log"])
-            rows.append((nb.stem, "ok", wall, run_dir / nb.name))
-            continue
-        cell = _failing_cell(out)
-        failed = _keep_failed(stage, run_dir, nb.stem)
-        rows.append((nb.stem, "INTERRUPTED" if interrupted else "FAILED", wall, failed / nb.name))
-        notes.append(f"{nb.stem} {'interrupted' if interrupted else 'failed'} at {cell}\n"
-                     f"  its executed copy, log and figures: {failed}\n"
-                     f"  {figs} and {run_dir} still hold the previous good outputs of {nb.stem}")
-        print(f"{'INTERRUPTED' if interrupted else 'FAILED'}: {nb.name} at {cell}\n"
-              f"  executed copy, log and figures of the failed run: {failed}\n"
-              f"  previous good figures and executed copy left in place ({figs}, {run_dir})", file=sys.stderr)
-        status = 130 if interrupted else 1
-        break
+    kernels, interrupted = _Kernels(), threading.Event()
+    done_rows: dict[str, tuple] = {}
+    pending, running = list(resolved), {}
+
+    def collect(futures) -> None:
+        nonlocal status
+        for f in futures:
+            row, note, st = f.result()
+            running.pop(f)
+            done_rows[row[0]] = row
+            notes.extend([note] if note else [])
+            status = status or st
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        try:
+            while pending or running:
+                while (pending and not status and len(running) < jobs
+                       and not any(item[0].stem in SOLO for item in running.values())
+                       and (pending[0][0].stem not in SOLO or not running)):
+                    nb, pf, params = item = pending.pop(0)
+                    running[pool.submit(_run_one, pm, nb, pf, params, run_dir, figs, timeout, command, smoke,
+                                        extra, standin_notes, kernels, interrupted)] = item
+                if not running:
+                    break
+                collect(wait(list(running), return_when=FIRST_COMPLETED)[0])
+        except KeyboardInterrupt:
+            interrupted.set()
+            while running:  # again each second: a kernel still starting has no process to stop yet
+                kernels.kill_all()
+                collect(wait(list(running), timeout=1)[0])
+            status = 130
     shutil.rmtree(run_dir / "running", ignore_errors=True)
+    rows = [done_rows[nb.stem] for nb, _, _ in resolved if nb.stem in done_rows]
     summary = _summary(command, profile, smoke, extra, rows, figs, run_dir, notes)
     (run_dir / "summary.txt").write_text(summary)
     print("\n" + summary, end="")
@@ -559,4 +649,6 @@ def add_parser(sub) -> None:
     p.add_argument("--standin", action="store_true",
                    help="paper profile dry run: every hub model and dataset replaced by its shape-faithful stand-in "
                         "(offline, CPU); outputs to runs/paper-standin[-smoke]/")
-    p.set_defaults(func=lambda a: run(a.profile, a.smoke, a.only, a.retrain, a.timeout, a.parameter, a.standin))
+    p.add_argument("--jobs", type=int, default=None,
+                   help="notebooks executed at once (default: one per core; 00_embedded_model always runs first, alone)")
+    p.set_defaults(func=lambda a: run(a.profile, a.smoke, a.only, a.retrain, a.timeout, a.parameter, a.standin, a.jobs))
