@@ -46,7 +46,7 @@ from mllm_ood.data import world
 from mllm_ood.data.hub import SPECS
 from mllm_ood.data.text_shifts import LANGUAGES, TEXT_CONDITIONS, apply_text_shift, question_in
 from mllm_ood.models import model_input_view
-from mllm_ood.plotting import save_figure
+from mllm_ood.plotting import image_grid, save_figure
 from mllm_ood.prompts import zero_shot_prompt
 
 # %% tags=["parameters"]
@@ -104,32 +104,23 @@ def row_label(name: str, dom: str) -> str:
 def show_grid(name: str, ds, n: int):
     info = world.DATASETS[name]
     domains, labels = np.array(ds["domain"]), np.array(ds["label"])
-    fig, axes = plt.subplots(len(info.domains), n, figsize=(1.1 * n, 1.2 * len(info.domains) + 0.6), squeeze=False)
-    shown = []
-    for r, dom in enumerate(info.domains):
+    rows, shown = [], []
+    for dom in info.domains:
         # Cycle through the classes so each row shows several of them.
         picks = []
         for k in range(n):
             idx = np.flatnonzero((domains == dom) & (labels == k % len(info.class_names)))
             if len(idx) > k // len(info.class_names):
                 picks.append(int(idx[k // len(info.class_names)]))
-        for c, ax in enumerate(axes[r]):
-            ax.set_xticks([]), ax.set_yticks([])
-            if c < len(picks):
-                ax.imshow(ds[picks[c]]["image"], cmap="gray")
-                ax.set_xlabel(info.class_names[labels[picks[c]]], fontsize=7)
-                shown.append({"dataset": name, "domain": dom, "id": ds[picks[c]]["id"],
-                              "label": info.class_names[labels[picks[c]]]})
-        axes[r][0].set_ylabel(row_label(name, dom), rotation=0, ha="right", va="center", fontsize=9)
-    fig.suptitle(f"{name}: {info.description}", fontsize=10)
-    fig.tight_layout()
+        rows.append([(ds[i]["image"], info.class_names[labels[i]]) for i in picks])
+        shown += [{"dataset": name, "domain": dom, "id": ds[i]["id"], "label": info.class_names[labels[i]]} for i in picks]
+    fig = image_grid(rows, [row_label(name, dom) for dom in info.domains], f"{name}: {info.description}")
     return fig, pd.DataFrame(shown)
 
 
 for name, ds in loaded.items():
     fig, shown = show_grid(name, ds, N_SHOW)
     save_figure(fig, f"00_samples_{name}", shown)
-    plt.show()
 
 # %% [markdown]
 # ## What the model sees of a molecule
@@ -147,20 +138,12 @@ for name in [n for n in loaded if n.startswith("molecules")]:
     picks = [int(np.flatnonzero(labels == k % n_cls)[k // n_cls]) for k in range(N_SHOW)]  # classes in turn
     images = [ds[i]["image"] for i in picks]
     seen = model_input_view(MODEL, images)
-    fig, axes = plt.subplots(2, len(picks), figsize=(1.3 * len(picks), 3.2), squeeze=False)
-    for c, (im, view) in enumerate(zip(images, seen)):
-        axes[0][c].imshow(im)
-        axes[1][c].imshow(view, interpolation="nearest")
-        axes[1][c].set_xlabel(world.DATASETS[name].class_names[ds[picks[c]]["label"]].replace(" solubility", ""),
-                              fontsize=7)
-        for ax in (axes[0][c], axes[1][c]):
-            ax.set_xticks([]), ax.set_yticks([])
-    axes[0][0].set_ylabel(f"drawing\n{im.size[0]}×{im.size[1]} px", fontsize=8)
-    axes[1][0].set_ylabel(f"model input\n{seen.shape[2]}×{seen.shape[1]} px", fontsize=8)
-    fig.suptitle(f"{name}: the drawing and the {seen.shape[2]}×{seen.shape[1]} input of {MODEL}", fontsize=10)
-    fig.tight_layout()
+    size = images[0].size[0]
+    captions = [world.DATASETS[name].class_names[ds[i]["label"]].replace(" solubility", "") for i in picks]
+    fig = image_grid([[(im, "") for im in images], [((v * 255).round(), c) for v, c in zip(seen, captions)]],
+                     [f"drawing\n{images[0].size[0]}×{images[0].size[1]} px", f"model input\n{seen.shape[2]}×{seen.shape[1]} px"],
+                     f"{name}: the drawing and the {seen.shape[2]}×{seen.shape[1]} input of {MODEL}", tile=size)
     save_figure(fig, f"00_model_input_{name}", pd.DataFrame({"dataset": name, "id": [ds[i]["id"] for i in picks]}))
-    plt.show()
 
 # %% [markdown]
 # ## Class balance: chance is not the majority baseline

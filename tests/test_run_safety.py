@@ -245,6 +245,13 @@ def test_progress_bars_go_to_the_progress_log_not_the_notebook(study):
     assert "loop done" in text and "tiny loop" not in text and "it/s" not in text
     log = (run_dir / "90_tiny.progress.log").read_text()
     assert "tiny loop" in log and "40/40" in log
+    # Each saved figure is shown once: the saved PNG, byte for byte (not drawn again by the inline backend).
+    import base64
+
+    shown = [base64.b64decode(o["data"]["image/png"]) for c in executed.cells for o in c.get("outputs", [])
+             if "image/png" in o.get("data", {})]
+    figs = study / "figures"
+    assert shown == [(figs / "t_first.png").read_bytes(), (figs / "t_second.png").read_bytes()]
 
 
 def _copy_tiny(study, stem: str, params: str) -> None:

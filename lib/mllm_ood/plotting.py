@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from pathlib import Path
 
 import pandas as pd
 
@@ -19,7 +20,9 @@ def save_figure(fig, name: str, data: pd.DataFrame, *, dpi: int = 130) -> dict[s
 
     ``name`` is a stable, caption-ready slug such as ``01_zero_shot_accuracy_heatmap``. The figure
     must carry a title and labelled axes; this function refuses a figure without a title so that no
-    unlabelled figure reaches figures/. The figure is left open so notebooks still display it inline.
+    unlabelled figure reaches figures/. In a notebook the saved PNG itself is displayed and the figure
+    closed, so it is drawn once, not once for the file and again for the notebook (:func:`display_saved`);
+    elsewhere the figure is left open.
     """
     if not _NAME.match(name):
         raise ParameterError(f"figure name {name!r} must be a lower-case slug (letters, digits, _ and -)")
@@ -43,7 +46,74 @@ def save_figure(fig, name: str, data: pd.DataFrame, *, dpi: int = 130) -> dict[s
     finally:
         tmp_png.unlink(missing_ok=True)
         tmp_csv.unlink(missing_ok=True)
+    display_saved(fig, png, dpi)
     return {"png": str(png), "csv": str(csv)}
+
+
+def display_saved(fig, png, dpi: int, screen_dpi: int = 100) -> bool:
+    """Inside a Jupyter kernel: show the PNG just written for ``fig`` (at the size matplotlib's inline
+    display would give, ``screen_dpi``) and close ``fig``, so the inline backend does not draw it a second
+    time. Returns whether it did; outside a kernel (scripts, tests) nothing happens."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):
+        return False
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+
+    data = Path(png).read_bytes()
+    width = int.from_bytes(data[16:20], "big")  # the PNG header's IHDR width
+    display(Image(data=data, format="png", width=round(width * screen_dpi / dpi)))
+    plt.close(fig)
+    return True
+
+
+def image_grid(rows, row_labels, title: str, *, tile: int | None = None, pad: int = 4):
+    """One figure of image tiles: ``rows`` is a list of rows, each a list of (image, caption) with PIL images
+    or arrays (H x W grey or H x W x 3 RGB, 0-255); ``row_labels`` name the rows at the left. Every tile is
+    shown at ``tile`` x ``tile`` pixels (nearest-neighbour, so a 28 x 28 input keeps its pixels; default: the
+    largest image's size). Drawn as one image with text, so a grid of hundreds of tiles draws in a second
+    where as many matplotlib panels take ten."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from PIL import Image as PILImage
+
+    def rgb(im) -> np.ndarray:
+        a = np.asarray(im)
+        if a.dtype != np.uint8:
+            a = np.clip(a, 0, 255).astype(np.uint8)
+        pil = PILImage.fromarray(a).convert("RGB")
+        if tile is not None and pil.size != (tile, tile):
+            pil = pil.resize((tile, tile), PILImage.NEAREST)
+        return np.asarray(pil, dtype=float) / 255.0
+
+    tiles = [[(rgb(im), cap) for im, cap in row] for row in rows]
+    if len(row_labels) != len(tiles) or not any(tiles):
+        raise ValueError(f"image_grid needs one label per row and at least one tile, got {len(tiles)} rows and "
+                         f"{len(row_labels)} labels")
+    h = max(a.shape[0] for row in tiles for a, _ in row)
+    w = max(a.shape[1] for row in tiles for a, _ in row)
+    n_col = max(len(row) for row in tiles)
+    cell_h, cell_w = h + pad + max(6, h // 3), w + pad  # room under each tile for its caption
+    canvas = np.ones((len(tiles) * cell_h, n_col * cell_w, 3))
+    fig, ax = plt.subplots(figsize=(1.1 * n_col, 1.2 * len(tiles) + 0.6))
+    for r, row in enumerate(tiles):
+        for c, (a, _) in enumerate(row):
+            canvas[r * cell_h:r * cell_h + a.shape[0], c * cell_w:c * cell_w + a.shape[1]] = a
+    ax.imshow(canvas, interpolation="nearest")
+    for r, row in enumerate(tiles):
+        for c, (a, cap) in enumerate(row):
+            ax.text(c * cell_w + a.shape[1] / 2, r * cell_h + a.shape[0] + 1, cap, ha="center", va="top", fontsize=7)
+    ax.set_yticks([r * cell_h + h / 2 for r in range(len(tiles))], row_labels, fontsize=9)
+    ax.set_xticks([])
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(title, fontsize=10)
+    return fig
 
 
 def yerr(df: pd.DataFrame, col: str = "accuracy", scale: float = 100.0) -> list:
