@@ -78,7 +78,7 @@ from mllm_ood.data.digits import DIGIT_NAMES
 from mllm_ood.data.world import DATASETS, load, sample_per_class
 from mllm_ood.embedded_model import DEFAULT_MODEL_DIR, load_config, train_or_load
 from mllm_ood.evaluation import accuracy_table
-from mllm_ood.icl import episode_curves
+from mllm_ood.icl import HELD_OUT_DIGITS, IclData, episode_curves
 from mllm_ood.models import load_model
 from mllm_ood.plotting import decorate, save_figure, smooth, yerr
 from mllm_ood.prompts import zero_shot_prompt
@@ -90,9 +90,9 @@ RETRAIN: bool = False  # train even if MODEL_DIR holds a checkpoint (another see
 REPLACE_COMMITTED: bool = False  # with RETRAIN: allow replacing the committed checkpoint data/models/embedded_mllm
 MODEL_DIR: str = "data/models/embedded_mllm"  # checkpoint folder (relative to the project root)
 CONFIG_PATH: str = "params/embedded/model.yaml"  # versioned training config
-N_ID_PER_CLASS: int = 100  # held-out ID images per class (digit_styles/mnist has 100 per class: all of them)
+N_ID_PER_CLASS: int = 100  # held-out ID images per class for the zero-shot check (digit_styles/mnist has 100: all)
 N_OOD_PER_CLASS: int = 20  # OOD images per domain x class (paper A: the first N)
-N_EPISODES: int = 200  # ICL episodes per point (n-way x label words x shots)
+N_ICL_QUERIES_PER_CLASS: int = 20  # ICL queries per digit class, the same at every point (times 10: episodes per point)
 N_WAYS: list = [2, 3, 5]  # classes per ICL episode
 N_GENERATIONS: int = 4  # example generations shown
 N_BOOT: int = 1000  # bootstrap resamples per interval
@@ -103,7 +103,7 @@ from mllm_ood.validation import boolean, check_parameters, integer, listing, req
 
 check_parameters(globals(), SMOKE=boolean(), SEED=seed(), RETRAIN=boolean(), REPLACE_COMMITTED=boolean(),
                  MODEL_DIR=text(), CONFIG_PATH=text(), N_ID_PER_CLASS=integer(1, 100), N_OOD_PER_CLASS=integer(1, 100),
-                 N_EPISODES=integer(1, 10_000), N_WAYS=listing(integer(2, 10), increasing=True),
+                 N_ICL_QUERIES_PER_CLASS=integer(1, 99), N_WAYS=listing(integer(2, 10), increasing=True),
                  N_GENERATIONS=integer(0, 50), N_BOOT=integer(1, 100_000))
 require((DEFAULT_MODEL_DIR.parents[2] / CONFIG_PATH).is_file(), "CONFIG_PATH", CONFIG_PATH,
         "no such file (relative to the project root)")
@@ -113,9 +113,10 @@ ROOT = DEFAULT_MODEL_DIR.parents[2]
 config = load_config(ROOT / CONFIG_PATH, smoke=SMOKE)
 config["seed"] = SEED  # the seed is part of the config: another seed is another checkpoint
 model_dir = Path(tempfile.mkdtemp(prefix="embedded-smoke-")) / "model" if SMOKE else ROOT / MODEL_DIR
-n_id = 5 if SMOKE else N_ID_PER_CLASS  # 8-shot episodes need 4 demonstrations + the query per class
+n_id = 5 if SMOKE else N_ID_PER_CLASS
 n_ood = 1 if SMOKE else N_OOD_PER_CLASS
-n_episodes = 6 if SMOKE else N_EPISODES
+n_icl = 1 if SMOKE else N_ICL_QUERIES_PER_CLASS
+n_episodes = n_icl * len(HELD_OUT_DIGITS.classes)  # per point of the in-context curves
 n_ways = N_WAYS[:1] if SMOKE else N_WAYS
 n_boot = 100 if SMOKE else N_BOOT
 shots_list = [0, 1, 2, 4, 8]
@@ -293,8 +294,11 @@ plt.show()
 
 # %% [markdown]
 # ## In-context learning on held-out ID digits
-# Episodes of `n` classes drawn afresh per episode from the held-out ID digits; class-balanced
-# demonstrations (never the query), 0 to 8 of them. Three kinds of label words:
+# The held-out ID digits (all 100 per class) give `N_ICL_QUERIES_PER_CLASS` queries per digit class,
+# the same queries at every point. Each episode holds the query's class and `n - 1` other classes drawn
+# afresh, and 0 to 8 class-balanced demonstrations of them (never the query). The episodes come from
+# the same builder as notebook 03's (`icl.build_condition_episodes`, study `drawn_classes`), and each
+# point is cached as one of its conditions. Three kinds of label words:
 # - **reassigned**: a made-up word per class, new in every episode. Nothing but the demonstrations says
 #   which word means what: 0 shots is chance (1/n), and anything above it is in-context learning.
 # - **permuted**: the episode's true digit names, shuffled so that no class keeps its own. At 0 shots
@@ -307,8 +311,8 @@ plt.show()
 # the two agree. Intervals: 95 % bootstrap over episodes.
 
 # %%
-curves = episode_curves(model, id_eval, n_ways, ["reassigned", "permuted", "fixed"], shots_list,
-                        n_episodes, seed=SEED, dataset_tag=f"digit_styles/mnist:first{n_id}")
+curves = episode_curves(model, IclData(), HELD_OUT_DIGITS, n_ways, ["reassigned", "permuted", "fixed"], shots_list,
+                        n_icl, seed=SEED)
 icl = accuracy_table(curves, ["mode", "n_way", "shots"], n_boot=n_boot, seed=SEED)
 icl["chance"] = 1 / icl["n_way"]
 display(icl.pivot_table(index=["mode", "n_way"], columns="shots", values="accuracy").round(3))

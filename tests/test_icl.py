@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 from mllm_ood import icl
 from mllm_ood.data.world import DatasetInfo
 from mllm_ood.episodes import IMAGE_PLACEHOLDER, NONCE_WORDS
+from mllm_ood.prompts import parse_answer
 from mllm_ood.paths import PARAMS
 from mllm_ood.validation import ParameterError
 
@@ -301,8 +302,126 @@ def test_claim_verdict_refuses_a_bad_sign():
 
 
 def test_each_study_is_a_class_and_an_unknown_study_is_refused():
-    assert set(icl.STUDIES) == {"shots", "label_shift", "spurious"}
+    assert set(icl.STUDIES) == {"shots", "label_shift", "spurious", "drawn_classes"}
     assert all(isinstance(s, icl.Study) for s in icl.STUDIES.values())
     task = icl.resolve_task("rotated_60")
     with pytest.raises(ParameterError, match="study"):
         icl.build_condition_episodes(icl.Condition("nonsense", task, 2, "fixed", 0, 1), icl.IclData(seed=0))
+
+
+# --------------------------------------------------------------------------------------------
+# Classes drawn per episode (notebook 00's held-out curves): the same builder, study 'drawn_classes'
+# --------------------------------------------------------------------------------------------
+
+TASK_ALL = icl.Task("toy_all", "toy", "a", "b", tuple(DIGITS[:4]))
+
+
+def drawn(n_way=3, shots=4, mode="reassigned", seed=0, n=3, source="in_domain"):
+    return icl.Condition("drawn_classes", TASK_ALL, shots, mode, seed, n, source, n_way=n_way)
+
+
+@pytest.mark.parametrize("mode", ["fixed", "reassigned", "permuted"])
+@pytest.mark.parametrize("shots", [0, 1, 2, 4, 8])
+def test_drawn_classes_episodes(data, mode, shots):
+    eps, extras = icl.build_condition_episodes(drawn(shots=shots, mode=mode), data)
+    assert len(eps) == 12 and [x["query"] for x in extras] == list(range(12))
+    # queries cycle through all the task's classes, so every class is queried equally often
+    assert [e.query_label for e in eps] == [0, 1, 2, 3] * 3
+    for e in eps:
+        classes = sorted(e.words)
+        assert len(classes) == 3 and e.query_label in classes
+        if mode == "fixed":  # true names in the task's order, as paper A lists them
+            assert e.choices == [DIGITS[c] for c in classes]
+        if mode == "permuted":  # the episode's true names, none kept by its own class
+            assert sorted(e.words.values()) == sorted(DIGITS[c] for c in classes)
+            assert all(e.words[c] != DIGITS[c] for c in classes)
+        if mode == "reassigned":
+            assert len(set(e.words.values())) == 3 and set(e.words.values()) <= set(NONCE_WORDS)
+        # never the query, nor another rendering of its source image; class-balanced over the episode's classes
+        assert e.query_id not in e.demo_ids
+        assert icl.source_id(e.query_id) not in {icl.source_id(i) for i in e.demo_ids}
+        assert set(e.demo_labels) <= set(classes) and len(e.demo_ids) == len(set(e.demo_ids)) == shots
+        counts = sorted(e.demo_labels.count(c) for c in classes)
+        assert counts == sorted(shots // 3 + (j < shots % 3) for j in range(3))
+        assert len(e.images) == shots + 1 and e.prompt.count(IMAGE_PLACEHOLDER) == shots + 1
+        segs = e.prompt.split(IMAGE_PLACEHOLDER)[1:-1]
+        assert [s.split("\n")[0] for s in segs] == [e.words[c] for c in e.demo_labels]
+        assert e.choices[e.answer_index] == e.answer == e.words[e.query_label]
+        assert parse_answer(e.reply, e.choices) == e.answer_index
+    # the other classes are drawn afresh per episode
+    assert len({tuple(sorted(e.words)) for e in eps}) > 1
+
+
+def test_drawn_classes_seeded_and_paired(data):
+    a, _ = icl.build_condition_episodes(drawn(seed=3), data)
+    b, _ = icl.build_condition_episodes(drawn(seed=3), data)
+    c, _ = icl.build_condition_episodes(drawn(seed=4), data)
+    key = lambda eps: [(e.query_id, tuple(e.demo_ids), e.prompt) for e in eps]  # noqa: E731
+    assert key(a) == key(b) and key(a) != key(c)
+    # the same queries at every point of the curves (n_way, mode, shots, seed)
+    d, _ = icl.build_condition_episodes(drawn(n_way=2, shots=8, mode="fixed", seed=5), data)
+    assert [e.query_id for e in a] == [e.query_id for e in c] == [e.query_id for e in d]
+
+
+def test_drawn_classes_choice_order_is_random(data):
+    eps, _ = icl.build_condition_episodes(drawn(n_way=2, shots=2, n=10), data)
+    answer_first = [e.answer_index == 0 for e in eps]
+    assert 0 < sum(answer_first) < len(eps)  # the list order does not reveal the answer
+    first = [{v: k for k, v in e.words.items()}[e.choices[0]] for e in eps]
+    assert any(f != min(e.words) for f, e in zip(first, eps))  # nor the class order
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"n_way": 1}, "2 to 4 classes"), ({"n_way": 5}, "2 to 4 classes"), ({"n_way": None}, "n_way"),
+    ({"mode": "swapped"}, "label-word mode"), ({"shots": -1}, "shots"), ({"n": 0}, "queries per class"),
+    ({"shots": 40}, "available"),  # more demonstrations than a class holds
+])
+def test_drawn_classes_bad_input(data, change, message):
+    with pytest.raises(ParameterError, match=message):
+        icl.build_condition_episodes(drawn(**change), data)
+
+
+def test_n_way_belongs_to_the_drawn_classes_study(data):
+    with pytest.raises(ParameterError, match="drawn_classes"):
+        icl.build_condition_episodes(icl.Condition("shots", TASK, 2, "fixed", 0, 2, n_way=2), data)
+    # an unset n_way stays out of a condition's cache key
+    assert "n_way" not in cond().params() and drawn().params()["n_way"] == 3
+
+
+class StubBoth(StubModel, StubGenerator):
+    """Choice scoring prefers the first choice; generation replies with it every other time."""
+
+    fingerprint = "stub-both"
+
+    def generate(self, conversations, max_new_tokens=12, batch_size=8):
+        self.calls += 1
+        return StubGenerator.generate(self, conversations, max_new_tokens, batch_size)
+
+
+def test_episode_curves(data, fresh_cache):
+    model = StubBoth()
+    args = (data, TASK_ALL, [2, 3], ["reassigned", "fixed"], [0, 2])
+    res = icl.episode_curves(model, *args, 2, seed=1, batch_size=8)
+    assert list(res.columns) == icl.EPISODE_COLUMNS and len(res) == 2 * 2 * 2 * 8
+    assert model.calls == 8 + 4  # every condition by choice scoring, the reassigned ones also by generation
+    gen = res[res["mode"] == "reassigned"]
+    assert gen["parsed"].astype(bool).tolist() == [True, False] * (len(gen) // 2)
+    # both pick the first choice when the reply parses; an unparsed reply (-1) agrees with nothing
+    assert (gen["agree"].astype(bool) == gen["parsed"].astype(bool)).all()
+    assert (gen.loc[~gen["parsed"].astype(bool), "pred_generate"] == -1).all()
+    assert res.loc[res["mode"] == "fixed", ["pred_generate", "parsed", "agree"]].isna().all().all()
+    assert (res["correct"] == (res["pred_loglik"] == res["label"])).all()
+    for (n_way, _, _), g in res.groupby(["n_way", "mode", "shots"]):
+        assert g["label"].tolist() == [0, 1, 2, 3] * 2  # the same queries at every point
+    again = icl.episode_curves(model, *args, 2, seed=1, batch_size=8)
+    assert model.calls == 12  # cached per condition
+    pd.testing.assert_frame_equal(res, again)
+
+
+def test_episode_curves_refuse_bad_values_before_compute(data, fresh_cache):
+    model = StubBoth()
+    with pytest.raises(ParameterError, match="2 to 4 classes"):
+        icl.episode_curves(model, data, TASK_ALL, [2, 5], ["reassigned"], [0, 2], 2)
+    with pytest.raises(ParameterError, match="generate mode"):
+        icl.episode_curves(model, data, TASK_ALL, [2], ["fixed"], [0, 2], 2, generate_modes=["reassigned"])
+    assert model.calls == 0

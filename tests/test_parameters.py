@@ -55,7 +55,7 @@ SPECIFIC_BAD = [
     ("04_emi_bound", "SAMPLES_PER_CLASS", 10**9), ("04_emi_bound", "BENCH_MODELS", ["llava-v1.5-7b"]),
     ("04_emi_bound", "BENCH_TEXT_EMBEDDERS", ["xlm-roberta"]), ("04_emi_bound", "N_PERM", 0),
     # Active once these notebooks leave PENDING:
-    ("00_embedded_model", "N_EPISODES", 0), ("00_embedded_model", "N_OOD_PER_CLASS", -1),
+    ("00_embedded_model", "N_ICL_QUERIES_PER_CLASS", 0), ("00_embedded_model", "N_OOD_PER_CLASS", -1),
     ("00_embedded_model", "SEED", "abc"),
     ("03_in_context_learning", "PROBE_CURVE", [-2, 4]), ("03_in_context_learning", "PROBE_PER_CLASS", -1),
     ("03_in_context_learning", "SEEDS", "abc"), ("03_in_context_learning", "BATCH_SIZE", 0),

@@ -1,7 +1,7 @@
 """In-context learning (ICL) and its vulnerabilities (paper A's ICL sections), on any model of
 :mod:`mllm_ood.models`.
 
-Four studies, each a grid of *conditions*; every condition is one cached table of per-query results:
+The studies, each a grid of *conditions*; every condition is one cached table of per-query results:
 
 - ``shots``: accuracy against the number of demonstrations (0/1/2/4/8, class-balanced), with the
   demonstrations drawn from the query's own domain (``in_domain``) or from another domain of the same
@@ -13,7 +13,14 @@ Four studies, each a grid of *conditions*; every condition is one cached table o
 - ``spurious``: ColoredMNIST-style demonstrations whose colour is tied to the label (``level`` = the
   exact share of demonstrations painted their class's home colour: red for 0-4, green for 5-9, as in
   :mod:`mllm_ood.data.world`), queried with the tie flipped (``query_colour='flipped'``: the other
-  colour) or kept (``'aligned'``, the control).
+  colour) or kept (``'aligned'``, the control);
+- ``drawn_classes`` (notebook 00's held-out in-context curves): each episode holds the query's class
+  and ``n_way - 1`` other classes of the task drawn afresh per episode, class-balanced demonstrations
+  from the query's domain (:func:`episode_curves`).
+
+Every episode of every study comes from one builder, :func:`build_condition_episodes`; a study is a
+small class (:class:`Study` and its subclasses) that decides the episode's classes, the demonstration
+counts and pool, and how demonstrations and query are shown.
 
 Label words (``mode``, see :mod:`mllm_ood.episodes`): ``fixed`` gives every class its true name in the
 task's order (paper A's setting: the model may also use its zero-shot prior); ``reassigned`` draws
@@ -35,7 +42,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -53,7 +60,6 @@ from .prompts import format_answer, parse_answer
 from .seeding import derive_seed, rng
 from .validation import ParameterError, check_choice, check_choices, check_positive_int
 
-STUDIES = ("shots", "label_shift", "spurious")
 SOURCES = ("in_domain", "shifted")
 SCORINGS = ("loglik", "generate")
 QUERY_COLOURS = ("flipped", "aligned")
@@ -114,6 +120,11 @@ TASKS: dict[str, Task] = {t.name: t for t in [
           "small molecules, 3 solubility classes; shifted demos medium-size molecules"),
 ]}
 SPURIOUS_PAIRS = (("one", "seven"), ("three", "eight"))
+# Notebook 00's held-out in-context curves: the ten classes of the held-out upright MNIST digits (the
+# spurious study's grey source), n of them per episode (study 'drawn_classes'); its demonstrations are
+# in-domain, so the shift domain is never used.
+HELD_OUT_DIGITS = Task("held_out_digits", *GREY_SOURCE, "printed", tuple(world.DATASETS[GREY_SOURCE[0]].class_names),
+                       "held-out upright MNIST digits, all ten classes; n of them drawn per episode")
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,7 +345,8 @@ def choice_order(classes: Sequence[int], mode: str, r: np.random.Generator) -> l
 @dataclass(frozen=True)
 class Condition:
     """One cell of a study's grid (see module docstring). ``level``: the majority share (label_shift),
-    the tie strength (spurious), unused (None) for shots."""
+    the tie strength (spurious), unused (None) otherwise. ``n_way``: the classes per episode of the
+    drawn_classes study, None (the task's classes) for the others."""
 
     study: str
     task: Task
@@ -348,10 +360,15 @@ class Condition:
     query_seed: int = 0
     scoring: str = "loglik"
     max_new_tokens: int = 12
+    n_way: int | None = None
 
     def params(self) -> dict:
+        """JSON form (cache keys); ``n_way`` only when set, so that a condition on the task's own classes
+        keeps the key of its cached results."""
         d = asdict(self)
         d["task"] = self.task.spec()
+        if self.n_way is None:
+            del d["n_way"]
         return d
 
 
@@ -377,10 +394,21 @@ def paint(image, colour: str):
 
 class Study:
     """How a study shapes the episodes of a condition: the shots study's rule, which the others refine.
-    Demonstrations come from the query's domain (``source`` 'in_domain') or the task's other domain
-    ('shifted'), class-balanced, and are shown as they are."""
+    Every episode holds the task's classes; demonstrations come from the query's domain (``source``
+    'in_domain') or the task's other domain ('shifted'), class-balanced, and are shown as they are."""
 
     name = "shots"
+
+    def check(self, cond: Condition) -> None:
+        """Refuse (ParameterError) a condition this study cannot build, before anything is drawn."""
+        if cond.n_way is not None:
+            raise ParameterError(f"the {self.name} study uses the task's classes; n_way={cond.n_way} is for the "
+                                 "drawn_classes study")
+
+    def episode_classes(self, cond: Condition, classes: list[int], qc: int, r: np.random.Generator) -> list[int]:
+        """The classes of one episode (choice list, label words, demonstrations), in the task's order;
+        ``qc`` is the query's class."""
+        return classes
 
     def demo_pool(self, cond: Condition, data: IclData, qpool: Pool) -> tuple[Pool, str]:
         """(where the demonstrations come from, that domain's name)."""
@@ -445,15 +473,44 @@ class Spurious(Study):
         return (demo_images, demo_labels, demo_ids), (paint(query_image, qcol), qc, f"{query_id}-{qcol}")
 
 
-STUDIES = {s.name: s for s in (Study(), LabelShift(), Spurious())}
+class DrawnClasses(Study):
+    """Classes drawn afresh per episode: the query's class and ``n_way - 1`` others drawn at random from
+    the task's classes (notebook 00's held-out curves). The queries still cycle through all the task's
+    classes, so every class is queried equally often and each appears in an episode as often as chance
+    lets it."""
+
+    name = "drawn_classes"
+
+    def check(self, cond):
+        check_positive_int("n_way", cond.n_way)
+        if not 2 <= cond.n_way <= cond.task.n_way:
+            raise ParameterError(f"n_way={cond.n_way}: an episode needs 2 to {cond.task.n_way} classes of task "
+                                 f"{cond.task.name!r}")
+
+    def episode_classes(self, cond, classes, qc, r):
+        drawn = r.choice([c for c in classes if c != qc], cond.n_way - 1, replace=False).tolist()
+        return [c for c in classes if c == qc or c in drawn]
+
+
+STUDIES = {s.name: s for s in (Study(), LabelShift(), Spurious(), DrawnClasses())}
+
+
+def check_condition(cond: Condition) -> None:
+    """Refuse (ParameterError) a condition that cannot be built, before any data or model is touched."""
+    check_choice("study", cond.study, list(STUDIES))
+    check_positive_int("shots", cond.shots, allow_zero=True)
+    check_choice("label-word mode", cond.mode, MODES)
+    check_positive_int("queries per class", cond.n_per_class)
+    STUDIES[cond.study].check(cond)
 
 
 def build_condition_episodes(cond: Condition, data: IclData) -> tuple[list[Episode], list[dict]]:
     """The episodes of one condition and, per episode, the extra result fields (majority, tie, ...): the
     queries are fixed per task (shared by every condition), the label words, choice order, demonstration
-    counts and draws come from the condition's seed, and the study (:data:`STUDIES`) decides the counts
-    and how demonstrations and query are shown."""
-    check_choice("study", cond.study, list(STUDIES))
+    counts and draws come from the condition's seed, and the study (:data:`STUDIES`) decides the episode's
+    classes, the counts and how demonstrations and query are shown. Queries cycle through the task's
+    classes: query ``e`` is of class ``classes[e % n]``."""
+    check_condition(cond)
     study = STUDIES[cond.study]
     task = cond.task
     classes = data.class_indices(task)
@@ -461,17 +518,20 @@ def build_condition_episodes(cond: Condition, data: IclData) -> tuple[list[Episo
     dpool, demo_domain = study.demo_pool(cond, data, qpool)
     queries = select_queries(qpool, classes, cond.n_per_class, cond.query_seed, task.name)
     # The query colouring is not part of the key: flipped and aligned queries meet the same demonstrations.
-    r = rng(cond.seed, "icl-demos", cond.study, task.name, cond.shots, cond.mode, cond.source, cond.level)
+    # (n_way joins the key only when set, as in Condition.params)
+    r = rng(cond.seed, "icl-demos", cond.study, task.name, cond.shots, cond.mode, cond.source, cond.level,
+            *([] if cond.n_way is None else [cond.n_way]))
     episodes, extras = [], []
     for e, qi in enumerate(queries):
         qc = int(qpool.labels[qi])
-        words = label_words(classes, qpool.class_names, cond.mode, r)
-        order = choice_order(classes, cond.mode, r)
+        cls = study.episode_classes(cond, classes, qc, r)
+        words = label_words(cls, qpool.class_names, cond.mode, r)
+        order = choice_order(cls, cond.mode, r)
         extra = {"majority": -1, "tie_actual": float("nan"), "demo_domain": demo_domain}
-        demos = draw_demos(dpool, study.counts(cond, classes, e, r, extra), qpool.sources[qi], r)
+        demos = draw_demos(dpool, study.counts(cond, cls, e, r, extra), qpool.sources[qi], r)
         demo = ([dpool.images[i] for i in demos], [int(dpool.labels[i]) for i in demos], [dpool.ids[i] for i in demos])
         (demo_images, demo_labels, demo_ids), (query_image, qc, query_id) = study.dress(
-            cond, classes, demo, (qpool.images[qi], qc, qpool.ids[qi]), r, extra)
+            cond, cls, demo, (qpool.images[qi], qc, qpool.ids[qi]), r, extra)
         episodes.append(make_episode(demo_images, demo_labels, demo_ids, query_image, qc, query_id, order,
                                      words, cond.mode))
         extras.append(extra | {"query": e})
@@ -516,14 +576,13 @@ def evaluate_condition(model, cond: Condition, data: IclData, batch_size: int = 
     def build():
         episodes, extras = build_condition_episodes(cond, data)
         preds, parsed = predict(model, episodes, cond.scoring, batch_size, cond.max_new_tokens)
-        classes = data.class_indices(cond.task)
         rows = []
         for ep, ex, p, ok in zip(episodes, extras, preds, parsed):
             word_class = {w: c for c, w in ep.words.items()}
             pred = word_class[ep.choices[p]] if p >= 0 else -1
             rows.append({"study": cond.study, "task": cond.task.name, "dataset": cond.task.dataset,
                          "query_domain": cond.task.query_domain, "demo_domain": ex["demo_domain"],
-                         "source": cond.source if cond.shots else "none", "n_way": len(classes),
+                         "source": cond.source if cond.shots else "none", "n_way": len(ep.choices),
                          "shots": cond.shots, "mode": cond.mode, "scoring": cond.scoring, "seed": cond.seed,
                          "level": cond.level, "query_colour": cond.query_colour, "query": ex["query"],
                          "query_id": ep.query_id, "label": ep.query_label, "pred": pred,
@@ -585,54 +644,46 @@ def spurious_conditions(pairs, ties, shots: int, modes, seeds, n_per_class: int,
 
 
 # --------------------------------------------------------------------------------------------
-# Random-class episodes on one domain (notebook 00's held-out in-context curves)
+# Classes drawn per episode on one domain (notebook 00's held-out in-context curves)
 # --------------------------------------------------------------------------------------------
 
-EPISODE_COLUMNS = ["n_way", "mode", "shots", "episode", "label", "pred_loglik", "pred_generate", "parsed",
-                   "correct", "correct_generate", "agree"]
+EPISODE_COLUMNS = ["n_way", "mode", "shots", "query", "query_id", "label", "pred_loglik", "correct", "pred_generate",
+                   "parsed", "correct_generate", "agree"]
 
 
-def episode_curves(model, ds, n_ways: Sequence[int], modes: Sequence[str], shots_list: Sequence[int],
-                   n_episodes: int, seed: int = 0, generate_modes: Sequence[str] = ("reassigned",),
-                   batch_size: int = 32, dataset_tag: str = "") -> pd.DataFrame:
-    """Per-episode results of n-way episodes whose classes are drawn afresh per episode
-    (:func:`mllm_ood.episodes.build_episodes`, class-balanced demonstrations from ``ds``, never the query).
+def episode_curves(model, data: IclData, task: Task, n_ways: Sequence[int], modes: Sequence[str],
+                   shots_list: Sequence[int], n_per_class: int, *, seed: int = 0,
+                   generate_modes: Sequence[str] = ("reassigned",), batch_size: int = 32) -> pd.DataFrame:
+    """Per-episode results of the ``drawn_classes`` study (:class:`DrawnClasses`) on ``task``, for every
+    n_way x mode x shots: ``n_per_class`` queries per class of the task, the same at every point; each
+    episode holds the query's class and ``n_way - 1`` others drawn afresh, with class-balanced
+    demonstrations from the query's domain (never the query's source image). Each condition is built by
+    :func:`build_condition_episodes` and evaluated and cached by :func:`evaluate_condition`, as in
+    notebook 03; ``seed`` seeds the queries and the demonstrations.
 
     Every episode is scored by choice log-likelihood (``pred_loglik``, ``correct``); for ``generate_modes``
-    also by greedy generation + paper A's parser (``pred_generate``, -1 = unparsed; ``correct_generate``;
-    ``agree`` = both methods pick the same choice). Columns: :data:`EPISODE_COLUMNS`. Cached per
-    (model fingerprint, ``dataset_tag``, arguments).
+    also by greedy generation + paper A's parser (``pred_generate``, -1 = unparsed; ``parsed``;
+    ``correct_generate``; ``agree`` = both methods pick the same class), empty for the other modes.
+    ``label`` and the predictions are class indices. Columns: :data:`EPISODE_COLUMNS`.
     """
-    from .episodes import build_episodes
-
-    for n in n_ways:
-        check_positive_int("n_way", n)
     check_choices("label-word mode", modes, MODES)
-    check_choices("generate mode", generate_modes, MODES)
-    for s in shots_list:
-        check_positive_int("shots", s, allow_zero=True)
-    check_positive_int("number of episodes", n_episodes)
-    params = {"model": fingerprint_of(model), "data": dataset_tag, "n_ways": [int(n) for n in n_ways], "modes": list(modes),
-              "shots": [int(s) for s in shots_list], "n_episodes": int(n_episodes), "seed": int(seed),
-              "generate_modes": list(generate_modes), "icl_version": ICL_VERSION}
-
-    def build():
-        rows = []
-        grid = [(n, m, s) for n in n_ways for m in modes for s in shots_list]
-        for n, mode, shots in tqdm(grid, desc="episode curves"):
-            eps = build_episodes(ds, n_episodes, shots, mode=mode, n_way=n, seed=seed)
-            pred, _ = predict(model, eps, "loglik", batch_size)
-            gen, parsed = (predict(model, eps, "generate", batch_size) if mode in generate_modes
-                           else ([-1] * len(eps), [False] * len(eps)))
-            for i, (e, p, g, ok) in enumerate(zip(eps, pred, gen, parsed)):
-                rows.append({"n_way": n, "mode": mode, "shots": shots, "episode": i, "label": e.answer_index,
-                             "pred_loglik": p, "pred_generate": g if mode in generate_modes else None,
-                             "parsed": ok if mode in generate_modes else None, "correct": p == e.answer_index,
-                             "correct_generate": (g == e.answer_index) if mode in generate_modes else None,
-                             "agree": (g == p) if mode in generate_modes else None})
-        return pd.DataFrame(rows, columns=EPISODE_COLUMNS)
-
-    return cached_table("icl_curves", params, build, file="episodes.csv")
+    check_choices("generate mode", generate_modes, modes)
+    conds = [Condition("drawn_classes", task, s, m, seed, n_per_class, n_way=n, query_seed=seed)
+             for n in n_ways for m in modes for s in shots_list]
+    for c in conds:  # every bad value is refused before the first condition is computed
+        check_condition(c)
+    keys = ["n_way", "mode", "shots", "query"]
+    out = (run_conditions(model, conds, data, batch_size, desc="episode curves (choice scoring)")
+           .rename(columns={"pred": "pred_loglik"})[[*keys, "query_id", "label", "pred_loglik", "correct"]])
+    generate = [replace(c, scoring="generate") for c in conds if c.mode in generate_modes]
+    if generate:
+        gen = run_conditions(model, generate, data, batch_size, desc="episode curves (generation)")
+        gen = gen.rename(columns={"pred": "pred_generate", "correct": "correct_generate"})
+        out = out.merge(gen[[*keys, "pred_generate", "parsed", "correct_generate"]], on=keys, how="left",
+                        validate="one_to_one")
+    out = out.reindex(columns=EPISODE_COLUMNS)
+    out["agree"] = (out["pred_generate"] == out["pred_loglik"]).where(out["pred_generate"].notna())
+    return out
 
 
 # --------------------------------------------------------------------------------------------
