@@ -24,7 +24,13 @@ Three label-word variants (:func:`label_words`):
 - ``permuted``: the episode's true names, shuffled so that no class keeps its own (``seven`` labels the
   threes): the demonstrations must override what the model already knows.
 
-Demonstrations never include the query sample; by default they are class-balanced.
+This module holds the layout (:func:`make_episode`) and the per-episode draws the studies share
+(:func:`label_words`, :func:`balanced_counts`). Episodes are drawn by one builder,
+:func:`mllm_ood.icl.build_condition_episodes`, whose studies (small classes) decide the classes, the
+demonstration counts and pools and how images are shown; demonstrations never include the query nor
+another rendering of its source image. (The embedded model's training samples and its held-out probe
+during training draw their own token-level episodes: see :mod:`mllm_ood.embedded_model.samples` and
+:class:`mllm_ood.embedded_model.HeldOutProbe`.)
 """
 
 from __future__ import annotations
@@ -35,8 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .prompts import format_answer, zero_shot_prompt
-from .seeding import rng
-from .validation import ParameterError, check_choice, check_positive_int
+from .validation import ParameterError
 
 IMAGE_PLACEHOLDER = "<image>"
 EPISODE_INSTRUCTION = "Each example image is followed by its label."
@@ -101,6 +106,8 @@ def label_words(classes: Sequence[int], class_names: Sequence[str], mode: str, r
     if mode == "fixed":
         return {c: class_names[c] for c in classes}
     if mode == "reassigned":
+        if len(classes) > len(NONCE_WORDS):
+            raise ParameterError(f"{len(classes)} classes exceed the {len(NONCE_WORDS)} made-up label words")
         return dict(zip(classes, (str(w) for w in r.choice(NONCE_WORDS, len(classes), replace=False))))
     if mode == "permuted":
         k = len(classes)
@@ -117,89 +124,10 @@ def balanced_counts(shots: int, n_way: int, r: np.random.Generator) -> np.ndarra
     return counts
 
 
-def build_episodes(
-    ds,
-    n_episodes: int,
-    shots: int,
-    *,
-    mode: str = "reassigned",
-    classes: Sequence[int] | None = None,
-    n_way: int = 2,
-    demo_ds=None,
-    proportions: Sequence[float] | None = None,
-    seed: int = 0,
-) -> list[Episode]:
-    """Build ``n_episodes`` seeded episodes of ``shots`` demonstrations plus one query.
-
-    ds: a dataset with columns id, image, label (ClassLabel); queries come from it.
-    mode: 'fixed' (true class names), 'reassigned' (fresh words from NONCE_WORDS per episode) or
-    'permuted' (the true names of the episode's classes, deranged).
-    classes: the episode's class indices (len n_way); None draws n_way distinct classes per episode.
-    demo_ds: where demonstrations come from (default ``ds``; another domain for the domain-shift study).
-    proportions: demonstration class proportions (len n_way, label-shift study); None = balanced.
-    Queries cycle through the classes so that every class is queried equally often.
-    """
-    check_positive_int("number of episodes", n_episodes)
-    check_positive_int("shots", shots, allow_zero=True)
-    check_choice("episode mode", mode, MODES)
-    check_positive_int("n_way", n_way)
-    if n_way < 2:
-        raise ParameterError(f"an episode needs at least 2 classes, got n_way={n_way}")
-    class_names = ds.features["label"].names
-    if classes is not None:
-        classes = [int(c) for c in classes]
-        if len(set(classes)) != len(classes) or len(classes) < 2:
-            raise ParameterError(f"episode classes must be at least 2 distinct indices, got {classes}")
-        for c in classes:
-            if not 0 <= c < len(class_names):
-                raise ParameterError(f"class index {c} out of range for {len(class_names)} classes")
-        n_way = len(classes)
-    if n_way > len(class_names):
-        raise ParameterError(f"n_way={n_way} exceeds the {len(class_names)} classes")
-    if proportions is not None:
-        p = np.asarray(proportions, float)
-        if len(p) != n_way or (p < 0).any() or not np.isclose(p.sum(), 1.0):
-            raise ParameterError(f"proportions must be {n_way} non-negative numbers summing to 1, got {proportions}")
-    if mode == "reassigned" and n_way > len(NONCE_WORDS):
-        raise ParameterError(f"n_way={n_way} exceeds the {len(NONCE_WORDS)} nonce words")
-    demo_ds = ds if demo_ds is None else demo_ds
-    q_labels, d_labels = np.asarray(ds["label"]), np.asarray(demo_ds["label"])
-    q_ids, d_ids = list(ds["id"]), list(demo_ds["id"])
-    by_class = {c: np.flatnonzero(d_labels == c) for c in range(len(class_names))}
-    r = rng(seed, "episodes", mode, shots, n_way)
-    episodes = []
-    for e in range(n_episodes):
-        cls = list(classes) if classes is not None else sorted(r.choice(len(class_names), n_way, replace=False).tolist())
-        qc = cls[e % n_way]
-        pool = np.flatnonzero(q_labels == qc)
-        if len(pool) == 0:
-            raise ParameterError(f"no query sample of class {class_names[qc]!r} in the dataset")
-        qi = int(r.choice(pool))
-        words = label_words(cls, class_names, mode, r)
-        if proportions is None:
-            counts = balanced_counts(shots, n_way, r)
-        else:
-            counts = r.multinomial(shots, np.asarray(proportions, float) / np.sum(proportions))
-        demos: list[int] = []
-        for c, k in zip(cls, counts):
-            cand = [i for i in by_class[c] if d_ids[i] != q_ids[qi]]  # never the query itself
-            if len(cand) < k:
-                raise ParameterError(f"only {len(cand)} demonstrations of class {class_names[c]!r}, need {k}")
-            demos.extend(r.choice(cand, int(k), replace=False).tolist())
-        demos = [demos[i] for i in r.permutation(len(demos))]
-        # Reassigned words are listed in random order (in class order the list would reveal which
-        # word belongs to the lower digit); true names keep the dataset's class order, as paper A.
-        order = cls if mode == "fixed" else [cls[j] for j in r.permutation(n_way)]
-        demo_labels = [int(d_labels[i]) for i in demos]
-        episodes.append(make_episode([demo_ds[int(i)]["image"] for i in demos], demo_labels, [d_ids[i] for i in demos],
-                                     ds[qi]["image"], qc, q_ids[qi], order, words, mode))
-    return episodes
-
-
 def make_episode(demo_images, demo_labels, demo_ids, query_image, query_label: int, query_id: str,
                  classes: Sequence[int], words: dict, mode: str) -> Episode:
     """An :class:`~mllm_ood.episodes.Episode` in the shared layout (:func:`episode_prompt`); ``classes``
-    in choice-list order (see :func:`choice_order`).
+    in choice-list order (see :func:`mllm_ood.icl.choice_order`).
 
     Without demonstrations the prompt is the plain zero-shot prompt (the query image, then the question
     with the choice list: what notebook 01 asks, restricted to the episode's choices), so a shots curve
