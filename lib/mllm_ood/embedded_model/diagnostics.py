@@ -34,7 +34,16 @@ class HeldOutProbe:
     training steps compares the same episodes. Call it only while the vision tower is frozen (its
     features of ``x`` are computed once). Modes: ``reassigned`` (made-up words per episode),
     ``permuted`` (the episode's true digit names, shuffled so that no class keeps its own name: only the
-    demonstrations can override the prior)."""
+    demonstrations can override the prior).
+
+    These episodes are drawn here, apart from the evaluation builder
+    (:func:`mllm_ood.icl.build_condition_episodes`), on purpose: they are token-level samples over the
+    training's image arrays (no PIL images, no model interface), cheap enough to score every few hundred
+    steps, and their results are part of the checkpoint's training record, which other draws would no
+    longer reproduce (the weights would not change: the probe only reads the model). They share the
+    layout (:func:`~mllm_ood.episodes.episode_prompt`) and the label words
+    (:func:`~mllm_ood.episodes.label_words`); unlike the builder, the query's class is drawn at random
+    and each demonstration on its own, so an image can appear twice in one episode (never the query)."""
 
     def __init__(self, enc: "Encoder", x: np.ndarray, y: np.ndarray, seed: int, n_mc: int, n_icl: int,
                  settings=((2, "reassigned", (0, 2, 8)), (3, "reassigned", (8,)))):

@@ -131,7 +131,13 @@ def _strip_eos(pieces) -> Sample:
 
 
 class TaskSampler:
-    """Draws instruction samples of each task from an image bank (features indexed by bank id)."""
+    """Draws instruction samples of each task from an image bank (features indexed by bank id).
+
+    Its few-shot episodes (tasks ``icl_*``) are training data, drawn apart from the evaluation builder
+    (:func:`mllm_ood.icl.build_condition_episodes`) on purpose: any number of shots up to ``max_shots``,
+    demonstration classes drawn with replacement (not balanced), images from the augmented bank, and a
+    loss mask per label word. They share the layout and the label words (:mod:`mllm_ood.episodes`);
+    other draws here would train other weights."""
 
     def __init__(self, labels: np.ndarray, copies: int, config: dict):
         self.labels = np.asarray(labels)
