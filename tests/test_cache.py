@@ -168,3 +168,65 @@ def test_cached_arrays_round_trip(fresh_cache):
     a = cached_arrays("arrays", {"k": 1}, build)
     b = cached_arrays("arrays", {"k": 1}, build)
     assert len(calls) == 1 and np.array_equal(a["x"], b["x"]) and list(b["ids"]) == ["a", "b"]
+
+
+def test_analysis_is_computed_once_per_argument_content(fresh_cache):
+    import pandas as pd
+
+    calls = []
+
+    @cache.cached_analysis("analysis")
+    def mean_by(table: pd.DataFrame, column: str, *, scale: float = 1.0) -> pd.DataFrame:
+        calls.append(1)
+        return table.groupby(column, as_index=False)["v"].mean().assign(v=lambda t: t["v"] * scale)
+
+    t = pd.DataFrame({"g": ["a", "a", "b"], "v": [1.0, 3.0, 5.0]})
+    first = mean_by(t, "g")
+    again = mean_by(t.copy(), column="g", scale=1.0)  # same content, another object, defaults spelled out
+    assert len(calls) == 1 and again.equals(first) and again["v"].tolist() == [2.0, 5.0]
+    changed = t.copy()
+    changed.loc[2, "v"] = 7.0
+    assert mean_by(changed, "g")["v"].tolist() == [2.0, 7.0] and len(calls) == 2  # a changed value recomputes
+    mean_by(t, "g", scale=2.0)
+    assert len(calls) == 3
+    assert mean_by.uncached(t, "g").equals(first) and len(calls) == 4
+
+
+def test_analysis_recomputes_when_the_package_source_changes(fresh_cache, monkeypatch):
+    calls = []
+
+    @cache.cached_analysis("analysis")
+    def f(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    assert f(1) == 2 and f(1) == 2 and len(calls) == 1
+    monkeypatch.setattr(cache, "_SOURCE_DIGEST", "0123456789abcdef")  # as after an edit of the code
+    assert f(1) == 2 and len(calls) == 2
+
+
+def test_analysis_keys_refuse_objects_without_a_stable_identity(fresh_cache):
+    import numpy as np
+
+    @cache.cached_analysis("analysis")
+    def f(thing) -> int:
+        return 1
+
+    with pytest.raises(TypeError, match="cannot key an analysis cache on a object"):
+        f(object())
+    assert cache.content_digest(np.arange(3)) != cache.content_digest(np.arange(3.0))  # dtype counts
+    assert cache.content_digest({"b": 1, "a": [1, 2]}) == cache.content_digest({"a": [1, 2], "b": 1})
+
+
+def test_an_entry_is_hashed_once_per_process_but_its_marker_is_always_read(fresh_cache, monkeypatch):
+    calls, hashed = [], []
+    p = cache.cached("thing", {"x": 2}, _writer(calls))
+    real = cache._manifest
+    monkeypatch.setattr(cache, "_manifest", lambda folder: hashed.append(folder) or real(folder))
+    cache.cached("thing", {"x": 2}, _writer(calls))
+    cache.cached("thing", {"x": 2}, _writer(calls))
+    assert len(calls) == 1 and len(hashed) == 1  # checked against the manifest on the first read only
+    marker = json.loads((p / cache.MARKER).read_text())
+    (p / cache.MARKER).write_text(json.dumps({**marker, "code": "0"}))  # an older code version
+    cache.cached("thing", {"x": 2}, _writer(calls))
+    assert len(calls) == 2

@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from . import information as info
-from .cache import cached_table, exact_digest
+from .cache import cached_analysis, cached_table, exact_digest
 from .seeding import derive_seed
 from .validation import ParameterError, check_choice, check_positive_int
 
@@ -489,6 +489,7 @@ def term_transform(column: str) -> float:
     return 0.5 if column.endswith(("_v", "_t")) else 0.25
 
 
+@cached_analysis("analysis")
 def correlation_table(table: pd.DataFrame, pairs: dict[str, tuple[str, str]], *, rows: str | None = None,
                       cols: str | None = None, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
                       methods: Sequence[str] = CORRELATION_METHODS, **labels) -> pd.DataFrame:

@@ -45,7 +45,7 @@ from .progress import tqdm
 
 from . import emi_core as core
 from . import information as info
-from .cache import cached_table
+from .cache import cached_analysis, cached_table
 from .emi_core import MIN_SAMPLES
 from .data import world
 from .models import fingerprint_of
@@ -394,6 +394,7 @@ def scenario_table(responses: pd.DataFrame, emb: GridEmbeddings, grid: Grid, *, 
 TERM_PAIRS = {"EMID vs sqrt(JSv)": "jsd_v", "EMID vs sqrt(JSt)": "jsd_t", "EMID vs JSqy^1/4": "jsd_qy"}
 
 
+@cached_analysis("analysis")
 def correlation_summary(tables: dict[str, pd.DataFrame], *, n_boot: int = 1000, level: float = 0.95,
                         seed: int = 0) -> pd.DataFrame:
     """Per grid: EMID vs the JSD bound, vs the W bound, vs each varying bound term (over the shifted

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .cache import cached_analysis
 from .data.shifts import CORRUPTIONS
 from .seeding import derive_seed
 from .validation import ParameterError, check_positive_int
@@ -65,6 +66,7 @@ def bootstrap_ci(correct, n_boot: int = 2000, level: float = 0.95, seed: int = 0
     return _percentile_interval((x,), _mean, n_boot, level, np.random.default_rng(derive_seed(seed, "bootstrap", len(x))))
 
 
+@cached_analysis("analysis")
 def accuracy_table(results: pd.DataFrame, by: Sequence[str], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Accuracy per group of ``by`` columns with a 95 % bootstrap interval and, when present, parse rate.
 

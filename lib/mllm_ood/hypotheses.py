@@ -44,6 +44,7 @@ import pandas as pd
 
 from .evaluation import (FORMAT_SHARE, MARGIN, bootstrap_ci, bootstrap_diff_ci, bootstrap_paired_diff_ci,
                          is_format_failure, pair_with_reference)
+from .cache import cached_analysis
 from .features import domain_features
 from .probes import learning_curve, probe_accuracy, transfer_accuracy
 
@@ -126,6 +127,7 @@ def _paired_prompts(zs: pd.DataFrame, dataset: str, domain: str, mode: str, vari
     return both["correct_rich"].to_numpy(bool), both["correct_plain"].to_numpy(bool)
 
 
+@cached_analysis("analysis")
 def prompt_confounds(zs: pd.DataFrame, references: dict, modes, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """The richer prompts on the ID reference domains (every distinct one of ``references``): accuracy change
     over the plain prompt on the same images, with its paired interval. A prompt that clearly lowers
@@ -212,6 +214,7 @@ def decide(row: dict, margin: float = MARGIN, format_share: float = FORMAT_SHARE
             "why": "; ".join(reasons)}
 
 
+@cached_analysis("analysis")
 def domain_verdicts(zs: pd.DataFrame, probe_items: pd.DataFrame, ood: dict, references: dict, modes, *,
                     margin: float = MARGIN, format_share: float = FORMAT_SHARE, n_boot: int = 1000,
                     seed: int = 0) -> pd.DataFrame:
@@ -303,6 +306,7 @@ def summarise(verdicts: pd.DataFrame) -> pd.DataFrame:
     return counts
 
 
+@cached_analysis("analysis")
 def probe_tables(model, datasets, ood: dict, n_per_class: int, *, references: dict | None = None, seed: int = 0,
                  batch_size: int = 64, prompt_style: str = "short", n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Linear probes (H2, H3) per OOD domain and feature set (:data:`PROBE_LABELS`), each fitted on a fixed
@@ -337,6 +341,7 @@ def probe_tables(model, datasets, ood: dict, n_per_class: int, *, references: di
     return pd.DataFrame(rows), pd.concat(items, ignore_index=True)
 
 
+@cached_analysis("analysis")
 def probe_curves(model, datasets, ood: dict, n_per_class: int, per_class_list, *, seed: int = 0,
                  batch_size: int = 64, n_boot: int = 1000) -> pd.DataFrame:
     """The vision-feature probe's accuracy against labelled examples per class, one fit per point on the

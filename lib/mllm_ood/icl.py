@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from .progress import tqdm
 
-from .cache import cached_table
+from .cache import cached_analysis, cached_table
 from .data import catalog, world
 from .data.shifts import colourise
 from .episodes import MODES, Episode, balanced_counts, label_words, make_episode
@@ -278,6 +278,10 @@ class IclData:
         self.seed, self.sources = seed, sources
         self._ds: dict = {}
         self._pools: dict = {}
+
+    def cache_identity(self) -> dict:
+        """What an analysis cache keys this data source by (:func:`mllm_ood.cache.content_digest`)."""
+        return {"seed": self.seed, "sources": self.sources}
 
     def dataset(self, name: str):
         if name not in self._ds:
@@ -597,6 +601,7 @@ def evaluate_condition(model, cond: Condition, data: IclData, batch_size: int = 
                                "query_colour": str})
 
 
+@cached_analysis("analysis")
 def run_conditions(model, conditions: list[Condition], data: IclData, batch_size: int = 64,
                    desc: str = "ICL conditions") -> pd.DataFrame:
     """Evaluate (or read from the cache) every condition; one table of per-query results."""
@@ -696,6 +701,7 @@ def per_query(results: pd.DataFrame, by: Sequence[str], value: str = "correct") 
             .rename(value).reset_index())
 
 
+@cached_analysis("analysis")
 def summarise(results: pd.DataFrame, by: Sequence[str], value: str = "correct", n_boot: int = 1000,
               seed: int = 0) -> pd.DataFrame:
     """Per group of ``by``: mean of ``value`` over seeds (fraction), 95 % bootstrap interval over queries
@@ -712,6 +718,7 @@ def summarise(results: pd.DataFrame, by: Sequence[str], value: str = "correct", 
     return pd.DataFrame(rows).rename(columns={"value": "accuracy" if value == "correct" else value})
 
 
+@cached_analysis("analysis")
 def paired_effect(a: pd.DataFrame, b: pd.DataFrame, value: str = "correct", n_boot: int = 1000,
                   seed: int = 0) -> dict:
     """mean(a) - mean(b) of ``value`` over the queries both tables share (unit = task x query, each
@@ -854,6 +861,7 @@ def gain_by_task(shots_res: pd.DataFrame, task_names: Sequence[str], modes: Sequ
     return pd.DataFrame(rows)
 
 
+@cached_analysis("analysis")
 def probe_curves(model, tasks: Sequence[Task], data: IclData, n_per_class: int, per_class_list: Sequence[int], *,
                  seed: int = 0, n_draws: int = 5, n_boot: int = 1000, batch_size: int = 64) -> pd.DataFrame:
     """The vision-feature probe beside ICL, per task: :func:`mllm_ood.probes.learning_curve` on the frozen
@@ -873,6 +881,7 @@ def probe_curves(model, tasks: Sequence[Task], data: IclData, n_per_class: int, 
     return pd.concat(frames, ignore_index=True)
 
 
+@cached_analysis("analysis")
 def colour_probe(model, data: IclData, pairs, n_per_class: int, *, seed: int = 0, n_boot: int = 1000,
                  batch_size: int = 64) -> dict:
     """Can the model see colour? A linear probe (:func:`mllm_ood.probes.probe_accuracy`) on the frozen
