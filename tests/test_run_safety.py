@@ -274,6 +274,9 @@ def test_notebooks_run_side_by_side_each_with_its_own_figure_folder(study):
     summary = (study / "runs" / "embedded" / "summary.txt").read_text()
     assert re.search(r"90_tiny +ok", summary) and re.search(r"91_tiny +ok", summary)
     assert summary.index("90_tiny") < summary.index("91_tiny"), "the summary lists notebooks in order"
+    for stem in ("90_tiny", "91_tiny"):  # rendered and published beside the run
+        html = (study / "runs" / "embedded" / f"{stem}.html").read_text()
+        assert html.startswith("<!DOCTYPE html>") and "t_first" in html
     with pytest.raises(ParameterError, match="jobs must be a whole number >= 1"):
         runner.run(jobs=0)
 

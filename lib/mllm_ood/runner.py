@@ -42,7 +42,6 @@ import fcntl
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -520,11 +519,26 @@ class _Kernels:
                     os.kill(pid, signal.SIGKILL)
 
 
+def _render_and_publish(executed: Path, stage: Path, stage_figs: Path, figs: Path, run_dir: Path, nb: Path) -> None:
+    """Render the executed copy as HTML (nbconvert's HTMLExporter in this process: a subprocess spends
+    seconds importing per notebook), then :func:`_publish` the notebook's outputs."""
+    from nbconvert import HTMLExporter
+
+    try:
+        body, _ = HTMLExporter().from_filename(str(executed))
+        executed.with_suffix(".html").write_text(body, encoding="utf-8")
+    except Exception as err:  # noqa: BLE001 - the executed copy and figures still publish without HTML
+        with open(stage / f"{nb.stem}.log", "a") as fh:
+            fh.write(f"\n# no HTML rendering: {type(err).__name__}: {err}\n")
+    _publish(stage, stage_figs, figs, run_dir, [nb.name, f"{nb.stem}.html", f"{nb.stem}.log",
+                                                f"{nb.stem}.progress.log"])
+
+
 def _run_one(pm, nb: Path, params_file: Path | None, params: dict, run_dir: Path, figs: Path, timeout: int,
              command: str, smoke: bool, extra: dict, standin_notes: list[str] | None, kernels: _Kernels,
-             interrupted: threading.Event) -> tuple[tuple, str | None, int]:
-    """Execute one notebook into its staging folder and publish or keep it as failed:
-    (summary row, note or None, status 0 / 1 / 130)."""
+             interrupted: threading.Event, publishing) -> tuple[tuple, str | None, int]:
+    """Execute one notebook into its staging folder; hand a success to ``publishing`` (an executor:
+    :func:`_render_and_publish`), keep a failure under failed/: (summary row, note or None, status 0 / 1 / 130)."""
     stage = run_dir / "running" / nb.stem
     stage_figs = stage / "figures"
     stage_figs.mkdir(parents=True)
@@ -555,10 +569,9 @@ def _run_one(pm, nb: Path, params_file: Path | None, params: dict, run_dir: Path
             fh.write("\nKeyboardInterrupt: run interrupted\n")
     wall = time.time() - t0
     if ok:
-        subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(out)], capture_output=True, check=False)
-        _publish(stage, stage_figs, figs, run_dir, [nb.name, f"{nb.stem}.html", f"{nb.stem}.log",
-                                                    f"{nb.stem}.progress.log"])
         print(f"<== {nb.name} ok in {wall:.0f}s", flush=True)
+        # Rendered and published beside the next notebook's run, which can start at once.
+        publishing.submit(_render_and_publish, out, stage, stage_figs, figs, run_dir, nb)
         return (nb.stem, "ok", wall, run_dir / nb.name), None, 0
     stopped = interrupted.is_set()
     cell = _failing_cell(out)
@@ -595,7 +608,7 @@ def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str
             notes.extend([note] if note else [])
             status = status or st
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=1) as publishing, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         try:
             while pending or running:
                 while (pending and not status and len(running) < jobs
@@ -603,7 +616,7 @@ def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str
                        and (pending[0][0].stem not in SOLO or not running)):
                     nb, pf, params = item = pending.pop(0)
                     running[pool.submit(_run_one, pm, nb, pf, params, run_dir, figs, timeout, command, smoke,
-                                        extra, standin_notes, kernels, interrupted)] = item
+                                        extra, standin_notes, kernels, interrupted, publishing)] = item
                 if not running:
                     break
                 collect(wait(list(running), return_when=FIRST_COMPLETED)[0])
