@@ -21,6 +21,7 @@ Device and dtype are chosen automatically: CUDA with bfloat16 where present, els
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,22 +106,28 @@ def load_model(path_or_hub_id: str | Path, device: str | None = None, dtype=None
 
     device: 'cpu', 'cuda', 'cuda:1', ... (default: automatic); dtype: torch dtype or name (default:
     automatic). local_files_only: default True for folders; for hub ids, whatever transformers'
-    offline settings say. Raises ParameterError for a folder that does not exist, a hub id that
-    cannot be loaded, or a folder without a multimodal model.
+    offline settings say. Raises ParameterError for a folder that does not exist or has no transformers
+    config, or a hub id that cannot be loaded. A local folder's weights load on first use (its name,
+    fingerprint and model type come from its files), so a notebook whose results are all cached never
+    loads them; a folder whose weights turn out unloadable raises ParameterError then.
     """
     from .endpoint import is_endpoint_ref, load_endpoint_model
 
     if is_endpoint_ref(path_or_hub_id):  # 'openai:<model>@<base_url>': a model behind an OpenAI-compatible API
         return load_endpoint_model(str(path_or_hub_id))
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
     from .paths import resolve_model
 
     name = resolve_model(str(path_or_hub_id))
     local = Path(name).expanduser()
+    model_type = None
     if local.exists():
         if not (local / "config.json").is_file():
             raise ParameterError(f"model folder {name!r} has no config.json (not a save_pretrained folder)")
+        try:
+            model_type = json.loads((local / "config.json").read_text())["model_type"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ParameterError(f"model folder {name!r}: config.json is not a transformers config with a "
+                                 f"model_type ({type(err).__name__}: {err})") from err
         source, lfo = str(local), True if local_files_only is None else local_files_only
     elif _HUB_ID.match(name):
         source, lfo = name, local_files_only
@@ -129,13 +136,20 @@ def load_model(path_or_hub_id: str | Path, device: str | None = None, dtype=None
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
     kw = {} if lfo is None else {"local_files_only": lfo}
-    try:
-        processor = AutoProcessor.from_pretrained(source, **kw)
-        model = AutoModelForImageTextToText.from_pretrained(source, dtype=dt, **kw)
-    except (OSError, ValueError) as err:
-        raise ParameterError(f"cannot load MLLM {name!r}: {err}") from err
-    model.to(dev).eval()
-    return MLLM(model, processor, name, dev, dt)
+
+    def load():
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        try:
+            processor = AutoProcessor.from_pretrained(source, **kw)
+            model = AutoModelForImageTextToText.from_pretrained(source, dtype=dt, **kw)
+        except (OSError, ValueError) as err:
+            raise ParameterError(f"cannot load MLLM {name!r}: {err}") from err
+        return model.to(dev).eval(), processor
+
+    if model_type is not None:  # a local folder: weights on first use (a fully cached notebook never needs them)
+        return MLLM.on_first_use(load, name, dev, dt, model_type)
+    return MLLM(*load(), name, dev, dt)
 
 
 def _segments(prompt: str, n_images: int) -> list[dict]:
@@ -209,14 +223,53 @@ class MLLM:
     """A loaded MLLM with one interface (see module docstring). Build with :func:`load_model`."""
 
     def __init__(self, model, processor, name: str, device: str, dtype):
-        self.model, self.processor, self.name, self.device, self.dtype = model, processor, name, device, dtype
+        self.name, self.device, self.dtype = name, device, dtype
         self.fingerprint = model_fingerprint(name)  # the model's one identity (see model_fingerprint)
+        self._load = None
+        self._set(model, processor)
+
+    @classmethod
+    def on_first_use(cls, load, name: str, device: str, dtype, model_type: str) -> "MLLM":
+        """An MLLM whose weights and processor ``load()`` returns when first needed: its name, fingerprint
+        and model type need no weights, so reading cached results never imports transformers' models."""
+        self = cls.__new__(cls)
+        self.name, self.device, self.dtype = name, device, dtype
+        self.fingerprint = model_fingerprint(name)
+        self.model_type, self.family = model_type, _family(model_type)
+        self._model = self._processor = self._tokenizer = None
+        self._load = load
+        return self
+
+    def _set(self, model, processor) -> None:
+        self._model, self._processor = model, processor
         self.model_type = model.config.model_type
         self.family = _family(self.model_type)
-        self.tokenizer = getattr(processor, "tokenizer", processor)
-        self.tokenizer.padding_side = "left"  # the last position is every prompt's last token
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._tokenizer = getattr(processor, "tokenizer", processor)
+        self._tokenizer.padding_side = "left"  # the last position is every prompt's last token
+        if self._tokenizer.pad_token is None:
+            self._tokenizer.pad_token = self._tokenizer.eos_token
+
+    def _loaded(self) -> None:
+        if self._model is None:
+            self._set(*self._load())
+
+    @property
+    def model(self):
+        """The transformers model (loaded on first use)."""
+        self._loaded()
+        return self._model
+
+    @property
+    def processor(self):
+        """The transformers processor (loaded on first use)."""
+        self._loaded()
+        return self._processor
+
+    @property
+    def tokenizer(self):
+        """The processor's tokenizer, left padding (loaded on first use)."""
+        self._loaded()
+        return self._tokenizer
 
     def __repr__(self) -> str:
         return f"MLLM({self.name!r}, type={self.model_type}, device={self.device}, dtype={self.dtype})"
