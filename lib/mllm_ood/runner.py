@@ -1,12 +1,15 @@
 """``python -m mllm_ood run``: execute the notebooks in order with papermill (called by run_all.sh).
 
 For each ``notebooks/NN_name.ipynb`` (sorted), parameters are read from ``params/<profile>/NN_name.yaml``;
-``--smoke`` adds ``SMOKE: true``, ``-p KEY VALUE`` overrides one value. Before anything runs:
+``--smoke`` replaces the values named in the file's ``smoke:`` mapping (the smoke run's sizes) and adds
+``SMOKE: true``, ``-p KEY VALUE`` overrides one value (in smoke runs too). Before anything runs:
 
-* every key (YAML or ``-p``) must be a parameter the notebook declares (a misspelling is refused);
+* every key (YAML, its ``smoke:`` mapping, or ``-p``) must be a parameter the notebook declares (a
+  misspelling is refused);
 * every notebook's cells up to its validation cell (imports, parameters, the injected values,
   ``check_parameters``) run in this process, so a bad value in the last notebook stops the run before the
-  first one computes anything.
+  first one computes anything. Under ``--smoke`` both sets are checked: the full-size values (what the
+  same command without ``--smoke`` would run) and the smoke values.
 
 Then the run takes a lock on its folder ``runs/<profile>[-smoke]/`` (and on ``figures/``): a second run
 into the same folder is refused with "another run is writing here". Notebooks execute in order, up to
@@ -66,6 +69,8 @@ SHOT_PARAMETERS = ("SHOTS", "LABEL_SHIFT_SHOTS", "SPURIOUS_SHOTS")
 KERNEL = "mllm-ood"
 LOCK = ".lock"
 VALIDATION_CALL = "check_parameters("
+# The params file's mapping of smoke-run values (--smoke), as params/embedded/model.yaml's ``smoke:``.
+SMOKE_SECTION = "smoke"
 
 
 class FolderBusy(RuntimeError):
@@ -255,20 +260,48 @@ def resolve_parameters(nb: Path, params_file: Path | None, smoke: bool = False, 
                        overrides: dict | None = None) -> dict:
     """The parameters papermill will inject: the YAML file, then SMOKE / RETRAIN, then ``-p`` overrides.
 
-    Raises ParameterError for a key the notebook does not declare, naming the file or ``-p``.
+    The file's ``smoke:`` mapping (``{parameter: smoke-run value}``) is used only with ``smoke``: then the
+    full-size values are checked first (:func:`check_context` and the notebook's validation prefix, as
+    without ``smoke``), and the returned values are the file's with the ``smoke:`` values in their place and
+    ``SMOKE: True``, checked too; ``-p`` overrides win over both. Without ``smoke`` the mapping is ignored.
+
+    Raises ParameterError for a key the notebook does not declare (the file's, its ``smoke:`` mapping's or
+    ``-p``'s), naming the file or ``-p``, and under ``smoke`` for a bad value of either set, a smoke value
+    naming the file's ``smoke:`` mapping.
     """
     declared = declared_parameters(nb)
     params = _read_params_file(params_file)
-    _refuse_undeclared(nb, params, str(params_file.relative_to(PARAMS.parent)) if params_file else "params",
-                       declared)
+    source = str(params_file.relative_to(PARAMS.parent)) if params_file else "params"
+    smoke_values = params.pop(SMOKE_SECTION, None)
+    if smoke_values is None:
+        smoke_values = {}
+    if not isinstance(smoke_values, dict):
+        raise ParameterError(f"{source}: {SMOKE_SECTION}: must be a mapping of parameter names to their smoke-run "
+                             f"values, got {type(smoke_values).__name__}")
+    _refuse_undeclared(nb, params, source, declared)
+    _refuse_undeclared(nb, smoke_values, f"{source} ({SMOKE_SECTION}:)", declared)
+    flags = {}
     if smoke:
         _refuse_undeclared(nb, ["SMOKE"], "--smoke", declared)
-        params["SMOKE"] = True
+        flags["SMOKE"] = True
     if retrain and "RETRAIN" in declared:
-        params["RETRAIN"] = True
+        flags["RETRAIN"] = True
     _refuse_undeclared(nb, overrides or {}, "-p", declared)
-    params.update(overrides or {})
-    return params
+    if not smoke:
+        return {**params, **flags, **(overrides or {})}
+    full = {**params, **{k: v for k, v in flags.items() if k != "SMOKE"}, **(overrides or {})}
+    try:  # what the same command without --smoke would run: a smoke run must not hide a bad full-size value
+        check_context(nb, full)
+        check_notebook_parameters(nb, full)
+    except ParameterError as err:
+        raise ParameterError(f"{nb.stem}, full-size values (checked under --smoke too): {err}") from err
+    small = {**params, **smoke_values, **flags, **(overrides or {})}
+    try:
+        check_context(nb, small)
+        check_notebook_parameters(nb, small)
+    except ParameterError as err:
+        raise ParameterError(f"{source}, its {SMOKE_SECTION}: values (--smoke): {err}") from err
+    return small
 
 
 def _code_cells(nb: Path):
@@ -652,7 +685,8 @@ def _failing_cell(executed: Path) -> str:
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="execute the study's notebooks with papermill (used by run_all.sh)")
     p.add_argument("--profile", default="embedded", help=f"one of {PROFILES}")
-    p.add_argument("--smoke", action="store_true", help="shrink every notebook (SMOKE=True; see README for times)")
+    p.add_argument("--smoke", action="store_true",
+                   help="shrink every notebook to its params file's smoke: values (and SMOKE=True; see README for times)")
     p.add_argument("--only", action="append", help="run only this notebook (name, stem or number); repeatable")
     p.add_argument("--retrain", action="store_true", help="retrain the embedded model instead of loading it")
     p.add_argument("--timeout", type=int, default=1800, help="per-cell execution timeout in seconds")
