@@ -42,3 +42,17 @@ def network_guard_env(record: Path) -> dict:
     env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["MLLM_OOD_NETWORK_RECORD"] = str(record)
     return env
+
+
+def smoke_parameters(name: str, profile: str = "embedded", **overrides) -> str:
+    """The parameters ``run_all.sh --smoke`` injects into notebook ``name`` (the runner's resolution: the
+    YAML with its ``smoke:`` values and SMOKE, then ``overrides``, all checked), as papermill's ``-y`` YAML."""
+    import yaml
+
+    from mllm_ood.paths import NOTEBOOKS, PARAMS
+    from mllm_ood.runner import resolve_parameters
+
+    params = resolve_parameters(NOTEBOOKS / f"{name}.ipynb", PARAMS / profile / f"{name}.yaml", smoke=True,
+                                overrides=overrides)
+    assert params["SMOKE"] is True
+    return yaml.safe_dump(params)

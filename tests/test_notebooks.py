@@ -1,5 +1,6 @@
-"""Every notebook runs end to end through papermill with SMOKE=True, with the network blocked;
-committed notebooks are clean and in sync with their jupytext pairs."""
+"""Every notebook runs end to end through papermill with the values ``run_all.sh --smoke`` injects (its
+params file's ``smoke:`` values and SMOKE=True), with the network blocked; committed notebooks are clean and
+in sync with their jupytext pairs; their defaults are the embedded params files' values."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import network_guard_env
+from conftest import network_guard_env, smoke_parameters
 from mllm_ood.paths import NOTEBOOKS
 from mllm_ood.runner import KERNEL, notebooks
 
@@ -64,7 +65,7 @@ def test_notebook_smoke_run_offline(name, tmp_path, session_cache):
     out = tmp_path / f"{name}.ipynb"
     proc = subprocess.run(
         [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(out), "-k", KERNEL,
-         "-p", "SMOKE", "True", "--cwd", str(NOTEBOOKS), "--no-progress-bar"],
+         "-y", smoke_parameters(name), "--cwd", str(NOTEBOOKS), "--no-progress-bar"],
         env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert not record.exists() or not record.read_text(), f"network access attempted:\n{record.read_text()}"
@@ -81,23 +82,30 @@ def test_network_guard_really_blocks(tmp_path):
     assert "blocked" in proc.stdout and "192.0.2.1" in record.read_text()
 
 
+def _defaults(name: str) -> dict:
+    """{parameter: default} of the notebook's parameters cell."""
+    import ast
+
+    nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    return {n.target.id: ast.literal_eval(n.value) for n in ast.parse("".join(cell["source"])).body
+            if isinstance(n, ast.AnnAssign)}
+
+
+RUN_FLAGS = ("SMOKE", "RETRAIN", "REPLACE_COMMITTED")  # set by run_all.sh's options, not study parameters
+
+
 @pytest.mark.parametrize("name", NOTEBOOK_NAMES)
 def test_parameter_defaults_agree_with_the_embedded_yaml(name):
     """Every parameter the notebook declares is in params/embedded/<name>.yaml with the same value as its
     default, and the YAML declares nothing else: what a reader sees in the notebook is what run_all.sh runs.
-    The run flags (SMOKE, RETRAIN, REPLACE_COMMITTED: set by run_all.sh's options) are not study parameters."""
-    import ast
-
+    The run flags are not study parameters; nor is the ``smoke:`` mapping (the smoke run's values)."""
     import yaml
 
     from mllm_ood.paths import PARAMS
 
-    nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
-    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    defaults = {n.target.id: ast.literal_eval(n.value) for n in ast.parse("".join(cell["source"])).body
-                if isinstance(n, ast.AnnAssign)}
-    for flag in ("SMOKE", "RETRAIN", "REPLACE_COMMITTED"):
-        defaults.pop(flag, None)
+    defaults = {k: v for k, v in _defaults(name).items() if k not in RUN_FLAGS}
     params = yaml.safe_load((PARAMS / "embedded" / f"{name}.yaml").read_text())
+    params.pop("smoke", None)
     assert sorted(params) == sorted(defaults), "parameters in only one of notebook and YAML"
     assert {k: params[k] for k in defaults} == defaults
