@@ -84,7 +84,7 @@ from mllm_ood.plotting import decorate, save_figure, smooth, yerr
 from mllm_ood.prompts import zero_shot_prompt
 
 # %% tags=["parameters"]
-SMOKE: bool = False  # shrink everything to seconds (micro model in a temp folder; the checkpoint is untouched)
+SMOKE: bool = False  # run flag (run_all.sh --smoke; sizes: the YAML's smoke: values): train a micro model in a temp folder, checkpoint untouched
 SEED: int = 0  # training and sampling seed
 RETRAIN: bool = False  # train even if MODEL_DIR holds a checkpoint (another seed/config is refused without it)
 REPLACE_COMMITTED: bool = False  # with RETRAIN: allow replacing the committed checkpoint data/models/embedded_mllm
@@ -113,12 +113,7 @@ ROOT = DEFAULT_MODEL_DIR.parents[2]
 config = load_config(ROOT / CONFIG_PATH, smoke=SMOKE)
 config["seed"] = SEED  # the seed is part of the config: another seed is another checkpoint
 model_dir = Path(tempfile.mkdtemp(prefix="embedded-smoke-")) / "model" if SMOKE else ROOT / MODEL_DIR
-n_id = 5 if SMOKE else N_ID_PER_CLASS
-n_ood = 1 if SMOKE else N_OOD_PER_CLASS
-n_icl = 1 if SMOKE else N_ICL_QUERIES_PER_CLASS
-n_episodes = n_icl * len(HELD_OUT_DIGITS.classes)  # per point of the in-context curves
-n_ways = N_WAYS[:1] if SMOKE else N_WAYS
-n_boot = 100 if SMOKE else N_BOOT
+n_episodes = N_ICL_QUERIES_PER_CLASS * len(HELD_OUT_DIGITS.classes)  # per point of the in-context curves
 shots_list = [0, 1, 2, 4, 8]
 print(f"model folder: {model_dir}  (smoke={SMOKE})")
 
@@ -233,13 +228,13 @@ plt.show()
 model = load_model(model_dir)
 fingerprint = model.fingerprint  # keys every cached result of this model
 print(model, "|", fingerprint)
-id_eval = sample_per_class(load("digit_styles", "mnist"), n_id)
+id_eval = sample_per_class(load("digit_styles", "mnist"), N_ID_PER_CLASS)
 prompt = zero_shot_prompt(DIGIT_NAMES)
 print(repr(model.prompt_text(([id_eval[0]["image"]], prompt))))
-id_results = zero_shot.evaluate(model, ["digit_styles"], n_per_class=n_id, max_new_tokens=12, batch_size=32,
-                                domains={"digit_styles": ["mnist"]})
+id_results = zero_shot.evaluate(model, ["digit_styles"], n_per_class=N_ID_PER_CLASS, max_new_tokens=12,
+                                batch_size=32, domains={"digit_styles": ["mnist"]})
 id_results["scoring"] = id_results["mode"].map({"generate": "generate + parse", "loglik": "choice log-likelihood"})
-id_table = accuracy_table(id_results, ["scoring"], n_boot=n_boot, seed=SEED)
+id_table = accuracy_table(id_results, ["scoring"], n_boot=N_BOOT, seed=SEED)
 id_acc = float(id_table.set_index("scoring").loc["generate + parse", "accuracy"])
 parse_rate = float(id_results.loc[id_results["mode"] == "generate", "parsed"].mean())
 display(id_table.round(3))
@@ -251,7 +246,7 @@ display(id_table.round(3))
 questions = [prompt, "Describe the image.", "Which digit is shown?", "Is this a seven? Answer yes or no."]
 # One image of each of the first N_GENERATIONS digits (the eval set is ordered by class).
 first_of = {int(y): i for i, y in reversed(list(enumerate(id_eval["label"])))}
-sample = id_eval.select([first_of[c] for c in sorted(first_of)[:N_GENERATIONS if not SMOKE else 2]])
+sample = id_eval.select([first_of[c] for c in sorted(first_of)[:N_GENERATIONS]])
 rows = []
 for im, y in zip(sample["image"], sample["label"]):
     out = model.generate([([im], q) for q in questions], max_new_tokens=16)
@@ -270,10 +265,11 @@ display(pd.DataFrame(rows))
 
 # %%
 ood_sets = ["digit_styles", "rotated_mnist", "colored_mnist", "corrupted_mnist", "molecules_size"]
-ood_res = zero_shot.evaluate(model, ood_sets, modes=["generate"], n_per_class=n_ood, max_new_tokens=12, batch_size=32)
+ood_res = zero_shot.evaluate(model, ood_sets, modes=["generate"], n_per_class=N_OOD_PER_CLASS, max_new_tokens=12,
+                             batch_size=32)
 ood_res["chance"] = ood_res["dataset"].map(lambda n: zero_shot.chance_level(DATASETS[n]))
 ood_res["id_reference"] = ood_res["domain"] == ood_res["dataset"].map(lambda n: DATASETS[n].id_domain)
-ood = accuracy_table(ood_res, ["dataset", "domain", "chance", "id_reference"], n_boot=n_boot, seed=SEED)
+ood = accuracy_table(ood_res, ["dataset", "domain", "chance", "id_reference"], n_boot=N_BOOT, seed=SEED)
 display(ood.round(3))
 
 fig, ax = plt.subplots(figsize=(14, 4.5))
@@ -311,9 +307,9 @@ plt.show()
 # the two agree. Intervals: 95 % bootstrap over episodes.
 
 # %%
-curves = episode_curves(model, IclData(), HELD_OUT_DIGITS, n_ways, ["reassigned", "permuted", "fixed"], shots_list,
-                        n_icl, seed=SEED)
-icl = accuracy_table(curves, ["mode", "n_way", "shots"], n_boot=n_boot, seed=SEED)
+curves = episode_curves(model, IclData(), HELD_OUT_DIGITS, N_WAYS, ["reassigned", "permuted", "fixed"], shots_list,
+                        N_ICL_QUERIES_PER_CLASS, seed=SEED)
+icl = accuracy_table(curves, ["mode", "n_way", "shots"], n_boot=N_BOOT, seed=SEED)
 icl["chance"] = 1 / icl["n_way"]
 display(icl.pivot_table(index=["mode", "n_way"], columns="shots", values="accuracy").round(3))
 
@@ -378,9 +374,9 @@ summary = {
     "shifted digit domains below the ID accuracy (interval excludes it)":
         f"{int((shifted.ci_high < id_acc).sum())} of {len(shifted)}",
     "cross-class cosine of image tokens": record["diagnostics"]["cross_class_cosine"],
-    **{f"reassigned words, {n}-way, 0 / 8 shots": f"{at('reassigned', n, 0)} / {at('reassigned', n, 8)}" for n in n_ways},
-    **{f"permuted names, {n}-way, 0 / 8 shots": f"{at('permuted', n, 0)} / {at('permuted', n, 8)}" for n in n_ways},
-    **{f"true names, {n}-way, 0 / 8 shots": f"{at('fixed', n, 0)} / {at('fixed', n, 8)}" for n in n_ways},
+    **{f"reassigned words, {n}-way, 0 / 8 shots": f"{at('reassigned', n, 0)} / {at('reassigned', n, 8)}" for n in N_WAYS},
+    **{f"permuted names, {n}-way, 0 / 8 shots": f"{at('permuted', n, 0)} / {at('permuted', n, 8)}" for n in N_WAYS},
+    **{f"true names, {n}-way, 0 / 8 shots": f"{at('fixed', n, 0)} / {at('fixed', n, 8)}" for n in N_WAYS},
     "generate + parse agrees with choice scoring (reassigned episodes)": f"{agree_rate:.1%}",
     "training wall time (s)": record["total_wall_s"],
 }
