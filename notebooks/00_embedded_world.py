@@ -50,21 +50,21 @@ from mllm_ood.plotting import image_grid, save_figure
 from mllm_ood.prompts import zero_shot_prompt
 
 # %% tags=["parameters"]
-SMOKE: bool = False  # shrink to two small datasets and a few samples (tests)
+SMOKE: bool = False  # run flag (run_all.sh --smoke); the smoke sizes are the YAML's smoke: values
+DATASETS: list = ["mnist_train", "digit_styles", "rotated_mnist", "colored_mnist", "corrupted_mnist", "molecules_size", "molecules_scaffold"]  # which datasets to build and show (names in the embedded world)
 SEED: int = 0  # seed of every random choice in the builders (printed-digit fonts, textures, noise, colours)
 SAMPLES_PER_DOMAIN: int = 10  # columns of each sample grid
 MODEL: str = "data/models/embedded_mllm"  # whose image processor shows what the model sees (only the processor is loaded)
 
 # %%
 # Every parameter checked by name before anything is built (one ParameterError naming it).
-from mllm_ood.validation import boolean, check_parameters, integer, model_reference, seed
+from mllm_ood.validation import boolean, check_parameters, integer, listing, model_reference, seed
 
-check_parameters(globals(), SMOKE=boolean(), SEED=seed(), SAMPLES_PER_DOMAIN=integer(1, 30), MODEL=model_reference())
+check_parameters(globals(), SMOKE=boolean(), DATASETS=listing(choices=world.DATASETS), SEED=seed(),
+                 SAMPLES_PER_DOMAIN=integer(1, 30), MODEL=model_reference())
 
 # %%
-DATASET_NAMES = ["rotated_mnist", "molecules_size"] if SMOKE else list(world.DATASETS)
-N_SHOW = min(SAMPLES_PER_DOMAIN, 4) if SMOKE else SAMPLES_PER_DOMAIN
-print(f"datasets: {DATASET_NAMES}; seed {SEED}")
+print(f"datasets: {DATASETS}; seed {SEED}")
 
 # %% [markdown]
 # ## Building (or loading) the datasets
@@ -74,7 +74,7 @@ print(f"datasets: {DATASET_NAMES}; seed {SEED}")
 # its parameters and the code version; later runs load it in a fraction of a second.
 
 # %%
-loaded = {name: world.load(name, seed=SEED) for name in tqdm(DATASET_NAMES, desc="datasets")}
+loaded = {name: world.load(name, seed=SEED) for name in tqdm(DATASETS, desc="datasets")}
 sizes = world.sizes_table(loaded)
 sizes
 
@@ -119,7 +119,7 @@ def show_grid(name: str, ds, n: int):
 
 
 for name, ds in loaded.items():
-    fig, shown = show_grid(name, ds, N_SHOW)
+    fig, shown = show_grid(name, ds, SAMPLES_PER_DOMAIN)
     save_figure(fig, f"00_samples_{name}", shown)
 
 # %% [markdown]
@@ -135,7 +135,7 @@ for name, ds in loaded.items():
 for name in [n for n in loaded if n.startswith("molecules")]:
     ds = loaded[name]
     labels, n_cls = np.array(ds["label"]), len(world.DATASETS[name].class_names)
-    picks = [int(np.flatnonzero(labels == k % n_cls)[k // n_cls]) for k in range(N_SHOW)]  # classes in turn
+    picks = [int(np.flatnonzero(labels == k % n_cls)[k // n_cls]) for k in range(SAMPLES_PER_DOMAIN)]  # classes in turn
     images = [ds[i]["image"] for i in picks]
     seen = model_input_view(MODEL, images)
     size = images[0].size[0]
