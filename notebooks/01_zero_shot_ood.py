@@ -50,7 +50,7 @@ from mllm_ood.models import load_model
 from mllm_ood.plotting import save_figure, yerr
 
 # %% tags=["parameters"]
-SMOKE: bool = False  # same model, 1 sample per class, first 2 datasets, 100 resamples (tests)
+SMOKE: bool = False  # run flag (run_all.sh --smoke); the smoke sizes are the YAML's smoke: values
 MODEL: str = "data/models/embedded_mllm"  # local checkpoint (relative to the repo root), hub id, or openai:<model>@<base_url>
 DATASETS: list = ["digit_styles", "rotated_mnist", "colored_mnist", "corrupted_mnist", "molecules_size", "molecules_scaffold"]  # dataset names (embedded world or hub:<spec>)
 SAMPLES_PER_CLASS: int = 20  # N: first N images per domain x class (paper A), or N at random
@@ -77,14 +77,7 @@ with naming("ID_REFERENCE", "DATASETS"):
     zero_shot.validate_id_reference(ID_REFERENCE, DATASETS)
 
 # %%
-# Smoke: the first 2 datasets, plus the datasets their ID references name (so every gap has its reference).
-datasets = DATASETS[:2] if SMOKE else DATASETS
-datasets = list(dict.fromkeys(datasets + [zero_shot.parse_reference(ID_REFERENCE[d])[0] for d in datasets
-                                          if d in ID_REFERENCE]))
-references = {d: r for d, r in ID_REFERENCE.items() if d in datasets}
-n_per_class = 1 if SMOKE else SAMPLES_PER_CLASS
-n_boot = 100 if SMOKE else N_BOOT
-zero_shot.validate(datasets, MODES, n_per_class, SAMPLING, prompt_style=PROMPT_STYLE)  # before anything loads
+zero_shot.validate(DATASETS, MODES, SAMPLES_PER_CLASS, SAMPLING, prompt_style=PROMPT_STYLE)  # before anything loads
 model = load_model(MODEL)
 MODES = usable_modes(model, MODES)  # a model behind an endpoint without log-probabilities: generate + parse only
 print(model, "|", model.fingerprint)
@@ -105,11 +98,11 @@ print(model, "|", model.fingerprint)
 # Every (dataset, domain, mode) is cached: rerunning this notebook with the same parameters recomputes nothing.
 
 # %%
-results = zero_shot.evaluate(model, datasets, modes=MODES, n_per_class=n_per_class, sampling=SAMPLING,
+results = zero_shot.evaluate(model, DATASETS, modes=MODES, n_per_class=SAMPLES_PER_CLASS, sampling=SAMPLING,
                              seed=SEED, batch_size=BATCH_SIZE, prompt_style=PROMPT_STYLE)
-infos = {name: catalog.open_dataset(name, seed=SEED)[1] for name in datasets}
+infos = {name: catalog.open_dataset(name, seed=SEED)[1] for name in DATASETS}
 chance = {name: zero_shot.chance_level(info) for name, info in infos.items()}
-table = accuracy_table(results, ["mode", "family", "dataset", "domain"], n_boot=n_boot, seed=SEED)
+table = accuracy_table(results, ["mode", "family", "dataset", "domain"], n_boot=N_BOOT, seed=SEED)
 table["chance"] = table["dataset"].map(chance)
 # The majority baseline of the evaluated sample: always answering its most frequent class. The sample has N
 # per class, so it equals chance unless a domain has fewer than N of some class (the molecule domains).
@@ -118,7 +111,7 @@ majority = results.groupby(["mode", "dataset", "domain"], sort=False)["label"].a
 table = table.merge(majority, on=["mode", "dataset", "domain"], how="left")
 print(f"{len(results)} answers from {results['model'].iloc[0]}; prompt style {PROMPT_STYLE!r}; chance = 1 / classes:",
       {name: round(c, 4) for name, c in chance.items()})
-print("prompt of the first dataset and domain:\n" + zero_shot.build_prompt(infos[datasets[0]], infos[datasets[0]].domains[0],
+print("prompt of the first dataset and domain:\n" + zero_shot.build_prompt(infos[DATASETS[0]], infos[DATASETS[0]].domains[0],
                                                                            style=PROMPT_STYLE))
 table.round(3)
 
@@ -148,7 +141,7 @@ for mode in MODES:
 
 # %%
 if len(MODES) > 1:
-    agreement = mode_agreement(results, MODES[:2], n_boot=n_boot, seed=SEED)
+    agreement = mode_agreement(results, MODES[:2], n_boot=N_BOOT, seed=SEED)
     for name, grp in agreement.groupby("dataset", sort=False):
         counts = grp["finding"].value_counts()
         print(f"{name:20s} {', '.join(f'{counts[k]} {k}' for k in ['agree', 'differ', 'inconclusive'] if k in counts)}"
@@ -174,7 +167,8 @@ if len(MODES) > 1:
 # other images (UCI scans, printed fonts) are independent samples of the same classes.
 
 # %%
-gaps = gap_table(results, zero_shot.id_reference(results, references), references, MODES, n_boot=n_boot, seed=SEED)
+gaps = gap_table(results, zero_shot.id_reference(results, ID_REFERENCE), ID_REFERENCE, MODES, n_boot=N_BOOT,
+                 seed=SEED)
 gaps.round(3)
 
 # %%
@@ -210,7 +204,7 @@ for mode in MODES:
 # gracefully; a steep fall at small shifts means the learned mapping is brittle.
 
 # %%
-if {"corrupted_mnist", "rotated_mnist"} & set(datasets):
+if {"corrupted_mnist", "rotated_mnist"} & set(DATASETS):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     sev = severity_table(table)
     for (mode, kind), grp in sev.groupby(["mode", "corruption"]) if len(sev) else []:
@@ -276,7 +270,7 @@ if "generate" in MODES:
 
 # %%
 findings = shift_findings(table, gaps, MARGIN)
-id_cells = [zero_shot.parse_reference(r) for r in references.values()]
+id_cells = [zero_shot.parse_reference(r) for r in ID_REFERENCE.values()]
 id_cells += [(name, info.id_domain) for name, info in infos.items() if info.id_domain]
 means = family_means(table, id_cells).merge(
     table.groupby(["mode", "family"], sort=False)["accuracy"].mean().rename("with ID domains").reset_index(),
@@ -285,7 +279,7 @@ for mode in MODES:
     sub_gaps = gaps[gaps["mode"] == mode]
     id_acc = float(sub_gaps["id_accuracy"].mean()) if "id_accuracy" in sub_gaps and sub_gaps["id_accuracy"].notna().any() \
         else float("nan")
-    print(f"[{mode}] ID-reference accuracy ({', '.join(sorted(set(references.values()))) or 'no reference'}): {id_acc:.1%}")
+    print(f"[{mode}] ID-reference accuracy ({', '.join(sorted(set(ID_REFERENCE.values()))) or 'no reference'}): {id_acc:.1%}")
     for _, r in means[means["mode"] == mode].iterrows():
         f = findings[(findings["mode"] == mode) & (findings["family"] == r["family"])
                      & ~pd.Series([(d, str(dom)) in {(a, str(b)) for a, b in id_cells}
@@ -295,7 +289,7 @@ for mode in MODES:
         print(f"    {r['family']:11s} mean over {r['domains']} OOD domains {r['accuracy']:.1%} "
               f"(with the ID domains: {r['with ID domains']:.1%}; chance {r['chance']:.0%})\n"
               f"                vs ID: {vs_id}\n                vs chance: {vs_ch}")
-print(f"\nmodel: {results['model'].iloc[0]}; datasets: {', '.join(datasets)}")
+print(f"\nmodel: {results['model'].iloc[0]}; datasets: {', '.join(DATASETS)}")
 low = findings[findings["vs_chance"].isin(["at chance", "below chance", "inconclusive"])]
 if len(low):
     print("\nDomains not clearly above chance: the majority baseline of the evaluated sample and the answers given")
