@@ -50,7 +50,7 @@ from mllm_ood.models import load_model
 from mllm_ood.plotting import save_figure, yerr
 
 # %% tags=["parameters"]
-SMOKE: bool = False  # same model, tiny samples, first 2 datasets (tests)
+SMOKE: bool = False  # run flag (run_all.sh --smoke); the smoke sizes are the YAML's smoke: values
 MODEL: str = "data/models/embedded_mllm"  # local checkpoint (relative to the repo root) or hub id
 DATASETS: list = ["digit_styles", "rotated_mnist", "colored_mnist", "corrupted_mnist", "molecules_size", "molecules_scaffold"]  # datasets whose OOD domains are tested
 MODES: list = ["generate", "loglik"]  # zero-shot scoring modes: "generate" (paper A's parser) and "loglik" (choice log-likelihood)
@@ -87,25 +87,20 @@ require(min(LEARNING_CURVE) <= PROBE_PER_CLASS // 2, "LEARNING_CURVE", LEARNING_
         f"needs a value <= PROBE_PER_CLASS // 2 = {PROBE_PER_CLASS // 2} (the probe's training half per class)")
 
 # %%
-datasets = DATASETS[:2] if SMOKE else DATASETS
-datasets = list(dict.fromkeys(datasets + [zero_shot.parse_reference(ID_REFERENCE[d])[0] for d in datasets
-                                          if d in ID_REFERENCE]))  # every reference's dataset is evaluated too
-n_zs = 1 if SMOKE else SAMPLES_PER_CLASS
-n_probe = 6 if SMOKE else PROBE_PER_CLASS
-curve = [k for k in LEARNING_CURVE if k <= n_probe // 2] or [1]
+curve = [k for k in LEARNING_CURVE if k <= PROBE_PER_CLASS // 2] or [1]
 if len(curve) < len(LEARNING_CURVE):
     print(f"LEARNING_CURVE: {[k for k in LEARNING_CURVE if k not in curve]} left out: the probe's training half "
-          f"holds at most {n_probe // 2} examples per class (PROBE_PER_CLASS = {n_probe}, split half/half)")
-n_boot = 100 if SMOKE else N_BOOT
-zero_shot.validate(datasets, MODES, n_zs, "first", prompt_style=PROMPT_STYLE)
+          f"holds at most {PROBE_PER_CLASS // 2} examples per class (PROBE_PER_CLASS = {PROBE_PER_CLASS}, split "
+          f"half/half)")
+zero_shot.validate(DATASETS, MODES, SAMPLES_PER_CLASS, "first", prompt_style=PROMPT_STYLE)
 model = features.with_probe_features(load_model(MODEL), PROBE_FEATURES)  # the vision probe reads CLIP for "clip"
-infos = {name: catalog.open_dataset(name, seed=SEED)[1] for name in datasets}
-ood = {name: ood_domains(infos[name], ID_REFERENCE.get(name)) for name in datasets}  # the domains tested per dataset
+infos = {name: catalog.open_dataset(name, seed=SEED)[1] for name in DATASETS}
+ood = {name: ood_domains(infos[name], ID_REFERENCE.get(name)) for name in DATASETS}  # the domains tested per dataset
 # Each dataset's ID reference: ID_REFERENCE, else its own ID domain (none for the molecule sets).
-references = {name: ID_REFERENCE.get(name) or f"{name}/{infos[name].id_domain}" for name in datasets
+references = {name: ID_REFERENCE.get(name) or f"{name}/{infos[name].id_domain}" for name in DATASETS
               if ID_REFERENCE.get(name) or infos[name].id_domain}
 print(model, "|", model.fingerprint)
-print("ID references:", references, "| no reference:", [d for d in datasets if d not in references])
+print("ID references:", references, "| no reference:", [d for d in DATASETS if d not in references])
 
 # %% [markdown]
 # ## Hypothesis 1: richer prompts
@@ -123,14 +118,14 @@ print("ID references:", references, "| no reference:", [d for d in datasets if d
 # %%
 variant_results = []
 for variant in zero_shot.PROMPT_VARIANTS:
-    res = zero_shot.evaluate(model, datasets, modes=MODES, n_per_class=n_zs, seed=SEED,
+    res = zero_shot.evaluate(model, DATASETS, modes=MODES, n_per_class=SAMPLES_PER_CLASS, seed=SEED,
                              batch_size=BATCH_SIZE, variant=variant, prompt_style=PROMPT_STYLE)
     variant_results.append(res)
 zs_all = pd.concat(variant_results, ignore_index=True)  # every domain, the ID references included
 zs = zs_all[[name in ood and d in ood[name] for name, d in zip(zs_all["dataset"], zs_all["domain"])]]
-print("example prompt with descriptions:\n", zero_shot.build_prompt(infos[datasets[0]], ood[datasets[0]][0], "descriptions",
+print("example prompt with descriptions:\n", zero_shot.build_prompt(infos[DATASETS[0]], ood[DATASETS[0]][0], "descriptions",
                                                                       style=PROMPT_STYLE))
-confounds = hypotheses.prompt_confounds(zs_all, references, MODES, n_boot=n_boot, seed=SEED)
+confounds = hypotheses.prompt_confounds(zs_all, references, MODES, n_boot=N_BOOT, seed=SEED)
 print("Richer prompt minus plain prompt on the ID reference domain, accuracy points [95 % paired interval]:")
 for _, r in confounds.iterrows():
     print(f"  {r['mode']:8s} {r['variant']:14s} on {r['reference']}: {100 * r['change']:+.0f} "
@@ -162,12 +157,14 @@ for _, r in confounds.iterrows():
 #   position; above zero-shot means the last mapping to the answer loses it (hypothesis 3).
 
 # %%
-probe_table, probe_items = hypotheses.probe_tables(model, datasets, ood, n_probe, references=references, seed=SEED,
-                                                   batch_size=BATCH_SIZE, prompt_style=PROMPT_STYLE, n_boot=n_boot)
-short = probe_table[probe_table["n_train"] + probe_table["n_test"] < n_probe * probe_table["dataset"].map(
+probe_table, probe_items = hypotheses.probe_tables(model, DATASETS, ood, PROBE_PER_CLASS, references=references,
+                                                   seed=SEED, batch_size=BATCH_SIZE, prompt_style=PROMPT_STYLE,
+                                                   n_boot=N_BOOT)
+short = probe_table[probe_table["n_train"] + probe_table["n_test"] < PROBE_PER_CLASS * probe_table["dataset"].map(
     lambda d: len(infos[d].class_names))]
 if len(short):
-    print(f"Fewer than PROBE_PER_CLASS = {n_probe} samples per class in some domains (the probe uses all there are):")
+    print(f"Fewer than PROBE_PER_CLASS = {PROBE_PER_CLASS} samples per class in some domains (the probe uses all "
+          f"there are):")
     print(short[short["features"] == "vision"][["dataset", "domain", "n_train", "n_test"]].to_string(index=False))
 probe_table.round(3)
 
@@ -177,14 +174,14 @@ probe_table.round(3)
 # and the probes, with 95 % bootstrap intervals; the dotted line is chance (1 / classes).
 
 # %%
-chance = {name: zero_shot.chance_level(infos[name]) for name in datasets}
-zs_plain = accuracy_table(zs[zs["variant"] == "plain"], ["mode", "dataset", "domain"], n_boot=n_boot, seed=SEED)
+chance = {name: zero_shot.chance_level(infos[name]) for name in DATASETS}
+zs_plain = accuracy_table(zs[zs["variant"] == "plain"], ["mode", "dataset", "domain"], n_boot=N_BOOT, seed=SEED)
 panel_rows = [zs_plain.assign(method="zero-shot (" + zs_plain["mode"] + ")")]
 labels = {**hypotheses.PROBE_LABELS, hypotheses.ID_PROBE: hypotheses.ID_PROBE_LABEL}
 panel_rows.append(probe_table.assign(method=probe_table["features"].map(labels)))
 panel = pd.concat(panel_rows, ignore_index=True)[["dataset", "domain", "method", "accuracy", "ci_low", "ci_high"]]
 methods = list(dict.fromkeys(panel["method"]))
-shown = [d for d in datasets if ood[d]]
+shown = [d for d in DATASETS if ood[d]]
 fig, axes = plt.subplots(len(shown), 1, figsize=(11, 2.6 * len(shown)), squeeze=False)
 for ax, name in zip(axes[:, 0], shown):
     part = panel[panel["dataset"] == name]
@@ -211,7 +208,7 @@ plt.show()
 
 # %%
 pooled = pd.concat([hypotheses.comparison(zs, probe_items, {n: chance[n] for n in shown}, zero_shot.PROMPT_VARIANTS,
-                                          mode=mode, n_boot=n_boot, seed=SEED).assign(mode=mode) for mode in MODES])
+                                          mode=mode, n_boot=N_BOOT, seed=SEED).assign(mode=mode) for mode in MODES])
 pooled = pooled[~(pooled["method"].str.startswith("probe") & (pooled["mode"] != MODES[0]))]  # probes once
 pooled.assign(mode=np.where(pooled["method"].str.startswith("probe"), "-", pooled["mode"])).round(3)
 
@@ -223,8 +220,8 @@ pooled.assign(mode=np.where(pooled["method"].str.startswith("probe"), "-", poole
 # few labelled examples — but through the prompt instead of a trained classifier.
 
 # %%
-curve_table = hypotheses.probe_curves(model, datasets, ood, n_probe, curve, seed=SEED, batch_size=BATCH_SIZE,
-                                      n_boot=n_boot)
+curve_table = hypotheses.probe_curves(model, DATASETS, ood, PROBE_PER_CLASS, curve, seed=SEED, batch_size=BATCH_SIZE,
+                                      n_boot=N_BOOT)
 summary_curve = (curve_table.groupby(["dataset", "per_class"], sort=False)["accuracy"]
                  .agg(["mean", "min", "max", "count"]).reset_index())
 fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -265,7 +262,7 @@ print(hypotheses.__doc__.split("\n\n", 1)[1].split("References printed")[0].stri
 print(f"margin: {100 * hypotheses.MARGIN:.0f} accuracy points; format failure when unparseable replies are at least "
       f"{100 * hypotheses.FORMAT_SHARE:.0f} % of the errors (and more than the margin)")
 verdicts = hypotheses.domain_verdicts(zs_all, probe_items, {n: ood[n] for n in shown}, references, MODES,
-                                      n_boot=n_boot, seed=SEED)
+                                      n_boot=N_BOOT, seed=SEED)
 pd.set_option("display.max_colwidth", 70)
 pd.set_option("display.max_rows", 200)
 pd.set_option("display.width", 250)
