@@ -65,7 +65,7 @@ from mllm_ood.models import load_model
 from mllm_ood.plotting import curve, decorate, publish, save_figure, shared_legend, yerr
 
 # %% tags=["parameters"]
-SMOKE: bool = False  # tiny grid (2 tasks, shots 0/2, 1 seed, 2 queries per class, 100 resamples) for tests
+SMOKE: bool = False  # run flag (run_all.sh --smoke); the smoke sizes are the YAML's smoke: values
 MODEL: str = "data/models/embedded_mllm"  # local checkpoint (relative to the repo root), hub id, or openai:<model>@<base_url>
 TASKS: list = ["rotated_60", "coloured_flipped", "printed", "textured", "molecules_large", "rotated_45_3way", "molecules_small_3way"]  # names in mllm_ood.icl.TASKS, or dicts {name, dataset, query_domain, shift_domain, classes}
 SHOTS: list = [0, 1, 2, 4, 8]  # demonstrations per episode for the shots curve
@@ -110,29 +110,12 @@ with naming("SPURIOUS_PAIRS", "TIE_STRENGTHS", "SPURIOUS_SHOTS"):
                  tie_strengths=TIE_STRENGTHS, spurious_shots=SPURIOUS_SHOTS)
 
 # %%
-# The full parameters are checked even in smoke mode, so a bad value fails the quick run too.
-icl.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, LABEL_SHIFT_TASKS, MAJORITY_FRACTIONS,
-             LABEL_SHIFT_SHOTS, SPURIOUS_PAIRS, TIE_STRENGTHS, SPURIOUS_SHOTS)
-task_names = TASKS[:2] if SMOKE else TASKS
-shots_list = sorted({min(SHOTS), min(max(SHOTS), 2)}) if SMOKE else SHOTS
-seeds = SEEDS[:1] if SMOKE else SEEDS
-n_q = 2 if SMOKE else QUERIES_PER_CLASS
-_names = [t if isinstance(t, str) else t["name"] for t in task_names]
-ls_tasks = ([t for t in LABEL_SHIFT_TASKS if t in _names][:1] or _names[:1]) if SMOKE else LABEL_SHIFT_TASKS
-ls_shots = 2 if SMOKE else LABEL_SHIFT_SHOTS
-fractions = [0.5, 1.0] if SMOKE else MAJORITY_FRACTIONS
-pairs = SPURIOUS_PAIRS[:1] if SMOKE else SPURIOUS_PAIRS
-sp_shots = 2 if SMOKE else SPURIOUS_SHOTS
-ties = [0.5, 1.0] if SMOKE else TIE_STRENGTHS
-n_probe = 6 if SMOKE else PROBE_PER_CLASS
-probe_curve = [k for k in PROBE_CURVE if k <= n_probe // 2]
-n_boot = 100 if SMOKE else N_BOOT
-n_draws = 2 if SMOKE else PROBE_DRAWS
-tasks = icl.validate(task_names, shots_list, MODES, seeds, n_q, SCORING, ls_tasks, fractions, ls_shots, pairs, ties,
-                     sp_shots)
+tasks = icl.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, LABEL_SHIFT_TASKS, MAJORITY_FRACTIONS,
+                     LABEL_SHIFT_SHOTS, SPURIOUS_PAIRS, TIE_STRENGTHS, SPURIOUS_SHOTS)
+probe_curve = [k for k in PROBE_CURVE if k <= PROBE_PER_CLASS // 2]
 by_name = {t.name: t for t in tasks}
 primary = MODES[0]
-max_shots = max(shots_list)
+max_shots = max(SHOTS)
 model = load_model(MODEL)
 SCORING = usable_modes(model, [SCORING])[0]  # a model behind an endpoint without log-probabilities: generate
 data = icl.IclData(seed=SEED)
@@ -148,7 +131,7 @@ pd.DataFrame([t.spec() for t in tasks])
 # trained on.
 
 # %%
-example_cond = icl.Condition("shots", tasks[0], min(4, max(max_shots, 1)), "reassigned", seeds[0], n_q,
+example_cond = icl.Condition("shots", tasks[0], min(4, max(max_shots, 1)), "reassigned", SEEDS[0], QUERIES_PER_CLASS,
                              query_seed=SEED)
 ep = icl.build_condition_episodes(example_cond, data)[0][0]
 fig, axes = plt.subplots(1, len(ep.images), figsize=(1.6 * len(ep.images), 2.2), squeeze=False)
@@ -178,16 +161,16 @@ print(model.prompt_text(ep.conversation))
 # zero-shot accuracy on the task's classes.
 
 # %%
-shots_res = icl.run_conditions(model, icl.shots_conditions(tasks, shots_list, MODES, seeds, n_q, SCORING,
+shots_res = icl.run_conditions(model, icl.shots_conditions(tasks, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING,
                                                                     query_seed=SEED), data, BATCH_SIZE,
                                desc="shots curve conditions")
-shots_tab = icl.summarise(shots_res, ["task", "mode", "source", "shots"], n_boot=n_boot, seed=SEED)
+shots_tab = icl.summarise(shots_res, ["task", "mode", "source", "shots"], n_boot=N_BOOT, seed=SEED)
 shots_tab["chance"] = shots_tab["task"].map(lambda n: 1 / by_name[n].n_way)
 shots_tab.round(3)
 
 
 # %%
-xpos = {s: i for i, s in enumerate(sorted(shots_list))}
+xpos = {s: i for i, s in enumerate(sorted(SHOTS))}
 ncol = min(4, len(tasks))
 nrow = int(np.ceil(len(tasks) / ncol))
 fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.4 * nrow), squeeze=False, sharey=True)
@@ -227,7 +210,7 @@ publish(fig, "03_icl_accuracy_vs_shots", shots_tab, suptitle=f"ICL accuracy vs s
 # help less. The last rows pool every task.
 
 # %%
-domain_shift = icl.domain_shift_table(shots_res, [t.name for t in tasks], MODES, max_shots, n_boot=n_boot, seed=SEED)
+domain_shift = icl.domain_shift_table(shots_res, [t.name for t in tasks], MODES, max_shots, n_boot=N_BOOT, seed=SEED)
 domain_shift.round(3)
 
 # %% [markdown]
@@ -244,15 +227,15 @@ domain_shift.round(3)
 # class's word never appears with an image, so only elimination can still find it.
 
 # %%
-ls_conds = icl.label_shift_conditions([by_name[n] for n in ls_tasks], fractions, ls_shots, MODES, seeds, n_q,
-                                      SCORING, query_seed=SEED)
+ls_conds = icl.label_shift_conditions([by_name[n] for n in LABEL_SHIFT_TASKS], MAJORITY_FRACTIONS, LABEL_SHIFT_SHOTS,
+                                      MODES, SEEDS, QUERIES_PER_CLASS, SCORING, query_seed=SEED)
 ls_res = icl.run_conditions(model, ls_conds, data, BATCH_SIZE, desc="label-shift conditions")
 ls_res["query_class"] = np.where(ls_res["label"] == ls_res["majority"], "majority class", "minority class")
-ls_acc = icl.summarise(ls_res, ["mode", "level"], n_boot=n_boot, seed=SEED)
-ls_acc_task = icl.summarise(ls_res, ["mode", "task", "level"], n_boot=n_boot, seed=SEED)
-ls_acc_cls = icl.summarise(ls_res, ["mode", "query_class", "level"], n_boot=n_boot, seed=SEED)
-ls_maj = icl.summarise(ls_res, ["mode", "level"], value="pred_majority", n_boot=n_boot, seed=SEED)
-ls_maj_task = icl.summarise(ls_res, ["mode", "task", "level"], value="pred_majority", n_boot=n_boot, seed=SEED)
+ls_acc = icl.summarise(ls_res, ["mode", "level"], n_boot=N_BOOT, seed=SEED)
+ls_acc_task = icl.summarise(ls_res, ["mode", "task", "level"], n_boot=N_BOOT, seed=SEED)
+ls_acc_cls = icl.summarise(ls_res, ["mode", "query_class", "level"], n_boot=N_BOOT, seed=SEED)
+ls_maj = icl.summarise(ls_res, ["mode", "level"], value="pred_majority", n_boot=N_BOOT, seed=SEED)
+ls_maj_task = icl.summarise(ls_res, ["mode", "task", "level"], value="pred_majority", n_boot=N_BOOT, seed=SEED)
 fig, axes = plt.subplots(len(MODES), 3, figsize=(14, 3.6 * len(MODES)), squeeze=False, sharex=True)
 for i, mode in enumerate(MODES):
     ax = axes[i, 0]
@@ -272,8 +255,8 @@ for i, mode in enumerate(MODES):
     g = ls_maj[ls_maj["mode"] == mode]
     ax.errorbar(g["level"], g["pred_majority"] * 100, yerr=yerr(g, "pred_majority"), color="k", lw=2, capsize=3,
                 label="all tasks")
-    if len({by_name[n].n_way for n in ls_tasks}) == 1:
-        ax.axhline(100 / by_name[ls_tasks[0]].n_way, color="grey", ls=":", label="unbiased (1 / classes)")
+    if len({by_name[n].n_way for n in LABEL_SHIFT_TASKS}) == 1:
+        ax.axhline(100 / by_name[LABEL_SHIFT_TASKS[0]].n_way, color="grey", ls=":", label="unbiased (1 / classes)")
     ax.set_title("predictions of the majority demo class")
     ax.set_ylabel("rate (%)")
     for ax in axes[i]:
@@ -281,7 +264,7 @@ for i, mode in enumerate(MODES):
         ax.legend(fontsize=6)
 for ax in axes[-1]:
     ax.set_xlabel("share of the majority class among the demonstrations")
-fig.suptitle(f"Label shift: {ls_shots}-shot in-domain demonstrations with unequal class proportions; "
+fig.suptitle(f"Label shift: {LABEL_SHIFT_SHOTS}-shot in-domain demonstrations with unequal class proportions; "
              f"95 % bootstrap intervals; model {fingerprint}", fontsize=10)
 fig.tight_layout()
 save_figure(fig, "03_icl_label_shift", pd.concat([ls_acc.assign(series="accuracy", query_class="all"),
@@ -308,12 +291,13 @@ plt.show()
 # the gap between them is what the colour, not the shape, decides.
 
 # %%
-sp_conds = icl.spurious_conditions(pairs, ties, sp_shots, MODES, seeds, n_q, SCORING, query_seed=SEED)
+sp_conds = icl.spurious_conditions(SPURIOUS_PAIRS, TIE_STRENGTHS, SPURIOUS_SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING,
+                                   query_seed=SEED)
 sp_res = icl.run_conditions(model, sp_conds, data, BATCH_SIZE, desc="spurious conditions")
-sp_tab = icl.summarise(sp_res[sp_res["shots"] > 0], ["mode", "query_colour", "level"], n_boot=n_boot, seed=SEED)
-sp_task = icl.summarise(sp_res[sp_res["shots"] > 0], ["mode", "task", "query_colour", "level"], n_boot=n_boot,
+sp_tab = icl.summarise(sp_res[sp_res["shots"] > 0], ["mode", "query_colour", "level"], n_boot=N_BOOT, seed=SEED)
+sp_task = icl.summarise(sp_res[sp_res["shots"] > 0], ["mode", "task", "query_colour", "level"], n_boot=N_BOOT,
                         seed=SEED)
-sp_zero = icl.summarise(sp_res[sp_res["shots"] == 0], ["mode", "query_colour"], n_boot=n_boot, seed=SEED)
+sp_zero = icl.summarise(sp_res[sp_res["shots"] == 0], ["mode", "query_colour"], n_boot=N_BOOT, seed=SEED)
 fig, axes = plt.subplots(1, len(MODES), figsize=(6 * len(MODES), 4), squeeze=False, sharey=True)
 for ax, mode in zip(axes[0], MODES):
     for j, col in enumerate(icl.QUERY_COLOURS):
@@ -331,8 +315,8 @@ for ax, mode in zip(axes[0], MODES):
     ax.set_ylim(0, 105)
     ax.legend(fontsize=7)
 axes[0, 0].set_ylabel("accuracy (%), mean over seeds")
-fig.suptitle(f"Spurious correlation: {sp_shots}-shot coloured demonstrations, pairs {pairs} (thin dashed: per "
-             f"pair); model {fingerprint}", fontsize=10)
+fig.suptitle(f"Spurious correlation: {SPURIOUS_SHOTS}-shot coloured demonstrations, pairs {SPURIOUS_PAIRS} (thin dashed: "
+             f"per pair); model {fingerprint}", fontsize=10)
 fig.tight_layout()
 save_figure(fig, "03_icl_spurious_correlation", pd.concat([sp_task, sp_tab.assign(task="all pairs"),
                                                            sp_zero.assign(task="all pairs", level=0.0)]))
@@ -349,8 +333,8 @@ sp_tab.round(3)
 if isinstance(model, EndpointModel):  # frozen features need the weights, which an endpoint does not expose
     print(f"colour probe skipped: {model.name} is behind an endpoint (the probe needs a local model)")
 else:
-    colour_probe = icl.colour_probe(model, data, pairs, max(n_probe // 2, 4), seed=SEED, n_boot=n_boot,
-                                    batch_size=BATCH_SIZE)
+    colour_probe = icl.colour_probe(model, data, SPURIOUS_PAIRS, max(PROBE_PER_CLASS // 2, 4), seed=SEED,
+                                    n_boot=N_BOOT, batch_size=BATCH_SIZE)
     print(f"colour (red vs green) from frozen vision features, probe on {colour_probe['n_images']} painted digits: "
           f"{colour_probe['accuracy']:.0%} [{colour_probe['ci_low']:.0%}, {colour_probe['ci_high']:.0%}] (chance 50%)")
 
@@ -379,8 +363,8 @@ if isinstance(model, EndpointModel):  # the probe reads a local model's frozen f
     print(f"probe lines skipped: {model.name} is behind an endpoint (the probe needs a local model's features)")
     probe_tab = pd.DataFrame(columns=["task", "probe", "per_class", "accuracy", "ci_low", "ci_high", "chance"])
 else:
-    probe_tab = icl.probe_curves(model, tasks, data, n_probe, probe_curve, seed=SEED, n_draws=n_draws,
-                                 n_boot=n_boot, batch_size=BATCH_SIZE)
+    probe_tab = icl.probe_curves(model, tasks, data, PROBE_PER_CLASS, probe_curve, seed=SEED, n_draws=PROBE_DRAWS,
+                                 n_boot=N_BOOT, batch_size=BATCH_SIZE)
 icl_curve = shots_tab[(shots_tab["source"] == "in_domain")].copy()
 icl_curve["per_class"] = icl_curve["shots"] / icl_curve["task"].map(lambda n: by_name[n].n_way)
 
@@ -404,7 +388,7 @@ for ax in axes[:, 0]:
     ax.set_ylabel("accuracy (%)")
 shared_legend(fig, axes, len(tasks))
 publish(fig, "03_icl_vs_probe", pd.concat([icl_curve.assign(method="icl"), probe_tab.assign(method="probe")]),
-        suptitle=f"Labelled examples per class vs accuracy: vision-feature probe ({n_draws} draws per point) vs "
+        suptitle=f"Labelled examples per class vs accuracy: vision-feature probe ({PROBE_DRAWS} draws per point) vs "
         f"in-context learning; model {fingerprint}")
 
 # %% [markdown]
@@ -421,8 +405,8 @@ closing_shots = icl.shots_overview(shots_tab, tasks, MODES, max_shots)
 display(closing_shots)
 
 # %%
-claims_tab = icl.paper_a_claims(shots_res, ls_res, sp_res, MODES, [t.n_way for t in tasks], max_shots, fractions, ties,
-                                n_boot=n_boot, seed=SEED)
+claims_tab = icl.paper_a_claims(shots_res, ls_res, sp_res, MODES, [t.n_way for t in tasks], max_shots,
+                                MAJORITY_FRACTIONS, TIE_STRENGTHS, n_boot=N_BOOT, seed=SEED)
 display(claims_tab)
 
 # %% [markdown]
@@ -430,9 +414,10 @@ display(claims_tab)
 # in-domain demonstrations minus accuracy with none, on the same queries.
 
 # %%
-gain_by_task = icl.gain_by_task(shots_res, [t.name for t in tasks], MODES, max_shots, n_boot=n_boot, seed=SEED)
+gain_by_task = icl.gain_by_task(shots_res, [t.name for t in tasks], MODES, max_shots, n_boot=N_BOOT, seed=SEED)
 display(gain_by_task.drop(columns="claim"))
-print(f"Model {fingerprint}; scoring {SCORING}; {len(seeds)} demonstration seed(s); {n_q} queries per class.")
+print(f"Model {fingerprint}; scoring {SCORING}; {len(SEEDS)} demonstration seed(s); {QUERIES_PER_CLASS} queries per "
+      f"class.")
 print("These are the model's numbers on the embedded world (or those of MODEL), not paper A's; "
       "'reproduced' means this model shows the effect paper A reports.")
 

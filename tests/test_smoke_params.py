@@ -3,7 +3,7 @@
 checks its keys like any other, checks the full-size values and then the smoke values before anything runs,
 and injects the smoke values (and ``SMOKE: True``) only under ``--smoke``.
 
-The tests drive the real runner on a tiny one-figure notebook written here.
+Most tests drive the real runner on a tiny one-figure notebook written here; one checks a real notebook.
 """
 
 from __future__ import annotations
@@ -100,3 +100,14 @@ def test_bad_full_size_value_refused_even_under_smoke(study):
         runner.run(smoke=True, overrides=[("N", "0")])
     assert _nothing_written(study)
 
+
+def test_real_notebook_smoke_values_resolved_and_full_size_checked():
+    """Notebook 03 of the paper profile: the smoke values fit LLaVA-1.5's context (2 shots), the full-size
+    ones (8 shots) do not, and --smoke refuses the model for them."""
+    nb, yaml_file = NOTEBOOKS / "03_in_context_learning.ipynb", PARAMS / "paper" / "03_in_context_learning.yaml"
+    params = runner.resolve_parameters(nb, yaml_file, smoke=True)
+    assert params["SMOKE"] is True and params["SHOTS"] == [0, 2] and [t["name"] for t in params["TASKS"]] == \
+        ["pacs_sketch", "pacs_art_3way"]
+    runner.check_context(nb, {**params, "MODEL": "llava-hf/llava-1.5-7b-hf"})  # the smoke set alone would fit
+    with pytest.raises(ParameterError, match=r"full-size values .* SHOTS asks for 8 .* At most 5 shots fit"):
+        runner.resolve_parameters(nb, yaml_file, smoke=True, overrides={"MODEL": "llava-hf/llava-1.5-7b-hf"})
