@@ -73,7 +73,7 @@ from mllm_ood.models import load_model
 from mllm_ood.plotting import decorate, save_figure
 
 # %% tags=["parameters"]
-SMOKE: bool = False  # 1 LLaVA model x 7 scenarios x 10 questions; digits: 1 sample per class, 2 x 2 cells; short CLUB (tests)
+SMOKE: bool = False  # run flag (run_all.sh --smoke; sizes: the YAML's smoke: values); also trims Part 1 (7 scenarios x 10 answers), the grids (2 x 2), Part 3
 BENCH_MODELS: list = ["llava-v1.5-13b", "llava-v1.6-vicuna-13b"]  # real responses analysed (data/llava_bench_shift/)
 BENCH_TEXT_EMBEDDERS: list = ["e5", "minilm"]  # offline text encoders for them: "e5" (multilingual) first, "minilm" (English)
 MODEL: str = "data/models/embedded_mllm"  # digits part: local checkpoint (relative to the repo root), hub id, or openai:<model>@<base_url>
@@ -92,8 +92,8 @@ WASSERSTEIN: str = "exact"  # W2 estimator for the digits' W bound: "exact" (ot.
 CLUB_MAX_EPOCHS: int = 300  # CLUB training epochs at most (early stopping on held-out likelihood)
 ESTIMATOR_CHECKS: bool = True  # run the teaching section: estimators vs closed forms
 HUB_DATASETS: list = []  # paper profile (UNTESTED ONLINE): paper B's shifted sets "hub:llavabench_shift_synthetic", "hub:llavabench_shift_natural", answered by MODEL
-HUB_QUESTIONS: int = 0  # questions per hub split, 0 for all of them; smoke: 10
-HUB_MAX_NEW_TOKENS: int = 512  # greedy answer length on the hub sets (LLaVA-Bench answers are paragraphs); smoke: 16
+HUB_QUESTIONS: int = 0  # questions per hub split, 0 for all of them
+HUB_MAX_NEW_TOKENS: int = 512  # greedy answer length on the hub sets (LLaVA-Bench answers are paragraphs)
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
@@ -122,14 +122,10 @@ require(1 / (N_PERM + 1) < 1 - LEVEL, "N_PERM", N_PERM,
 
 # %%
 t_start = time.time()
-n_per_class = 1 if SMOKE else SAMPLES_PER_CLASS
-n_boot = 100 if SMOKE else N_BOOT
-n_perm = min(N_PERM, 20) if SMOKE else N_PERM
-club_kwargs = {"max_epochs": 5 if SMOKE else CLUB_MAX_EPOCHS}
-emi_grid.validate(GRIDS, n_per_class, n_boot=n_boot, level=LEVEL, max_new_tokens=MAX_NEW_TOKENS,
+club_kwargs = {"max_epochs": CLUB_MAX_EPOCHS}
+emi_grid.validate(GRIDS, SAMPLES_PER_CLASS, n_boot=N_BOOT, level=LEVEL, max_new_tokens=MAX_NEW_TOKENS,
                   batch_size=BATCH_SIZE, wasserstein=WASSERSTEIN, image_embedder=IMAGE_EMBEDDER,
                   text_embedder=TEXT_EMBEDDER)  # one clear error before anything loads
-bench_models = BENCH_MODELS[:1] if SMOKE else list(BENCH_MODELS)
 SMOKE_SCENARIOS = ["llava_bench_coco", "llava_bench_coco_frost_5", "llava_bench_coco_KeyboardAug_3",
                    "llava_bench_coco_frost_5_KeyboardAug_3", "llava_bench_coco_German",
                    "llava_bench_in_the_wild_English", "llava_bench_in_the_wild_German"]
@@ -172,7 +168,7 @@ ENCODER_LABELS = {"e5": "multilingual-e5-small", "minilm": "all-MiniLM-L6-v2 (En
 
 # %%
 bench = {m: llava_bench.table(m, scenarios=SMOKE_SCENARIOS if SMOKE else None, max_per_scenario=10 if SMOKE else None)
-         for m in bench_models}
+         for m in BENCH_MODELS}
 counts = pd.DataFrame([{"model": llava_bench.MODEL_LABELS[m], "answers": len(df), "scenarios": df["scenario"].nunique(),
                         "distinct questions": df["question"].nunique(), "mean answer length (chars)":
                         round(df["response"].str.len().mean())} for m, df in bench.items()])
@@ -182,7 +178,7 @@ counts
 # One question under a few of the shifts, with LLaVA-1.5's answer (first 120 characters):
 
 # %%
-first_model = bench_models[0]
+first_model = BENCH_MODELS[0]
 ex = bench[first_model]
 ex = ex[(ex["id"] == "0") & ex["scenario"].isin(SMOKE_SCENARIOS)][["scenario", "question", "response"]]
 ex.assign(response=ex["response"].str.slice(0, 120))
@@ -230,7 +226,7 @@ pd.DataFrame(cos_rows).pivot(index="language", columns="encoder").round(3)
 # %%
 t0 = time.time()
 bench_tables, bench_clubs = [], {}
-combos = [(m, spec) for m in bench_models for spec in BENCH_TEXT_EMBEDDERS]
+combos = [(m, spec) for m in BENCH_MODELS for spec in BENCH_TEXT_EMBEDDERS]
 for m, spec in tqdm(combos, desc="LLaVA-Bench: model x encoder"):
     df = bench[m].assign(row_idx=np.arange(len(bench[m])))
     image_set = np.where(df["scenario"].str.contains("in_the_wild"), "wild", "coco")
@@ -247,7 +243,7 @@ for m, spec in tqdm(combos, desc="LLaVA-Bench: model x encoder"):
         ri = g["row_idx"].to_numpy()
         sub = emi_core.EmbeddedSamples(emb.z_text[ri], emb.y_model[ri], emb.y_reference[ri], ids=emb.ids[ri])
         a = emi_core.analyse(sub, g["scenario"].tolist(), llava_bench.ID_SCENARIO, club=club, seed=SEED,
-                             n_boot=n_boot, n_perm=n_perm, level=LEVEL, wasserstein=None)
+                             n_boot=N_BOOT, n_perm=N_PERM, level=LEVEL, wasserstein=None)
         axes = g.groupby("scenario", sort=False)[["row", "col"]].first()
         bench_tables.append(a.table.join(axes, on="scenario").assign(model=m, encoder=spec, grid=grid))
 bench_results = pd.concat(bench_tables, ignore_index=True)
@@ -255,7 +251,7 @@ t_bench = time.time() - t0
 for (m, spec), c in bench_clubs.items():
     print(f"CLUB {llava_bench.MODEL_LABELS[m]} / {ENCODER_LABELS[spec]}: {'trained' if c['trained_now'] else 'from cache'}"
           f" ({c['seconds']} s), best epoch {c['best_epoch']}, held-out log-likelihood {c['val_log_likelihood']:.1f}")
-print(f"EMI, intervals and {n_perm}-permutation nulls for {len(bench_results)} (model, encoder, scenario) rows: {t_bench:.0f} s")
+print(f"EMI, intervals and {N_PERM}-permutation nulls for {len(bench_results)} (model, encoder, scenario) rows: {t_bench:.0f} s")
 
 # %% [markdown]
 # ## EMI per scenario, each with its own interval
@@ -265,7 +261,7 @@ print(f"EMI, intervals and {n_perm}-permutation nulls for {len(bench_results)} (
 
 # %%
 main_enc = BENCH_TEXT_EMBEDDERS[0]
-pubs = {(m, g): llava_bench.published(m, g) for m in bench_models for g in llava_bench.GRIDS}
+pubs = {(m, g): llava_bench.published(m, g) for m in BENCH_MODELS for g in llava_bench.GRIDS}
 view = bench_results[bench_results["encoder"] == main_enc]
 fig, axes = plt.subplots(1, 2, figsize=(15, max(5, 0.22 * view[view["grid"] == "synthetic"]["scenario"].nunique() + 2)),
                          gridspec_kw={"width_ratios": [1.3, 1]})
@@ -273,9 +269,9 @@ for ax, grid in zip(axes, llava_bench.GRIDS):
     part = view[view["grid"] == grid]
     names = list(dict.fromkeys(part["scenario"]))
     y = np.arange(len(names))
-    for k, m in enumerate(bench_models):
+    for k, m in enumerate(BENCH_MODELS):
         t = part[part["model"] == m].set_index("scenario").reindex(names)
-        off = (k - (len(bench_models) - 1) / 2) * 0.3
+        off = (k - (len(BENCH_MODELS) - 1) / 2) * 0.3
         ax.errorbar(t["emi"], y + off, xerr=[t["emi"] - t["emi_low"], t["emi_high"] - t["emi"]], fmt="o", ms=4,
                     color=f"C{k}", label=f"{llava_bench.MODEL_LABELS[m]} (this project, text only)")
         pub = pubs[(m, grid)].set_index("scenario").reindex(names)
@@ -309,17 +305,17 @@ for (m, spec, grid), t in bench_results.groupby(["model", "encoder", "grid"], so
     ood["jsd_qy_tr"] = ood["jsd_qy"] ** 0.25
     pairs = {"EMID vs text-side sum": ("emid", "jsd_sum"), "EMID vs sqrt(JSt)": ("emid", "jsd_t_tr"),
              "EMID vs JSqy^1/4": ("emid", "jsd_qy_tr")}
-    bench_corr.append(emi_core.correlation_table(ood, pairs, rows="row", cols="col", n_boot=n_boot, level=LEVEL,
+    bench_corr.append(emi_core.correlation_table(ood, pairs, rows="row", cols="col", n_boot=N_BOOT, level=LEVEL,
                                                  seed=SEED, model=m, encoder=spec, grid=grid))
     # the same r with scenarios resampled as if independent, shown beside the crossed interval for contrast
-    bench_corr.append(emi_core.correlation_table(ood, {"EMID vs text-side sum": ("emid", "jsd_sum")}, n_boot=n_boot,
+    bench_corr.append(emi_core.correlation_table(ood, {"EMID vs text-side sum": ("emid", "jsd_sum")}, n_boot=N_BOOT,
                                                  level=LEVEL, seed=SEED, methods=["pearson"], model=m, encoder=spec,
                                                  grid=grid))
 bench_corr = pd.concat(bench_corr, ignore_index=True)
 crossed = bench_corr["resampling"] == "rows x columns"
 
-fig, axes = plt.subplots(len(bench_models), 2, figsize=(13, 4.6 * len(bench_models)), squeeze=False)
-for row_axes, m in zip(axes, bench_models):
+fig, axes = plt.subplots(len(BENCH_MODELS), 2, figsize=(13, 4.6 * len(BENCH_MODELS)), squeeze=False)
+for row_axes, m in zip(axes, BENCH_MODELS):
     for ax, grid in zip(row_axes, llava_bench.GRIDS):
         t = view[(view["model"] == m) & (view["grid"] == grid) & ~view["is_source"]]
         rows_, cols_ = list(dict.fromkeys(t["row"])), list(dict.fromkeys(t["col"]))
@@ -391,11 +387,11 @@ for (m, spec, grid), t in bench_results.groupby(["model", "encoder", "grid"], so
     cmp_rows.append(merged)
     tgt = merged[~merged["is_source"]]
     cmp_corr.append(emi_core.correlation_table(merged, {"EMI: ours vs published": ("emi", "pub_emi")}, rows="row",
-                                               cols="col", n_boot=n_boot, level=LEVEL, seed=SEED, methods=["pearson"],
+                                               cols="col", n_boot=N_BOOT, level=LEVEL, seed=SEED, methods=["pearson"],
                                                model=m, encoder=spec, grid=grid))
     cmp_corr.append(emi_core.correlation_table(tgt, {"EMID: ours vs published": ("emid", "pub_emid"),
                                                      "text-side sum (ours) vs published bound": ("jsd_sum", "pub_bound")},
-                                               rows="row", cols="col", n_boot=n_boot, level=LEVEL, seed=SEED,
+                                               rows="row", cols="col", n_boot=N_BOOT, level=LEVEL, seed=SEED,
                                                methods=["pearson"], model=m, encoder=spec, grid=grid))
 comparison = pd.concat(cmp_rows, ignore_index=True)
 comparison_corr = pd.concat(cmp_corr, ignore_index=True)
@@ -412,7 +408,7 @@ comparison[comparison["encoder"] == main_enc][cols].round(4)
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
 for ax, (col, pub, label) in zip(axes, [("emi", "pub_emi", "EMI"), ("emid", "pub_emid", "EMID")]):
-    for k, (m, grid) in enumerate([(m, g) for m in bench_models for g in llava_bench.GRIDS]):
+    for k, (m, grid) in enumerate([(m, g) for m in BENCH_MODELS for g in llava_bench.GRIDS]):
         p = comparison[(comparison["model"] == m) & (comparison["grid"] == grid) & (comparison["encoder"] == main_enc)]
         ax.scatter(p[pub], p[col], color=f"C{k}", marker="o" if grid == "synthetic" else "s", edgecolor="k", s=35,
                    label=f"{llava_bench.MODEL_LABELS[m]}, {grid}")
@@ -439,7 +435,7 @@ plt.show()
 
 # %%
 claims = []
-for m in bench_models:
+for m in BENCH_MODELS:
     for grid in llava_bench.GRIDS:
         pub = llava_bench.published_correlation(m, grid)
         row = {"claim": "EMID correlates with its bound (Pearson r)", "model": llava_bench.MODEL_LABELS[m], "grid": grid,
@@ -493,7 +489,7 @@ print(model, "|", model_hash)
 print(f"text embedder: {embed_text.name}; image embedder: {embed_image.name}")
 for name, g in grids.items():
     print(f"{name}: {len(g.visual)} visual x {len(g.text)} text = {len(g.cells())} scenarios "
-          f"({g.dataset}); ID cell {g.id_scenario}; {10 * n_per_class} queries per scenario")
+          f"({g.dataset}); ID cell {g.id_scenario}; {10 * SAMPLES_PER_CLASS} queries per scenario")
 
 # %% [markdown]
 # ## The two grids
@@ -532,7 +528,7 @@ examples
 # %%
 t0 = time.time()
 judges = {name: make_judge(JUDGE, emi_grid.class_names(g)) for name, g in grids.items()}
-responses = {name: emi_grid.grid_responses(model, g, n_per_class=n_per_class, seed=SEED,
+responses = {name: emi_grid.grid_responses(model, g, n_per_class=SAMPLES_PER_CLASS, seed=SEED,
                                            max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)
              for name, g in grids.items()}
 t_responses = time.time() - t0
@@ -566,7 +562,7 @@ pd.concat(responses.values()).groupby(["grid", "response"]).size().sort_values(a
 t0 = time.time()
 embeddings = {}
 for name, g in grids.items():
-    images = emi_grid.grid_images(g, responses[name], n_per_class=n_per_class, seed=SEED)
+    images = emi_grid.grid_images(g, responses[name], n_per_class=SAMPLES_PER_CLASS, seed=SEED)
     embeddings[name] = emi_grid.embed_grid(responses[name], images, embed_text, embed_image, seed=SEED,
                                            progress=False)
     e = embeddings[name]
@@ -586,7 +582,7 @@ tables, timings = {}, {}
 for name, g in grids.items():
     tables[name], timings[name] = emi_grid.scenario_table(responses[name], embeddings[name], g, judge=judges[name],
                                                           seed=SEED, wasserstein=WASSERSTEIN, club_kwargs=club_kwargs,
-                                                          n_boot=n_boot, n_perm=n_perm, level=LEVEL, progress=False)
+                                                          n_boot=N_BOOT, n_perm=N_PERM, level=LEVEL, progress=False)
     print(f"{name}: {timings[name]}")
 t_scenarios = sum(t["total_s"] for t in timings.values())
 results = pd.concat(tables.values(), ignore_index=True)
@@ -617,7 +613,7 @@ for name, t in tables.items():
         ax.set_ylabel("visual condition" if g.text_kind == "shift" else "digit style")
         ax.tick_params(axis="x", rotation=45)
         ax.tick_params(axis="y", rotation=0)
-    fig.suptitle(f"Embedded model {model_hash}; {10 * n_per_class} queries per scenario")
+    fig.suptitle(f"Embedded model {model_hash}; {10 * SAMPLES_PER_CLASS} queries per scenario")
     fig.tight_layout()
     save_figure(fig, f"04_emi_heatmap_{name}", t)
     plt.show()
@@ -630,7 +626,7 @@ for name, t in tables.items():
 # The r in each panel is Pearson's, with a 95 % interval that resamples visual and text conditions.
 
 # %%
-summary = emi_grid.correlation_summary(tables, n_boot=n_boot, level=LEVEL, seed=SEED)
+summary = emi_grid.correlation_summary(tables, n_boot=N_BOOT, level=LEVEL, seed=SEED)
 fig, axes = plt.subplots(len(tables), 2, figsize=(11, 4.4 * len(tables)), squeeze=False)
 for row, (name, t) in zip(axes, tables.items()):
     ood = t[~t["is_id"]]
@@ -745,21 +741,20 @@ if HUB_DATASETS:
     # JUDGE 'reference': the offline token-F1 overlap (the digits' reference judge needs class names);
     # an endpoint model: paper B's GPT-4 review (mllm_ood.judge), as in the digits part
     hub_judge = llava_bench_hub.OverlapJudge() if JUDGE == "reference" else make_judge(JUDGE, [])
-    hub_q = (10 if SMOKE else HUB_QUESTIONS) or None
-    hub_tokens = min(HUB_MAX_NEW_TOKENS, 16) if SMOKE else HUB_MAX_NEW_TOKENS
+    hub_q = HUB_QUESTIONS or None
     for ds_name in HUB_DATASETS:
         g = llava_bench_hub.grid_of(ds_name)
         splits = llava_bench_hub.scenarios(g, smoke=SMOKE)
-        r = llava_bench_hub.grid_responses(model, g, splits, max_new_tokens=hub_tokens, batch_size=BATCH_SIZE,
+        r = llava_bench_hub.grid_responses(model, g, splits, max_new_tokens=HUB_MAX_NEW_TOKENS, batch_size=BATCH_SIZE,
                                            max_questions=hub_q)
         imgs = llava_bench_hub.grid_images(g, r, max_questions=hub_q)
         emb = emi_grid.embed_grid(r, imgs, embed_text, embed_image, seed=SEED, progress=False)
         hub_tables[g], timing = emi_grid.scenario_table(r, emb, llava_bench_hub.grid(g), judge=hub_judge, seed=SEED,
                                                         wasserstein=WASSERSTEIN, club_kwargs=club_kwargs,
-                                                        n_boot=n_boot, n_perm=n_perm, level=LEVEL, progress=False)
+                                                        n_boot=N_BOOT, n_perm=N_PERM, level=LEVEL, progress=False)
         print(f"{g}: {len(splits)} splits ({len(splits) - 1} shifted), {len(r)} answers by {model_hash}; "
               f"image width {emb.image_width}, text width {emb.z_question.shape[1]}; {timing['total_s']:.1f} s")
-    hub_summary = emi_grid.correlation_summary(hub_tables, n_boot=n_boot, level=LEVEL, seed=SEED)
+    hub_summary = emi_grid.correlation_summary(hub_tables, n_boot=N_BOOT, level=LEVEL, seed=SEED)
     t_hub = time.time() - t0
     display(pd.concat(hub_tables.values())[["grid", "scenario", "visual", "text", "n", "emi", "emi_low", "emi_high",
                                             "emid", "jsd_sum", "judge"]].round(4))
