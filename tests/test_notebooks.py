@@ -99,7 +99,7 @@ RUN_FLAGS = ("SMOKE", "RETRAIN", "REPLACE_COMMITTED")  # set by run_all.sh's opt
 def test_parameter_defaults_agree_with_the_embedded_yaml(name):
     """Every parameter the notebook declares is in params/embedded/<name>.yaml with the same value as its
     default, and the YAML declares nothing else: what a reader sees in the notebook is what run_all.sh runs.
-    The run flags are not study parameters; nor is the ``smoke:`` mapping (the smoke run's values)."""
+    The run flags are not study parameters; the ``smoke:`` mapping (the smoke run's values) is checked below."""
     import yaml
 
     from mllm_ood.paths import PARAMS
@@ -109,3 +109,23 @@ def test_parameter_defaults_agree_with_the_embedded_yaml(name):
     params.pop("smoke", None)
     assert sorted(params) == sorted(defaults), "parameters in only one of notebook and YAML"
     assert {k: params[k] for k in defaults} == defaults
+
+
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+@pytest.mark.parametrize("profile", ["embedded", "paper"])
+def test_smoke_values_are_declared_parameters_that_shrink_something(name, profile):
+    """Each params file's ``smoke:`` mapping names only study parameters the notebook declares (not the run
+    flags), each with a value other than its full-size one."""
+    import yaml
+
+    from mllm_ood.paths import PARAMS
+
+    path = PARAMS / profile / f"{name}.yaml"
+    if not path.exists():
+        pytest.skip(f"no params/{profile}/{name}.yaml")
+    params = yaml.safe_load(path.read_text())
+    smoke = params.pop("smoke", None)
+    assert isinstance(smoke, dict) and smoke, f"{path.name}: no smoke: mapping (run_all.sh --smoke would run full size)"
+    full = {**_defaults(name), **params}
+    assert set(smoke) <= set(full) - set(RUN_FLAGS), f"not study parameters: {sorted(set(smoke) - set(full))}"
+    assert not [k for k, v in smoke.items() if full[k] == v], "a smoke value equal to its full-size value"
