@@ -436,10 +436,10 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
     if retrain and not declaring_retrain:
         raise ParameterError("--retrain applies to notebooks with a RETRAIN parameter; none of "
                              f"{', '.join(nb.stem for nb, _ in planned)} has one")
+    t0 = time.time()  # the checks below, with --smoke's full-size checks inside resolve_parameters
     resolved = [(nb, pf, resolve_parameters(nb, pf, smoke, retrain, extra)) for nb, pf in planned]
     for nb, _, params in resolved:  # the real model's context, before any stand-in is built
         check_context(nb, params)
-    t0 = time.time()
     unchecked = [nb.stem for nb, _, params in resolved if not check_notebook_parameters(nb, params)]
     print(f"parameters checked for {len(resolved) - len(unchecked)} notebook(s) in {time.time() - t0:.1f}s"
           + (f"; no validation cell (checked only when run): {', '.join(unchecked)}" if unchecked else ""),
