@@ -56,3 +56,26 @@ def smoke_parameters(name: str, profile: str = "embedded", **overrides) -> str:
                                 overrides=overrides)
     assert params["SMOKE"] is True
     return yaml.safe_dump(params)
+
+
+def tiny_study(tmp_path: Path, monkeypatch, cells) -> Path:
+    """A one-notebook study in tmp_path for driving the real runner in seconds: ``notebooks/90_tiny.ipynb``
+    built from ``cells`` ((tag, source) pairs), ``params/embedded/`` (empty), and runs/ and figures/ of its
+    own; the runner is pointed at them. Returns the params folder of the embedded profile."""
+    import nbformat
+
+    from mllm_ood import runner
+
+    nbs, params = tmp_path / "notebooks", tmp_path / "params"
+    nbs.mkdir()
+    (params / "embedded").mkdir(parents=True)
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": runner.KERNEL, "language": "python",
+                                                           "display_name": runner.KERNEL}})
+    for tag, src in cells:
+        nb.cells.append(nbformat.v4.new_code_cell(src, metadata={"tags": [tag]} if tag else {}))
+    nbformat.write(nb, nbs / "90_tiny.ipynb")
+    monkeypatch.setattr(runner, "NOTEBOOKS", nbs)
+    monkeypatch.setattr(runner, "PARAMS", params)
+    monkeypatch.setenv("MLLM_OOD_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("MLLM_OOD_FIGURES", str(tmp_path / "figures"))
+    return params / "embedded"

@@ -8,9 +8,9 @@ Most tests drive the real runner on a tiny one-figure notebook written here; one
 
 from __future__ import annotations
 
-import nbformat
 import pytest
 
+from conftest import tiny_study
 from mllm_ood import runner
 from mllm_ood.paths import NOTEBOOKS, PARAMS
 from mllm_ood.validation import ParameterError
@@ -29,19 +29,7 @@ CELLS = [
 @pytest.fixture
 def study(tmp_path, monkeypatch):
     """A one-notebook study in tmp_path (notebooks/, params/embedded/, runs/, figures/); returns its YAML."""
-    nbs, params = tmp_path / "notebooks", tmp_path / "params"
-    nbs.mkdir()
-    (params / "embedded").mkdir(parents=True)
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": runner.KERNEL, "language": "python",
-                                                           "display_name": runner.KERNEL}})
-    for tag, src in CELLS:
-        nb.cells.append(nbformat.v4.new_code_cell(src, metadata={"tags": [tag]} if tag else {}))
-    nbformat.write(nb, nbs / "90_tiny.ipynb")
-    monkeypatch.setattr(runner, "NOTEBOOKS", nbs)
-    monkeypatch.setattr(runner, "PARAMS", params)
-    monkeypatch.setenv("MLLM_OOD_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("MLLM_OOD_FIGURES", str(tmp_path / "figures"))
-    return params / "embedded" / "90_tiny.yaml"
+    return tiny_study(tmp_path, monkeypatch, CELLS) / "90_tiny.yaml"
 
 
 def _resolve(yaml_file, **kw):
