@@ -246,3 +246,30 @@ def test_bad_align_restarts_fail_before_training(tmp_path, over):
     with pytest.raises(ParameterError, match="stages.align"):
         em.train_embedded_model(cfg, tmp_path / "m", smoke=True)
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("steps", [40, 900, 3000])
+def test_learning_rate_schedule_is_transformers_cosine_after_warm_up(steps):
+    """The training schedule against transformers' cosine-with-minimum-rate scheduler as the oracle: the
+    same rate at every step from the end of the warm-up on; during the warm-up ours is one step ahead
+    (it starts at 1/warm of the rate, transformers' at 0)."""
+    import torch
+    from transformers.optimization import get_cosine_with_min_lr_schedule_with_warmup
+
+    from mllm_ood.embedded_model.training import _schedule
+
+    warm = max(1, steps // 20)
+    rates = []
+    for make in (lambda o: _schedule(o, steps, 1.0),
+                 lambda o: get_cosine_with_min_lr_schedule_with_warmup(o, warm, steps, min_lr_rate=0.05)):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched, seen = make(opt), []
+        for _ in range(steps):
+            seen.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        rates.append(np.array(seen))
+    ours, theirs = rates
+    assert np.allclose(ours[warm:], theirs[warm:], rtol=0, atol=1e-12)
+    assert np.allclose(ours[:warm - 1], theirs[1:warm], rtol=0, atol=1e-12) and theirs[0] == 0 and ours[warm - 1] == 1
+    assert ours[-1] > 0.05 and theirs[-1] > 0.05  # decays towards, never below, 5 % of the rate

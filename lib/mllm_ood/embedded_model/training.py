@@ -101,6 +101,10 @@ def _threads() -> int:
 
 
 def _schedule(opt, steps: int, lr: float):
+    """Linear warm-up over the first 5 % of ``steps`` from ``1/warm`` of the rate, then transformers' cosine
+    decay to 5 % (``get_cosine_with_min_lr_schedule_with_warmup(min_lr_rate=0.05)``: identical from the
+    end of the warm-up on, tested). Not that function itself: its warm-up starts at rate 0, one step behind
+    this one, which would change every weight of the committed checkpoint."""
     import torch
 
     warm = max(1, steps // 20)
