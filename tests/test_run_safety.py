@@ -299,3 +299,13 @@ def test_terminated_parallel_run_stops_every_running_notebook(study):
         assert re.search(rf"{stem} +INTERRUPTED", out)
         assert _tag(study / "runs" / "embedded" / "failed" / stem / "figures" / "t_first.csv") == stem
     assert not list((study / "figures").glob("t_*")) and not (study / "runs" / "embedded" / "running").exists()
+
+
+def test_kernel_messages_go_to_the_notebook_log_not_the_terminal(study, capfd):
+    """A kernel's own stderr (ipykernel's start-up warnings, the interrupt jupyter_client sends before a
+    shutdown) lands at the end of the notebook's log, after papermill's lines, not on the run's terminal."""
+    assert runner.run() == 0
+    out, err = capfd.readouterr()
+    assert "IPKernelApp" not in out + err and "<== 90_tiny.ipynb ok" in out
+    log = (study / "runs" / "embedded" / "90_tiny.log").read_text()
+    assert log.startswith("# ") and "# injected parameters:" in log and "IPKernelApp" in log

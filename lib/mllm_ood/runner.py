@@ -524,23 +524,33 @@ class _Kernels:
     """The kernels the run has started, so an interrupt can stop every running notebook at once."""
 
     def __init__(self):
-        self._lock, self._managers = threading.Lock(), []
+        self._lock, self._managers, self._logs = threading.Lock(), [], []
 
-    def manager_class(self, env: dict):
+    def manager_class(self, env: dict, log: Path):
         """A kernel manager class whose kernels get ``env`` on top of this process's environment (each
-        notebook's figure folder and progress log: threads share one ``os.environ``) and are recorded here."""
+        notebook's figure folder and progress log: threads share one ``os.environ``), write their own
+        stderr (start-up warnings, the interrupt jupyter_client sends before a shutdown) to the end of the
+        notebook's ``log`` instead of the terminal, and are recorded here."""
         from jupyter_client.manager import AsyncKernelManager
 
         kernels = self
 
         class _Manager(AsyncKernelManager):
             async def _async_pre_start_kernel(self, **kw):
-                kw["env"] = {**kw.get("env", os.environ), **env}
+                stderr = open(log, "a")  # noqa: SIM115 - closed by close_logs() when the run ends
+                kw["env"], kw["stderr"] = {**kw.get("env", os.environ), **env}, stderr
                 with kernels._lock:
                     kernels._managers.append(self)
+                    kernels._logs.append(stderr)
                 return await super()._async_pre_start_kernel(**kw)
 
         return _Manager
+
+    def close_logs(self) -> None:
+        with self._lock:
+            for fh in self._logs:
+                fh.close()
+            self._logs.clear()
 
     def kill_all(self) -> None:
         with self._lock:
@@ -582,7 +592,7 @@ def _run_one(pm, nb: Path, params_file: Path | None, params: dict, run_dir: Path
     print(f"==> {nb.name}  params: {source}{flags}  (log: {log})", flush=True)
     t0 = time.time()
     ok = True
-    with open(log, "w") as fh:
+    with open(log, "a") as fh:  # appending: the kernel's own stderr goes to the end of this file too
         fh.write("".join(f"# stand-in: {line}\n" for line in standin_notes or []))
         fh.write(f"# {command}\n# parameters file: {source}\n# overrides (-p): "
                  f"{', '.join(f'{k}={v!r}' for k, v in extra.items()) or 'none'}\n"
@@ -591,7 +601,7 @@ def _run_one(pm, nb: Path, params_file: Path | None, params: dict, run_dir: Path
         try:
             pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=KERNEL,
                                 execution_timeout=timeout, log_output=True, stdout_file=fh, stderr_file=fh,
-                                progress_bar=False, cwd=str(nb.parent), kernel_manager_class=kernels.manager_class(env))
+                                progress_bar=False, cwd=str(nb.parent), kernel_manager_class=kernels.manager_class(env, log))
         except KeyboardInterrupt:
             ok = False
             interrupted.set()
@@ -659,6 +669,7 @@ def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str
                 kernels.kill_all()
                 collect(wait(list(running), timeout=1)[0])
             status = 130
+    kernels.close_logs()
     shutil.rmtree(run_dir / "running", ignore_errors=True)
     rows = [done_rows[nb.stem] for nb, _, _ in resolved if nb.stem in done_rows]
     summary = _summary(command, profile, smoke, extra, rows, figs, run_dir, notes)
