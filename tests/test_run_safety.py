@@ -268,6 +268,8 @@ def test_notebooks_run_side_by_side_each_with_its_own_figure_folder(study):
         assert html.startswith("<!DOCTYPE html>") and "t_first" in html
     with pytest.raises(ParameterError, match="jobs must be a whole number >= 1"):
         runner.run(jobs=0)
+    # By default one notebook per core, but the paper profile's hub MLLMs would share one GPU: one at a time.
+    assert runner.default_jobs("paper") == 1 and runner.default_jobs("embedded") >= 1
 
 
 def test_the_model_notebook_runs_first_and_alone(study, capsys):

@@ -13,7 +13,8 @@ For each ``notebooks/NN_name.ipynb`` (sorted), parameters are read from ``params
 
 Then the run takes a lock on its folder ``runs/<profile>[-smoke]/`` (and on ``figures/``): a second run
 into the same folder is refused with "another run is writing here". Notebooks execute in order, up to
-``--jobs`` at once (default: one per core; each kernel computes on one thread), except
+``--jobs`` at once (default: one per core, each kernel computing on one thread; the paper profile one at
+a time, since each of its notebooks loads a hub MLLM onto the one GPU), except
 ``00_embedded_model``, which runs first and alone since it may train the model the others load; after a
 failure nothing new starts, and Ctrl-C or SIGTERM stops every running notebook. Each notebook executes into
 ``<run>/running/<name>/`` (executed copy, log, figures); only when it succeeds are its figures moved into
@@ -413,7 +414,7 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
     """Check every planned notebook's parameters, then execute the notebooks; print and write a summary.
 
     standin: the paper profile's dry run on shape-faithful stand-ins (see the module docstring).
-    jobs: notebooks executed at once (default: one per usable core, :func:`default_jobs`).
+    jobs: notebooks executed at once (default: :func:`default_jobs`: one per core; the paper profile one).
     Returns 0 on success, 1 when a notebook failed, 3 when another run holds the output folder.
     """
     import papermill as pm
@@ -491,7 +492,7 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
             # mllm_ood.progress), the libraries' own loading bars are switched off.
             os.environ.update(HF_HUB_DISABLE_PROGRESS_BARS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
             return _execute(pm, resolved, run_dir, figs, timeout, command, profile, smoke, extra, standin_notes,
-                            jobs or default_jobs())
+                            jobs or default_jobs(profile))
     except FolderBusy as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
@@ -515,8 +516,11 @@ def _interrupt(signum, frame):
 SOLO = ("00_embedded_model",)
 
 
-def default_jobs() -> int:
-    """Notebooks executed at once: one per usable core (each kernel computes on one thread)."""
+def default_jobs(profile: str = "embedded") -> int:
+    """Notebooks executed at once: one per usable core (each kernel computes on one thread), except the
+    paper profile, one at a time: its notebooks each load a hub MLLM, and two would share one GPU's memory."""
+    if profile == "paper":
+        return 1
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
@@ -708,5 +712,6 @@ def add_parser(sub) -> None:
                    help="paper profile dry run: every hub model and dataset replaced by its shape-faithful stand-in "
                         "(offline, CPU); outputs to runs/paper-standin[-smoke]/")
     p.add_argument("--jobs", type=int, default=None,
-                   help="notebooks executed at once (default: one per core; 00_embedded_model always runs first, alone)")
+                   help="notebooks executed at once (default: one per core, the paper profile one at a time; "
+                        "00_embedded_model always runs first, alone)")
     p.set_defaults(func=lambda a: run(a.profile, a.smoke, a.only, a.retrain, a.timeout, a.parameter, a.standin, a.jobs))
