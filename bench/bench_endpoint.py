@@ -35,8 +35,9 @@ def main() -> None:
     from endpoint_server import serve
     from test_endpoint import _digit_conversations
 
-    from mllm_ood.endpoint import EndpointModel, parse_endpoint_ref
-    from mllm_ood.models import load_model
+    from mllm_ood.mllm.families.endpoint import EndpointModel
+    from mllm_ood.mllm.refs import parse_endpoint_ref
+    from mllm_ood.mllm import load_model
 
     model_dir = str((ROOT / "data" / "models" / "embedded_mllm").resolve())
     convs, _, _ = _digit_conversations(n_per_class=2)

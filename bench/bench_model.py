@@ -41,7 +41,7 @@ def training_step_throughput(model_dir: str, steps: int = 8, batch_size: int = 3
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
-    from mllm_ood import embedded_model as em
+    from mllm_ood.mllm import embedded as em
     from mllm_ood.seeding import rng
 
     tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
@@ -87,8 +87,8 @@ def main() -> None:
 
     from mllm_ood.data.digits import DIGIT_NAMES
     from mllm_ood.data.world import load
-    from mllm_ood.embedded_model import DEFAULT_MODEL_DIR, _threads
-    from mllm_ood.models import load_model
+    from mllm_ood.mllm.embedded import DEFAULT_MODEL_DIR, torch_threads
+    from mllm_ood.mllm import load_model
     from mllm_ood.prompts import format_answer, parse_answer, zero_shot_prompt
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: as training chooses)")
     args = ap.parse_args()
-    threads = args.threads or _threads()
+    threads = args.threads or torch_threads()
     torch.set_num_threads(threads)
     print(f"model {args.model}; torch threads {threads}; cpu cores {os.cpu_count()}")
 

@@ -76,10 +76,10 @@ import pandas as pd
 from mllm_ood import zero_shot
 from mllm_ood.data.digits import DIGIT_NAMES
 from mllm_ood.data.world import DATASETS, load, sample_per_class
-from mllm_ood.embedded_model import DEFAULT_MODEL_DIR, load_config, train_or_load
 from mllm_ood.evaluation import accuracy_table
 from mllm_ood.icl import HELD_OUT_DIGITS, IclData, episode_curves
-from mllm_ood.models import load_model
+from mllm_ood.mllm import load_model
+from mllm_ood.mllm.embedded import DEFAULT_MODEL_DIR, load_config, train_or_load
 from mllm_ood.plotting import decorate, save_figure, smooth, yerr
 from mllm_ood.prompts import zero_shot_prompt
 

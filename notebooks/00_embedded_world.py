@@ -45,7 +45,7 @@ from mllm_ood.progress import tqdm
 from mllm_ood.data import world
 from mllm_ood.data.hub import SPECS
 from mllm_ood.data.text_shifts import LANGUAGES, TEXT_CONDITIONS, apply_text_shift, question_in
-from mllm_ood.models import model_input_view
+from mllm_ood.mllm import model_input_view
 from mllm_ood.plotting import image_grid, save_figure
 from mllm_ood.prompts import zero_shot_prompt
 
@@ -58,7 +58,8 @@ MODEL: str = "data/models/embedded_mllm"  # whose image processor shows what the
 
 # %%
 # Every parameter checked by name before anything is built (one ParameterError naming it).
-from mllm_ood.validation import boolean, check_parameters, integer, listing, model_reference, seed
+from mllm_ood.mllm import model_reference
+from mllm_ood.validation import boolean, check_parameters, integer, listing, seed
 
 check_parameters(globals(), SMOKE=boolean(), DATASETS=listing(choices=world.DATASETS), SEED=seed(),
                  SAMPLES_PER_DOMAIN=integer(1, 30), MODEL=model_reference())

@@ -46,7 +46,7 @@ from mllm_ood import features, hypotheses, zero_shot
 from mllm_ood.data import catalog
 from mllm_ood.evaluation import accuracy_table
 from mllm_ood.features import ood_domains
-from mllm_ood.models import load_model
+from mllm_ood.mllm import load_model
 from mllm_ood.plotting import save_figure, yerr
 
 # %% tags=["parameters"]
@@ -66,10 +66,10 @@ PROBE_FEATURES: str = "model"  # the vision probe's features: "model" (the MLLM'
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
-from mllm_ood.endpoint import is_endpoint_ref
+from mllm_ood.mllm import capabilities_of, model_reference
 from mllm_ood.prompts import PROMPT_STYLES
-from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, model_reference, naming,
-                                 require, satisfies, seed, text)
+from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, naming, require, satisfies,
+                                 seed, text)
 
 check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  DATASETS=listing(choices=catalog.known_names()), MODES=listing(choices=zero_shot.MODES),
@@ -80,9 +80,9 @@ check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  PROBE_FEATURES=features.check_probe_features)
 with naming("ID_REFERENCE", "DATASETS"):
     zero_shot.validate_id_reference(ID_REFERENCE, DATASETS)
-require(not is_endpoint_ref(MODEL), "MODEL", MODEL,
-        "the probes of hypotheses 2 and 3 read the model's vision features and hidden states, which need a local "
-        "model (a checkpoint folder or hub id), not one behind an endpoint")
+require({"vision_features", "answer_state"} <= capabilities_of(MODEL), "MODEL", MODEL,
+        "the probes of hypotheses 2 and 3 read the model's vision features and hidden states, which this model does "
+        "not offer (a model behind an endpoint has no weights here: use a checkpoint folder or hub id)")
 require(min(LEARNING_CURVE) <= PROBE_PER_CLASS // 2, "LEARNING_CURVE", LEARNING_CURVE,
         f"needs a value <= PROBE_PER_CLASS // 2 = {PROBE_PER_CLASS // 2} (the probe's training half per class)")
 

@@ -60,8 +60,7 @@ import numpy as np
 import pandas as pd
 
 from mllm_ood import icl
-from mllm_ood.endpoint import EndpointModel, usable_modes
-from mllm_ood.models import load_model
+from mllm_ood.mllm import load_model, usable_modes
 from mllm_ood.plotting import curve, decorate, publish, save_figure, shared_legend, yerr
 
 # %% tags=["parameters"]
@@ -89,8 +88,9 @@ BATCH_SIZE: int = 64  # episodes per forward pass
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
 from mllm_ood.episodes import MODES as LABEL_WORD_MODES
-from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, model_reference, naming,
-                                 number, satisfies, seed, text)
+from mllm_ood.mllm import model_reference
+from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, naming, number, satisfies,
+                                 seed, text)
 
 check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  TASKS=listing(satisfies(icl.resolve_task, "an ICL task")),
@@ -330,8 +330,8 @@ sp_tab.round(3)
 # separates the colours, the colour is visible and the demonstrations' tie is simply not used.
 
 # %%
-if isinstance(model, EndpointModel):  # frozen features need the weights, which an endpoint does not expose
-    print(f"colour probe skipped: {model.name} is behind an endpoint (the probe needs a local model)")
+if not model.can("vision_features"):  # e.g. a model behind an endpoint: its weights are not here
+    print(f"colour probe skipped: {model.name} offers no vision features (the probe reads them)")
 else:
     colour_probe = icl.colour_probe(model, data, SPURIOUS_PAIRS, max(PROBE_PER_CLASS // 2, 4), seed=SEED,
                                     n_boot=N_BOOT, batch_size=BATCH_SIZE)
@@ -359,8 +359,8 @@ else:
 # face of paper A's mapping deficiency.
 
 # %%
-if isinstance(model, EndpointModel):  # the probe reads a local model's frozen features
-    print(f"probe lines skipped: {model.name} is behind an endpoint (the probe needs a local model's features)")
+if not model.can("vision_features"):  # the probe reads the model's frozen vision features
+    print(f"probe lines skipped: {model.name} offers no vision features (the probe reads them)")
     probe_tab = pd.DataFrame(columns=["task", "probe", "per_class", "accuracy", "ci_low", "ci_high", "chance"])
 else:
     probe_tab = icl.probe_curves(model, tasks, data, PROBE_PER_CLASS, probe_curve, seed=SEED, n_draws=PROBE_DRAWS,

@@ -69,7 +69,7 @@ from mllm_ood.progress import tqdm
 from mllm_ood import emi_core, emi_grid, llava_bench, llava_bench_hub
 from mllm_ood.embedders import embed_cached, image_embedder, text_embedder
 from mllm_ood.information import gaussian_club_limit
-from mllm_ood.models import load_model
+from mllm_ood.mllm import load_model
 from mllm_ood.plotting import decorate, save_figure
 
 # %% tags=["parameters"]
@@ -98,9 +98,9 @@ HUB_MAX_NEW_TOKENS: int = 512  # greedy answer length on the hub sets (LLaVA-Ben
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
 from mllm_ood.information import WASSERSTEIN_METHODS
-from mllm_ood.endpoint import is_endpoint_ref
 from mllm_ood.judge import check_judge, make_judge
-from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, model_reference, number,
+from mllm_ood.mllm import capabilities_of, model_reference
+from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, number,
                                  require, satisfies, seed, text)
 
 check_parameters(globals(), SMOKE=boolean(), BENCH_MODELS=listing(choices=llava_bench.MODELS),
@@ -113,7 +113,7 @@ check_parameters(globals(), SMOKE=boolean(), BENCH_MODELS=listing(choices=llava_
                  HUB_DATASETS=listing(choices=[f"hub:{d}" for d in llava_bench_hub.DATASETS.values()], nonempty=False),
                  HUB_QUESTIONS=integer(0, 100_000), HUB_MAX_NEW_TOKENS=integer(1, 4096),
                  JUDGE=satisfies(check_judge, "'reference' or an endpoint model"))
-require(not (IMAGE_EMBEDDER == "model" and is_endpoint_ref(MODEL)), "IMAGE_EMBEDDER", IMAGE_EMBEDDER,
+require(IMAGE_EMBEDDER != "model" or capabilities_of(MODEL) >= {"vision_features"}, "IMAGE_EMBEDDER", IMAGE_EMBEDDER,
         "'model' reads the vision tower of a local MODEL; a model behind an endpoint has none here: name an image "
         "embedder ('clip', or a folder such as the served checkpoint's)")
 require(1 / (N_PERM + 1) < 1 - LEVEL, "N_PERM", N_PERM,

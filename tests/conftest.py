@@ -74,8 +74,8 @@ def tiny_study(tmp_path: Path, monkeypatch, cells) -> Path:
     for tag, src in cells:
         nb.cells.append(nbformat.v4.new_code_cell(src, metadata={"tags": [tag]} if tag else {}))
     nbformat.write(nb, nbs / "90_tiny.ipynb")
-    monkeypatch.setattr(runner, "NOTEBOOKS", nbs)
-    monkeypatch.setattr(runner, "PARAMS", params)
+    monkeypatch.setattr(runner.planning, "NOTEBOOKS", nbs)
+    monkeypatch.setattr(runner.planning, "PARAMS", params)
     monkeypatch.setenv("MLLM_OOD_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("MLLM_OOD_FIGURES", str(tmp_path / "figures"))
     return params / "embedded"

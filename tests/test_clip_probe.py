@@ -12,7 +12,7 @@ from mllm_ood import runner
 from mllm_ood.data.hub import make_standin_dataset
 from mllm_ood.features import (CLIP_PROBE_MODEL, ClipProbeFeatures, check_probe_features, domain_features,
                                with_probe_features)
-from mllm_ood.models import standin_clip
+from mllm_ood.mllm.standins import standin_clip
 from mllm_ood.validation import ParameterError
 
 
@@ -98,7 +98,7 @@ def test_parameter_rule_and_dry_run_substitution():
 
 
 def test_a_checkpoint_that_is_not_clip_is_refused():
-    from mllm_ood.models import standin_model
+    from mllm_ood.mllm.standins import standin_model
 
     llava = standin_model("llava-hf/llava-1.5-7b-hf")
     with pytest.raises(ParameterError, match="is not a CLIP model"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from mllm_ood import embedded_model as em
+from mllm_ood.mllm import embedded as em
 from mllm_ood.data.digits import DIGIT_NAMES
 from mllm_ood.episodes import NONCE_WORDS, label_words
 from mllm_ood.validation import ParameterError
@@ -169,7 +169,7 @@ def test_bad_config(tmp_path):
 @pytest.mark.skipif(not (em.DEFAULT_MODEL_DIR / "config.json").is_file(), reason="no committed checkpoint")
 def test_committed_checkpoint_answers_id_images():
     from mllm_ood.data.world import load
-    from mllm_ood.models import load_model
+    from mllm_ood.mllm import load_model
     from mllm_ood.prompts import parse_answer, zero_shot_prompt
 
     m = load_model(em.DEFAULT_MODEL_DIR)
@@ -202,11 +202,11 @@ def test_guard_compares_the_training_version_not_the_source_hash(micro, tmp_path
 
 
 def test_public_names_stay_importable_from_the_package():
-    for name in ("load_config", "_merge", "train_embedded_model", "train_or_load", "train_lm_stage", "train_vision",
+    for name in ("load_config", "merge_config", "train_embedded_model", "train_or_load", "train_lm_stage", "train_vision",
                  "HeldOutProbe", "Encoder", "build_tokenizer", "build_model_config", "load_id_data",
                  "vision_token_features", "pixel_values", "shift_images", "centre_vision_features",
                  "label_token_loss", "label_vocabulary", "lm_forward", "code_version", "corpus", "read_record",
-                 "config_hash", "DEFAULT_MODEL_DIR", "CHAT_TEMPLATE", "RECORD", "TaskSampler", "collate", "_threads"):
+                 "config_hash", "DEFAULT_MODEL_DIR", "CHAT_TEMPLATE", "RECORD", "TaskSampler", "collate", "torch_threads"):
         assert hasattr(em, name), name
 
 
@@ -232,7 +232,7 @@ def test_first_align_candidate_is_the_plain_stage(tmp_path):
     for stage, steps in (("vision", 4), ("align", 4), ("instruct", 2)):
         cfg["stages"][stage]["steps"] = steps
     cfg["stages"]["align"]["select_window"] = 2
-    one = em._merge(cfg, {"stages": {"align": {"candidates": 1}}})
+    one = em.merge_config(cfg, {"stages": {"align": {"candidates": 1}}})
     a = em.train_embedded_model(one, tmp_path / "one", smoke=True)
     b = em.train_embedded_model(cfg, tmp_path / "two", smoke=True)
     assert a["losses"]["align_candidates"][0]["loss"] == b["losses"]["align_candidates"][0]["loss"]
@@ -242,7 +242,7 @@ def test_first_align_candidate_is_the_plain_stage(tmp_path):
 @pytest.mark.parametrize("over", [{"candidates": 0}, {"candidates": "4"}, {"candidates": True},
                                   {"select_window": 0}, {"select_window": 11}, {"select_window": 2.5}])
 def test_bad_align_restarts_fail_before_training(tmp_path, over):
-    cfg = em._merge(em.load_config(smoke=True), {"stages": {"align": over}})
+    cfg = em.merge_config(em.load_config(smoke=True), {"stages": {"align": over}})
     with pytest.raises(ParameterError, match="stages.align"):
         em.train_embedded_model(cfg, tmp_path / "m", smoke=True)
     assert not (tmp_path / "m").exists()
@@ -256,11 +256,11 @@ def test_learning_rate_schedule_is_transformers_cosine_after_warm_up(steps):
     import torch
     from transformers.optimization import get_cosine_with_min_lr_schedule_with_warmup
 
-    from mllm_ood.embedded_model.training import _schedule
+    from mllm_ood.mllm.embedded.training import lr_schedule
 
     warm = max(1, steps // 20)
     rates = []
-    for make in (lambda o: _schedule(o, steps, 1.0),
+    for make in (lambda o: lr_schedule(o, steps, 1.0),
                  lambda o: get_cosine_with_min_lr_schedule_with_warmup(o, warm, steps, min_lr_rate=0.05)):
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
         sched, seen = make(opt), []

@@ -1,4 +1,4 @@
-"""Models behind an OpenAI-compatible endpoint (mllm_ood.endpoint) and paper B's LLM judge (mllm_ood.judge).
+"""Models behind an OpenAI-compatible endpoint (mllm_ood.mllm.families.endpoint) and paper B's LLM judge (mllm_ood.judge).
 
 Part 1 (no server): references, refusals, retries, malformed replies and vLLM-format scoring against
 scripted replies (httpx.MockTransport). Part 2: ``transformers serve`` on 127.0.0.1 serving the embedded
@@ -22,12 +22,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mllm_ood import endpoint, judge, models, zero_shot
-from mllm_ood.endpoint import (EndpointError, EndpointModel, EndpointUnsupported, ScoringUnavailable,
-                               load_endpoint_model, parse_endpoint_ref, usable_modes)
-from mllm_ood.models import load_model
+from mllm_ood import judge, zero_shot
+from mllm_ood.mllm import CapabilityMissing, load_model, usable_modes
+from mllm_ood.mllm.families import endpoint
+from mllm_ood.mllm.families.endpoint import EndpointError, EndpointModel, ScoringUnavailable, load_endpoint_model
+from mllm_ood.mllm.refs import is_endpoint_ref, model_fingerprint, model_reference, parse_endpoint_ref
 from mllm_ood.paths import ROOT
-from mllm_ood.validation import ParameterError, model_reference
+from mllm_ood.validation import ParameterError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 from endpoint_server import serve  # noqa: E402
@@ -76,16 +77,16 @@ def test_endpoint_references_parse_and_validate():
     rule("openai:gpt-4o@http://127.0.0.1:8000/v1")
     with pytest.raises(ParameterError, match="unknown endpoint provider"):
         rule("opnai:gpt-4o")
-    assert not endpoint.is_endpoint_ref("llava-hf/llava-1.5-7b-hf") and not endpoint.is_endpoint_ref("data/models/x")
-    assert models.model_fingerprint("openai:m@http://127.0.0.1:1/v1") == "endpoint:openai:m"  # no address
+    assert not is_endpoint_ref("llava-hf/llava-1.5-7b-hf") and not is_endpoint_ref("data/models/x")
+    assert model_fingerprint("openai:m@http://127.0.0.1:1/v1") == "endpoint:openai:m"  # no address
 
 
 def test_load_model_gives_an_endpoint_model_that_refuses_what_needs_weights():
     m = load_model("openai:m@http://127.0.0.1:9/v1")
     assert isinstance(m, EndpointModel)
-    with pytest.raises(EndpointUnsupported, match="needs? the model's weights"):
+    with pytest.raises(CapabilityMissing, match="needs? the model's weights"):
         m.vision_features([_img()])
-    with pytest.raises(EndpointUnsupported, match="hidden states"):
+    with pytest.raises(CapabilityMissing, match="hidden states"):
         m.answer_state([([_img()], "x")])
     assert m.prompt_text(([_img(), _img()], "a <image> b <image> c")) == "a <image 28x28> b <image 28x28> c"
     msg = m.messages([_img(), _img(255)], "<image>one<image>two")[0]["content"]
@@ -247,7 +248,7 @@ def test_endpoint_equals_in_process_model(server):
 
 RESUME_SCRIPT = """
 import sys
-from mllm_ood.models import load_model
+from mllm_ood.mllm import load_model
 sys.path.insert(0, {support!r})
 from test_endpoint import _digit_conversations
 convs, _, _ = _digit_conversations()

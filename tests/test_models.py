@@ -7,8 +7,9 @@ import torch
 from PIL import Image
 
 from mllm_ood.data.digits import DIGIT_NAMES
-from mllm_ood.embedded_model import load_config, train_embedded_model
-from mllm_ood.models import STANDIN_ARCHS, load_model, make_standin
+from mllm_ood.mllm import load_model
+from mllm_ood.mllm.embedded import load_config, train_embedded_model
+from mllm_ood.mllm.standins import STANDIN_ARCHS, make_standin
 from mllm_ood.prompts import format_answer, zero_shot_prompt
 from mllm_ood.validation import ParameterError
 
@@ -51,7 +52,7 @@ def test_same_calls_same_types(model_dirs, images, arch):
     assert np.isfinite(s).all() and (s < 0).all()
     # prefix reuse gives the same numbers as scoring full sequences, one query at a time or batched
     with torch.no_grad():
-        full = m._score_full(convs[:2], [choices, choices])
+        full = m.score_full(convs[:2], [choices, choices])
     np.testing.assert_allclose(s[:2], full, atol=1e-3)
     one = np.stack([m.score_choices([c], choices)[0] for c in convs])
     np.testing.assert_allclose(s, one, atol=1e-3)
@@ -108,7 +109,7 @@ def test_studies_take_the_model_and_its_one_fingerprint(tmp_path):
     """load_model gives every model one fingerprint (folder name + hash of config and weight files; a hub
     id as is); a study refuses a model without one."""
     from mllm_ood import zero_shot
-    from mllm_ood.models import fingerprint_of, model_fingerprint
+    from mllm_ood.mllm.refs import fingerprint_of, model_fingerprint
     from mllm_ood.validation import ParameterError
 
     (tmp_path / "m").mkdir()
@@ -127,7 +128,7 @@ def test_studies_take_the_model_and_its_one_fingerprint(tmp_path):
 def test_model_input_view_is_what_the_embedded_processor_gives_the_vision_tower():
     from PIL import Image
 
-    from mllm_ood.models import model_input_view
+    from mllm_ood.mllm import model_input_view
 
     img = np.full((96, 96, 3), 255, np.uint8)
     img[:, :48] = 0  # left half black
@@ -137,3 +138,55 @@ def test_model_input_view_is_what_the_embedded_processor_gives_the_vision_tower(
     # an independent resize of the same image agrees away from the edge
     ref = np.asarray(Image.fromarray(img).resize((28, 28), Image.BICUBIC), np.float32) / 255
     assert np.abs(view[0] - ref).mean() < 0.05
+
+
+def test_the_committed_checkpoint_keeps_its_fingerprint_recipe():
+    """The fingerprint that keys every cached result of the committed checkpoint is its folder name and the
+    first 12 hex digits of SHA-256 over its config and weight files (names and bytes, json then safetensors,
+    each sorted); the encoders' key is SHA-256 over every file's relative path and SHA-256, 16 hex digits.
+    Recomputed here from the files, so a changed recipe (which would orphan every cache entry) fails."""
+    import hashlib
+    from pathlib import Path
+
+    from mllm_ood.mllm import load_model
+    from mllm_ood.mllm.refs import files_digest, model_fingerprint
+    from mllm_ood.paths import ROOT
+
+    folder = ROOT / "data" / "models" / "embedded_mllm"
+    h = hashlib.sha256()
+    for f in sorted(folder.glob("*.json")) + sorted(folder.glob("*.safetensors")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    expected = f"embedded_mllm@{h.hexdigest()[:12]}"
+    assert model_fingerprint(folder) == expected
+    assert load_model("data/models/embedded_mllm").fingerprint == expected
+    d = hashlib.sha256()
+    for p in sorted(Path(folder).rglob("*")):
+        if p.is_file():
+            d.update(str(p.relative_to(folder)).encode())
+            d.update(hashlib.sha256(p.read_bytes()).hexdigest().encode())
+    assert files_digest(folder) == d.hexdigest()[:16]
+    assert files_digest("openai/clip-vit-base-patch32") == "hub:openai/clip-vit-base-patch32"
+
+
+def test_families_declare_capabilities_and_refuse_what_they_lack(model_dirs):
+    """Each loaded model is its family's class, registered by model type; ``can`` answers from the declared
+    capabilities; a capability a family lacks is refused before any compute, naming it."""
+    from mllm_ood.mllm import CAPABILITIES, CapabilityMissing, FAMILIES, capabilities_of, family_class
+    from mllm_ood.mllm.hf import HFModel
+
+    expected = {"embedded": "LlavaModel", "llava": "LlavaModel", "idefics3": "Idefics3Model"}
+    for arch, folder in model_dirs.items():
+        m = load_model(folder)
+        assert type(m).__name__ == expected[arch] and m.model_type in FAMILIES
+        assert all(m.can(c) for c in CAPABILITIES) and capabilities_of(str(folder)) == m.capabilities
+    with pytest.raises(ParameterError, match="unknown capability"):
+        m.can("telepathy")
+    assert family_class("some_new_vlm") is HFModel and not HFModel.capabilities >= {"vision_features"}
+    generic = HFModel.on_first_use(lambda: (_ for _ in ()).throw(AssertionError("loaded")), "x", "cpu", None, "some_new_vlm")
+    assert generic.can("generate") and not generic.can("vision_features")
+    with pytest.raises(CapabilityMissing, match="vision_features is not implemented for model type 'some_new_vlm'"):
+        generic.vision_features([Image.new("RGB", (8, 8))])
+    with pytest.raises(ParameterError, match="images must be PIL images"):
+        load_model(model_dirs["llava"]).vision_features(["not an image"])
+    assert capabilities_of("openai:gpt-4o") == frozenset({"generate", "score_choices"})

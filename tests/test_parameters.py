@@ -65,6 +65,9 @@ SPECIFIC_BAD = [
 COMBINED_BAD = [
     ("04_emi_bound", {"N_PERM": 10, "LEVEL": 0.95}, "N_PERM"),
     ("02_hypotheses", {"PROBE_PER_CLASS": 4, "LEARNING_CURVE": [4, 8]}, "LEARNING_CURVE"),
+    # a model whose family offers no vision features (capabilities_of), where the notebook reads them
+    ("02_hypotheses", {"MODEL": "openai:gpt-4o"}, "MODEL"),
+    ("04_emi_bound", {"MODEL": "openai:gpt-4o", "IMAGE_EMBEDDER": "model"}, "IMAGE_EMBEDDER"),
 ]
 
 

@@ -117,7 +117,7 @@ def test_failure_midway_keeps_previous_figures_and_records_overrides(study, caps
     assert "overrides: TAG='new'" in (run_dir / "summary.txt").read_text()
 
 
-RUN = ("import sys\nfrom pathlib import Path\nimport mllm_ood.runner as r\nfrom mllm_ood.__main__ import main\n"
+RUN = ("import sys\nfrom pathlib import Path\nimport mllm_ood.runner.planning as r\nfrom mllm_ood.__main__ import main\n"
        "r.NOTEBOOKS, r.PARAMS = Path(sys.argv[1]), Path(sys.argv[2])\nsys.exit(main(sys.argv[3:]))\n")
 
 

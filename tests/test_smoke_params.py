@@ -33,7 +33,7 @@ def study(tmp_path, monkeypatch):
 
 
 def _resolve(yaml_file, **kw):
-    return runner.resolve_parameters(runner.NOTEBOOKS / "90_tiny.ipynb", yaml_file, **kw)
+    return runner.resolve_parameters(runner.planning.NOTEBOOKS / "90_tiny.ipynb", yaml_file, **kw)
 
 
 def _nothing_written(yaml_file):

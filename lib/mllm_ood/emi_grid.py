@@ -48,7 +48,7 @@ from . import information as info
 from .cache import cached_analysis, cached_table
 from .emi_core import MIN_SAMPLES
 from .data import world
-from .models import fingerprint_of
+from .mllm.refs import fingerprint_of
 from .data.text_shifts import LANGUAGES, TEXT_CONDITIONS, apply_text_shift, question_in
 from .prompts import QUESTION, format_answer, parse_answer, zero_shot_prompt
 from .seeding import derive_seed, rng
@@ -308,7 +308,7 @@ def match_width(z, width: int, seed: int) -> np.ndarray:
 
 def model_image_embedder(model):
     """The embedded profile's image embedder: the MLLM's own frozen vision tower (mean-pooled features the
-    projector reads, :meth:`mllm_ood.models.MLLM.vision_features`), cached under the model's fingerprint."""
+    projector reads, :meth:`mllm_ood.mllm.base.MLLM.vision_features`), cached under the model's fingerprint."""
     from .embedders import ImageEmbedder
 
     def features(images):

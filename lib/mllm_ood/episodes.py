@@ -1,6 +1,6 @@
 """Few-shot in-context-learning (ICL) episodes: demonstrations, then a query, as one conversation.
 
-An episode is a multi-image prompt for the model interface (:mod:`mllm_ood.models`): the images are
+An episode is a multi-image prompt for the model interface (:mod:`mllm_ood.mllm`): the images are
 the demonstrations in order followed by the query, and the text marks each image's place with
 ``<image>``. The layout is the one under which the embedded model learned in context: every
 demonstration image is followed directly by its label word (no constant token in between), and the
@@ -29,8 +29,8 @@ This module holds the layout (:func:`make_episode`) and the per-episode draws th
 :func:`mllm_ood.icl.build_condition_episodes`, whose studies (small classes) decide the classes, the
 demonstration counts and pools and how images are shown; demonstrations never include the query nor
 another rendering of its source image. (The embedded model's training samples and its held-out probe
-during training draw their own token-level episodes: see :mod:`mllm_ood.embedded_model.samples` and
-:class:`mllm_ood.embedded_model.HeldOutProbe`.)
+during training draw their own token-level episodes: see :mod:`mllm_ood.mllm.embedded.samples` and
+:class:`mllm_ood.mllm.embedded.HeldOutProbe`.)
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .mllm.base import IMAGE_PLACEHOLDER
 from .prompts import format_answer, zero_shot_prompt
 from .validation import ParameterError
 
-IMAGE_PLACEHOLDER = "<image>"
 EPISODE_INSTRUCTION = "Each example image is followed by its label."
 # Made-up label words for reassigned episodes (each is one token of the embedded model's tokenizer).
 NONCE_WORDS = (
@@ -79,7 +79,7 @@ class Episode:
 
     @property
     def conversation(self) -> tuple[list, str]:
-        """(images, prompt): what :meth:`mllm_ood.models.MLLM.generate` and ``score_choices`` take."""
+        """(images, prompt): what :meth:`mllm_ood.mllm.base.MLLM.generate` and ``score_choices`` take."""
         return (list(self.images), self.prompt)
 
     @property

@@ -13,9 +13,9 @@ import numpy as np
 
 from .cache import cached_arrays
 from .data import catalog, world
+from .mllm.refs import files_digest, fingerprint_of, model_reference
 from .probes import pixel_features
-from .validation import check_choice
-from .models import fingerprint_of
+from .validation import ParameterError, check_choice
 from .zero_shot import build_prompt
 
 KINDS = ("vision", "answer_state", "pixels")
@@ -76,8 +76,6 @@ CLIP_PROBE_MODEL = "openai/clip-vit-base-patch16"
 def check_probe_features(value) -> None:
     """Rule for the notebook parameter naming the probe's vision features: 'model' (the MLLM's own tower),
     'clip' (:data:`CLIP_PROBE_MODEL`), or a CLIP checkpoint (hub id or local ``save_pretrained`` folder)."""
-    from .validation import ParameterError, model_reference
-
     if value in PROBE_SOURCES:
         return
     try:
@@ -95,11 +93,9 @@ class ClipProbeFeatures:
     MLLM's, so zero-shot results and answer-state features keep their cache entries."""
 
     def __init__(self, model, clip_model: str):
-        from .embedders import model_fingerprint as folder_fingerprint
-
         self.mllm = model  # not 'model': that attribute stays the MLLM's own (its transformers model)
         self.clip_model = str(clip_model)
-        self.clip_identity = f"clip:{folder_fingerprint(self.clip_model)}"
+        self.clip_identity = f"clip:{files_digest(self.clip_model)}"
 
     def __getattr__(self, name):  # answers, answer states, fingerprint, .model: the MLLM's
         if name == "mllm":  # not set yet (copy / unpickling)

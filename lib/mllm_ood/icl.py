@@ -1,5 +1,5 @@
 """In-context learning (ICL) and its vulnerabilities (paper A's ICL sections), on any model of
-:mod:`mllm_ood.models`.
+:mod:`mllm_ood.mllm`.
 
 The studies, each a grid of *conditions*; every condition is one cached table of per-query results:
 
@@ -52,7 +52,7 @@ from .cache import cached_analysis, cached_table
 from .data import catalog, world
 from .data.shifts import colourise
 from .episodes import MODES, Episode, balanced_counts, label_words, make_episode
-from .models import fingerprint_of
+from .mllm.refs import fingerprint_of
 from .evaluation import bootstrap_ci
 from .features import domain_features
 from .probes import learning_curve, probe_accuracy

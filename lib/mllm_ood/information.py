@@ -48,7 +48,7 @@ import ot
 import torch
 from torch import nn
 
-from .models import pick_device
+from .mllm.refs import pick_device
 from .progress import tqdm
 
 from .seeding import derive_seed, rng

@@ -80,11 +80,11 @@ def relative_score(s_reference: float, s_answer: float) -> float:
 
 class LlavaBenchJudge:
     """``judge(question, response, reference) -> [0, 1]`` with paper B's GPT-4 review prompt (see module
-    docstring). ``model``: an :class:`mllm_ood.endpoint.EndpointModel` (or its reference string).
+    docstring). ``model``: an :class:`mllm_ood.mllm.families.endpoint.EndpointModel` (or its reference string).
     ``context``: the text standing in for the image (LLaVA-Bench: its captions)."""
 
     def __init__(self, model, context: str = "", temperature: float = 0.0):
-        from .endpoint import EndpointModel, load_endpoint_model
+        from .mllm.families.endpoint import EndpointModel, load_endpoint_model
 
         self.model = load_endpoint_model(model) if isinstance(model, str) else model
         if not isinstance(self.model, EndpointModel):
@@ -115,7 +115,7 @@ def make_judge(spec: str, class_names: Sequence[str], context: str = ""):
     """'reference' -> the deterministic :class:`~mllm_ood.emi_grid.ReferenceJudge`; an endpoint reference ->
     :class:`LlavaBenchJudge` through that endpoint."""
     from .emi_grid import ReferenceJudge
-    from .endpoint import is_endpoint_ref
+    from .mllm.refs import is_endpoint_ref
 
     if spec == "reference":
         return ReferenceJudge(class_names)
@@ -126,7 +126,7 @@ def make_judge(spec: str, class_names: Sequence[str], context: str = ""):
 
 def check_judge(spec) -> None:
     """Rule for a JUDGE parameter (before anything loads)."""
-    from .endpoint import parse_endpoint_ref
+    from .mllm.refs import parse_endpoint_ref
 
     if spec == "reference":
         return

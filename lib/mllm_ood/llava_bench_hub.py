@@ -34,7 +34,7 @@ import pandas as pd
 
 from .cache import cached_table
 from .data import hub
-from .models import fingerprint_of
+from .mllm.refs import fingerprint_of
 from .validation import ParameterError, check_choice
 
 DATASETS = {"synthetic": "llavabench_shift_synthetic", "natural": "llavabench_shift_natural"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -174,27 +173,6 @@ def require(condition: bool, name: str, value, reason: str) -> None:
     """A check across parameters, reported like ``check_parameters``: raise ParameterError naming ``name``."""
     if not condition:
         raise ParameterError(f"parameter {name} = {value!r}: {reason}")
-
-
-def model_reference():
-    """Rule: a hub id ``owner/name``, a checkpoint folder that exists (relative to the repo root or
-    absolute), or an endpoint model ``provider:model[@base_url]`` (:mod:`mllm_ood.endpoint`). A mistyped
-    local path is refused here instead of being sent to the hub."""
-    from .paths import ROOT
-
-    def rule(v):
-        if not isinstance(v, str) or not v.strip():
-            raise ParameterError("must be a hub id (owner/name) or a checkpoint folder")
-        from .endpoint import is_endpoint_ref, parse_endpoint_ref
-
-        if is_endpoint_ref(v) or re.match(r"^[a-z][a-z0-9_]*:(?!//)", v):  # provider:model[@base_url]
-            parse_endpoint_ref(v)
-            return
-        p = Path(v)
-        looks_local = p.is_absolute() or v.startswith(".") or v.count("/") != 1 or (ROOT / v).exists()
-        if looks_local and not (ROOT / p).is_dir():
-            raise ParameterError(f"no such checkpoint folder {str(ROOT / p)!r} (and not a hub id owner/name)")
-    return rule
 
 
 def seed():

@@ -1,4 +1,4 @@
-"""Paper A's zero-shot protocol on any model of :mod:`mllm_ood.models`, cached per
+"""Paper A's zero-shot protocol on any model of :mod:`mllm_ood.mllm`, cached per
 (model, dataset, domain, mode, sampling, code version).
 
 Two answer modes:
@@ -19,7 +19,7 @@ from .progress import tqdm
 
 from .cache import cached_table
 from .data import catalog, world
-from .models import fingerprint_of
+from .mllm.refs import fingerprint_of
 from .prompts import PROMPT_STYLES, QUESTION, class_descriptions, domain_context, format_answer, parser_for, prompt_for
 from .validation import ParameterError, check_choice, check_choices, check_positive_int
 
@@ -79,7 +79,7 @@ def evaluate(model, datasets, modes=MODES, n_per_class: int = 20, sampling: str 
              domains: dict | None = None) -> pd.DataFrame:
     """Per-sample zero-shot results (RESULT_COLUMNS) for every (dataset, domain, mode).
 
-    model: a :class:`mllm_ood.models.MLLM` (its ``fingerprint`` names the cache entries).
+    model: a :class:`mllm_ood.mllm.base.MLLM` (its ``fingerprint`` names the cache entries).
     n_per_class / sampling: paper A's first-N per domain x class, or a seeded random N.
     prompt_style: 'short' (fits the embedded model) or 'paper_a' (paper A's template and parser).
     domains: {dataset: [domain, ...]} to evaluate only those domains of a dataset (default: all).

@@ -1,6 +1,6 @@
 """Test support: a vLLM-like chat-completions endpoint over an in-process MLLM, as an httpx transport.
 
-It answers what :meth:`mllm_ood.endpoint.EndpointModel.score_choices` asks of vLLM: ``usage.prompt_tokens``,
+It answers what :meth:`mllm_ood.mllm.families.endpoint.EndpointModel.score_choices` asks of vLLM: ``usage.prompt_tokens``,
 and with ``prompt_logprobs: 0`` one ``{token_id: {"logprob": ...}}`` per prompt position (``None`` first),
 honouring ``add_generation_prompt`` and ``continue_final_message`` as vLLM does (both through the model's
 own chat template). No network: it checks the client's arithmetic and token alignment against the

@@ -30,6 +30,7 @@ from ..cache import cached
 from ..seeding import rng
 from ..validation import ParameterError, check_choice, check_choices, check_positive_int
 from . import digits, molecules, shifts
+from .ids import derived_id
 
 
 @dataclass(frozen=True)
@@ -100,24 +101,24 @@ def _rows(name: str, seed: int):
         for im, y, i in zip(p_ims, p_ys, p_ids):
             yield i, im, y, "printed"
         for im, y, i in zip(digits.textured_digits(ims, seed, ids), ys, ids):
-            yield f"{i}-textured", im, y, "textured"
+            yield derived_id(i, "textured"), im, y, "textured"
     elif name == "rotated_mnist":
         for angle in shifts.ANGLES:
             for im, y, i in zip(ims, ys, ids):
-                yield f"{i}-rot{angle}", shifts.rotate(im, angle), y, str(angle)
+                yield derived_id(i, f"rot{angle}"), shifts.rotate(im, angle), y, str(angle)
     elif name == "colored_mnist":
         for dom, tie in COLOURED_DOMAINS.items():
             for im, y, i in zip(ims, ys, ids):
                 colour = shifts.coloured_mnist_colour(int(y), tie, rng(seed, "colour", dom, i))
-                yield f"{i}-col{dom}", shifts.colourise(im, colour), y, dom
+                yield derived_id(i, f"col{dom}"), shifts.colourise(im, colour), y, dom
     elif name == "corrupted_mnist":
         for dom in CORRUPTED_DOMAINS:
             for im, y, i in zip(ims, ys, ids):
                 if dom == "clean":
-                    yield f"{i}-clean", shifts.to_rgb(im), y, dom
+                    yield derived_id(i, "clean"), shifts.to_rgb(im), y, dom
                 else:
                     kind, sev = dom.rsplit("-", 1)
-                    yield f"{i}-{dom}", shifts.corrupt(im, kind, int(sev), seed, key=i), y, dom
+                    yield derived_id(i, dom), shifts.corrupt(im, kind, int(sev), seed, key=i), y, dom
     else:  # pragma: no cover - names are validated before
         raise RuntimeError(f"no builder for dataset {name!r}")
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..seeding import derive_seed, rng
-from ..validation import ParameterError
+from ...seeding import derive_seed, rng
+from ...validation import ParameterError
 from .config import DEFAULT_MODEL_DIR, RECORD, code_version, config_hash, load_config
 from .diagnostics import HeldOutProbe, cross_class_cosine
 from .samples import TASKS, Encoder, Sample, TaskSampler, data_hash, load_id_data, pixel_values, shift_images
 from .tokenizer import ROLE_TOKENS, build_model_config, build_processor, build_tokenizer
-from .training import TRAINING_VERSION, _threads, align_selection, centre_vision_features, train_align, train_lm_stage, train_vision, vision_token_features
+from .training import TRAINING_VERSION, torch_threads, align_selection, centre_vision_features, train_align, train_lm_stage, train_vision, vision_token_features
 
 def train_embedded_model(config: dict, out_dir: str | Path, smoke: bool = False) -> dict:
     """Train the embedded MLLM in stages and save it (model + processor + ``training_record.json``).
@@ -36,7 +36,7 @@ def train_embedded_model(config: dict, out_dir: str | Path, smoke: bool = False)
     out_dir = Path(out_dir)
     seed = int(config.get("seed", 0))
     align_selection(config["stages"]["align"])  # bad restart settings fail before any compute
-    threads = _threads()
+    threads = torch_threads()
     torch.set_num_threads(threads)
     t_all = time.time()
     walls: dict[str, float] = {}
@@ -75,7 +75,7 @@ def train_embedded_model(config: dict, out_dir: str | Path, smoke: bool = False)
     enc = Encoder(tokenizer)
     _check_template(enc, processor, y, config)
     # Held-out ID digits (eval split): tracked during training, never used for training or selection.
-    from ..data.world import load
+    from ...data.world import load
 
     ev = load("digit_styles", "mnist")
     xe = np.stack([np.asarray(im.convert("L")) for im in ev["image"]])

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 
-from ..data.digits import DIGIT_NAMES
-from ..episodes import IMAGE_PLACEHOLDER, NONCE_WORDS, episode_prompt
-from ..prompts import format_answer, zero_shot_prompt
-from ..seeding import rng
-from ..validation import ParameterError
+from ...data.digits import DIGIT_NAMES
+from ...episodes import NONCE_WORDS, episode_prompt
+from ...prompts import format_answer, zero_shot_prompt
+from ...seeding import rng
+from ...validation import ParameterError
+from ..base import IMAGE_PLACEHOLDER
 
 BOS, EOS, PAD = "<s>", "<|end|>", "<pad>"
 IMAGE_TOKEN = IMAGE_PLACEHOLDER
@@ -44,8 +45,8 @@ def caption(name: str) -> str:
 
 def corpus(seed: int = 0, n: int = 2500) -> list[str]:
     """The project's prompt/answer corpus the tokenizer is trained on (deterministic)."""
-    from ..data.molecules import SOLUBILITY_CLASSES
-    from ..paths import RESOURCES
+    from ...data.molecules import SOLUBILITY_CLASSES
+    from ...paths import RESOURCES
 
     r = rng(seed, "tokenizer-corpus")
     names = list(DIGIT_NAMES)

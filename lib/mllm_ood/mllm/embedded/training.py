@@ -8,10 +8,10 @@ import time
 
 import numpy as np
 
-from ..data.digits import DIGIT_NAMES
-from ..episodes import NONCE_WORDS
-from ..seeding import derive_seed, rng
-from ..validation import check_choices
+from ...data.digits import DIGIT_NAMES
+from ...episodes import NONCE_WORDS
+from ...seeding import derive_seed, rng
+from ...validation import check_choices
 from .samples import TASKS, Encoder, TaskSampler, collate, pixel_values, shift_images
 
 # Bump whenever a change alters what training produces (weights, losses, diagnostics) for the same
@@ -77,7 +77,7 @@ def vision_token_features(model, pv, batch: int = 512):
     return torch.cat(outs)
 
 
-def _threads() -> int:
+def torch_threads() -> int:
     """Torch threads for training: OMP_NUM_THREADS / MLLM_OOD_THREADS when set, else 1 or 2 cores,
     whichever runs a probe matmul faster (on a shared machine a busy second core makes 2 threads
     several times slower than 1)."""
@@ -100,7 +100,7 @@ def _threads() -> int:
     return best
 
 
-def _schedule(opt, steps: int, lr: float):
+def lr_schedule(opt, steps: int, lr: float):
     """Linear warm-up over the first 5 % of ``steps`` from ``1/warm`` of the rate, then transformers' cosine
     decay to 5 % (``get_cosine_with_min_lr_schedule_with_warmup(min_lr_rate=0.05)``: identical from the
     end of the warm-up on, tested). Not that function itself: its warm-up starts at rate 0, one step behind
@@ -122,7 +122,7 @@ def train_vision(model, x, y, cfg_stage: dict, seed: int, log: dict, smoke: bool
     Returns the classification head (for the held-out diagnostic); losses go to ``log['vision_loss']``."""
     import torch
     from torch import nn
-    from ..progress import tqdm
+    from ...progress import tqdm
 
     d = model.config.vision_config.hidden_size
     torch.manual_seed(derive_seed(seed, "vision-head"))
@@ -131,7 +131,7 @@ def train_vision(model, x, y, cfg_stage: dict, seed: int, log: dict, smoke: bool
     params = list(tower.parameters()) + list(head.parameters())
     steps, bs, lr = int(cfg_stage["steps"]), int(cfg_stage["batch_size"]), float(cfg_stage["lr"])
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
-    sched = _schedule(opt, steps, lr)
+    sched = lr_schedule(opt, steps, lr)
     r = rng(seed, "vision-batches")
     tower.train()
     losses = []
@@ -181,7 +181,7 @@ def train_lm_stage(model, name: str, bank, labels, enc: Encoder, cfg_stage: dict
     probe: evaluated every ``config['eval_every']`` steps and at the stage's end; its results go to
     ``log[name + '_heldout']`` as records ``{"step": ..., <diagnostic>: accuracy}``."""
     import torch
-    from ..progress import tqdm
+    from ...progress import tqdm
 
     mix = cfg_stage["mix"]
     check_choices(f"task in the {name} mix", mix, TASKS)
@@ -196,7 +196,7 @@ def train_lm_stage(model, name: str, bank, labels, enc: Encoder, cfg_stage: dict
     label_ids = torch.tensor(label_vocabulary(enc))
     set_weight = float({**config.get("label_loss", {}), **cfg_stage.get("label_loss", {})}.get("set_weight", 1.0))
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
-    sched = _schedule(opt, steps, lr)
+    sched = lr_schedule(opt, steps, lr)
     r = rng(seed, name, "batches")
     every = int(config.get("eval_every", 0))
     tracked = []
@@ -233,7 +233,7 @@ def train_lm_stage(model, name: str, bank, labels, enc: Encoder, cfg_stage: dict
 
 def align_selection(cfg_stage: dict) -> tuple[int, int]:
     """``(candidates, select_window)`` of the align stage, checked (call before any compute)."""
-    from ..validation import ParameterError
+    from ...validation import ParameterError
 
     n = cfg_stage.get("candidates", 1)
     steps = int(cfg_stage["steps"])

@@ -1,13 +1,8 @@
 """MLLMs behind an OpenAI-compatible endpoint (hosted APIs, vLLM / SGLang servers, ``transformers serve``),
-with the interface of local models (:class:`mllm_ood.models.MLLM`).
+with the interface of local models (:class:`mllm_ood.mllm.base.MLLM`).
 
-**Naming an endpoint model** (anywhere a model reference goes: ``load_model``, a notebook's ``MODEL``)::
-
-    openai:<model>@<base_url>[,<base_url>...]     e.g. openai:llava-hf/llava-1.5-7b-hf@http://gpu1:8000/v1
-    openai:<model>                                 OpenAI's API (https://api.openai.com/v1), e.g. openai:gpt-4o
-    gemini:<model>                                 Google's OpenAI-compatible API, e.g. gemini:gemini-1.5-pro
-
-Several base URLs (comma-separated) are replicas serving the same model: requests are spread over them
+**Naming an endpoint model**: ``openai:<model>@<base_url>[,<base_url>...]``, ``openai:<model>``,
+``gemini:<model>`` (:mod:`mllm_ood.mllm.refs`). Several base URLs (comma-separated) are replicas serving the same model: requests are spread over them
 round-robin (data parallel). The API key is read from an environment variable only — ``$OPENAI_API_KEY``
 for ``openai:``, ``$GEMINI_API_KEY`` for ``gemini:`` — and sent in the ``Authorization`` header; it is
 never part of a cache key, a cache entry, a message or a log line. Without the variable no header is
@@ -17,9 +12,10 @@ sent (local servers need none).
 (the images as base64 PNG data URLs, in the conversation's order, any number; temperature 0;
 ``max_tokens``). :meth:`EndpointModel.score_choices` needs the prompt's token log-probabilities, which
 vLLM returns (``prompt_logprobs`` with ``continue_final_message``; untested online); a server that does
-not (``transformers serve``, hosted APIs) gets one :class:`ScoringUnavailable` refusal, and
-:func:`usable_modes` lets a notebook fall back to generate + parse. ``vision_features`` and
-``answer_state`` need the weights and refuse.
+not (``transformers serve``, hosted APIs) gets one :class:`ScoringUnavailable` refusal, and then
+``model.can("score_choices")`` is False (:func:`mllm_ood.mllm.base.usable_modes` lets a notebook fall back to
+generate + parse). ``vision_features`` and ``answer_state`` need the weights: an endpoint model does not
+declare them (:class:`~mllm_ood.mllm.base.CapabilityMissing`).
 
 **Operating it** — at most ``concurrency`` requests in flight (threads; ``$MLLM_OOD_ENDPOINT_CONCURRENCY``,
 default 8); retries with exponential backoff and jitter (``Retry-After`` honoured) on 429, 5xx,
@@ -46,18 +42,16 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
-from .validation import ParameterError
+from ...cache import cached, entry_path, is_valid
+from ...progress import tqdm
+from ...validation import ParameterError
+from ..base import MLLM, segments
+from ..refs import EndpointSpec, parse_endpoint_ref
+from ..registry import register
 
-# provider -> (default base URL, environment variable holding the API key)
-PROVIDERS = {
-    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
-    "gemini": ("https://generativelanguage.googleapis.com/v1beta/openai", "GEMINI_API_KEY"),
-}
-_REF = re.compile(r"^(?P<provider>[a-z][a-z0-9_]*):(?P<model>[^\s@]+)(?:@(?P<urls>https?://\S+))?$")
 CACHE_KIND = "endpoint_reply"
 RETRY_STATUS = {408, 409, 429}  # plus every 5xx
 
@@ -68,52 +62,6 @@ class EndpointError(RuntimeError):
 
 class ScoringUnavailable(ParameterError):
     """The server returns no prompt log-probabilities, so choices cannot be scored: use generate + parse."""
-
-
-class EndpointUnsupported(ParameterError):
-    """An operation that needs the model's weights (vision features, hidden states)."""
-
-
-@dataclass(frozen=True)
-class EndpointSpec:
-    provider: str
-    model: str
-    base_urls: tuple[str, ...]
-    key_env: str
-
-    @property
-    def name(self) -> str:
-        """The reference without addresses, e.g. 'openai:gpt-4o' (what results tables and cache keys use)."""
-        return f"{self.provider}:{self.model}"
-
-
-def is_endpoint_ref(ref) -> bool:
-    """True for a string naming an endpoint model (``provider:model[@url,...]`` with a known provider)."""
-    if not isinstance(ref, str):
-        return False
-    m = _REF.match(ref.strip())
-    return bool(m) and m["provider"] in PROVIDERS
-
-
-def parse_endpoint_ref(ref: str) -> EndpointSpec:
-    """The :class:`EndpointSpec` of a reference (see the module docstring); ParameterError saying why not."""
-    if not isinstance(ref, str):
-        raise ParameterError(f"an endpoint reference is a string, got {type(ref).__name__}")
-    m = _REF.match(ref.strip())
-    if not m:
-        raise ParameterError(f"{ref!r} is not an endpoint reference; spell it provider:model[@base_url[,base_url...]], "
-                             f"e.g. openai:gpt-4o or openai:my-model@http://127.0.0.1:8000/v1")
-    if m["provider"] not in PROVIDERS:
-        raise ParameterError(f"unknown endpoint provider {m['provider']!r}; known: {', '.join(PROVIDERS)} "
-                             f"(any OpenAI-compatible server: openai:<model>@<base_url>)")
-    default_url, key_env = PROVIDERS[m["provider"]]
-    urls = tuple(u.strip().rstrip("/") for u in (m["urls"] or default_url).split(","))
-    for u in urls:
-        if not re.match(r"^https?://[^/\s,]+", u):
-            raise ParameterError(f"endpoint base URL {u!r} in {ref!r} is not an http(s) URL")
-    if len(set(urls)) != len(urls):
-        raise ParameterError(f"endpoint reference {ref!r} lists a base URL twice")
-    return EndpointSpec(m["provider"], m["model"], urls, key_env)
 
 
 def _env_int(name: str, default: int, low: int) -> int:
@@ -142,11 +90,14 @@ def request_digest(body: dict) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-class EndpointModel:
+@register("endpoint")
+class EndpointModel(MLLM):
     """An MLLM behind an OpenAI-compatible chat-completions endpoint. Build with :func:`load_endpoint_model`
-    (or :func:`mllm_ood.models.load_model` with an endpoint reference)."""
+    (or :func:`mllm_ood.mllm.load_model` with an endpoint reference). It generates and, where the server
+    returns prompt log-probabilities, scores choices; ``can("score_choices")`` asks the server once."""
 
     family = "endpoint"
+    capabilities = frozenset({"generate", "score_choices"})
     model_type = "endpoint"
     device = "remote"
     dtype = None
@@ -176,6 +127,16 @@ class EndpointModel:
         urls = ", ".join(self.spec.base_urls)
         return f"EndpointModel({self.name!r}, servers=[{urls}], concurrency={self.concurrency})"
 
+    def can(self, capability: str) -> bool:
+        """As :meth:`MLLM.can`; for ``score_choices``, whether this server returns log-probabilities
+        (:meth:`can_score`)."""
+        return super().can(capability) and (capability != "score_choices" or self.can_score())
+
+    def missing(self, capability: str) -> str:
+        what = "vision features" if capability == "vision_features" else "hidden states"
+        return (f"{self.name} is behind an endpoint: {what} need the model's weights (probes run on a local "
+                "model; load a checkpoint folder or hub id)")
+
     def close(self) -> None:
         for c in self._clients:
             c.close()
@@ -183,23 +144,18 @@ class EndpointModel:
     # ---------------------------------------------------------------- requests
     def messages(self, images: list, prompt: str) -> list[dict]:
         """The chat messages (one user turn) for one conversation, in OpenAI's content-part format."""
-        from .models import _segments
-
         parts, it = [], iter(images)
-        for seg in _segments(prompt, len(images)):
+        for seg in segments(prompt, len(images)):
             if seg["type"] == "image":
                 parts.append({"type": "image_url", "image_url": {"url": image_data_url(next(it))}})
             else:
                 parts.append({"type": "text", "text": seg["text"]})
         return [{"role": "user", "content": parts}]
 
-    def prompt_text(self, conversation) -> str:
+    def prompt_text_inner(self, images: list, prompt: str) -> str:
         """The user turn as sent, images shown as ``<image WxH>`` (the server applies its own chat template)."""
-        from .models import _segments, check_conversations
-
-        images, prompt = check_conversations([conversation])[0]
         it, out = iter(images), []
-        for seg in _segments(prompt, len(images)):
+        for seg in segments(prompt, len(images)):
             if seg["type"] == "image":
                 im = next(it)
                 out.append(f"<image {im.width}x{im.height}>")
@@ -267,8 +223,6 @@ class EndpointModel:
 
     def _cached_reply(self, body: dict, check) -> tuple[dict, bool]:
         """The reply to ``body``: from the cache if answered before, else sent and cached. (reply, was_cached)."""
-        from .cache import cached, entry_path, is_valid
-
         params = {"model": self.spec.name, "request_sha256": request_digest(body)}
         path = entry_path(CACHE_KIND, params)
         if is_valid(path):
@@ -286,8 +240,6 @@ class EndpointModel:
 
     def _run(self, bodies: list[dict], check, desc: str, progress: bool) -> list[dict]:
         """Every body's reply, in order, at most ``concurrency`` in flight, with a progress bar."""
-        from .progress import tqdm
-
         out: list = [None] * len(bodies)
         start = dict(self.stats)
         bar = tqdm(total=len(bodies), desc=f"{self.name} {desc}", disable=not progress)
@@ -316,14 +268,9 @@ class EndpointModel:
         return out
 
     # ---------------------------------------------------------------- generation
-    def generate(self, conversations, max_new_tokens: int = 32, batch_size: int = 8, progress: bool = False) -> list[str]:
+    def generate_inner(self, convs, max_new_tokens, batch_size, progress) -> list[str]:
         """Greedy replies (temperature 0), one string per conversation (``batch_size`` is ignored: requests
         are sent one per conversation, ``concurrency`` at a time)."""
-        from .models import check_conversations
-
-        convs = check_conversations(conversations)
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ParameterError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         bodies = [{"model": self.spec.model, "messages": self.messages(ims, p), "temperature": 0,
                    "max_tokens": max_new_tokens} for ims, p in convs]
         replies = self._run(bodies, _check_chat, "generate", progress)
@@ -343,19 +290,13 @@ class EndpointModel:
             f"{self.name} cannot score choices: {why}. score_choices needs the prompt's token log-probabilities "
             "(vLLM returns them); use generate + parse instead (MODES: [generate] / SCORING: generate)")
 
-    def score_choices(self, conversations, choices, batch_size: int = 8, progress: bool = False) -> np.ndarray:
+    def score_inner(self, convs, per, batch_size, progress) -> np.ndarray:
         """Log-likelihood (nats) of each choice as the reply, from the server's prompt log-probabilities
         (vLLM's ``prompt_logprobs`` extension; untested online). Per conversation: one request for the prompt
         alone (its token count) and one per choice with the choice as a partial assistant turn
         (``continue_final_message``); the choice's tokens are the positions past the prompt's. A server that
         returns no prompt log-probabilities gets :class:`ScoringUnavailable`."""
-        from .models import _check_choices, check_conversations
-
-        convs = check_conversations(conversations)
-        per = _check_choices(choices, len(convs))
         k = len(per[0])
-        if any(len(c) != k for c in per):
-            raise ParameterError("every conversation needs the same number of choices")
         if self._scoring is False:
             self._refuse_scoring("an earlier scoring request was refused")
         msgs = [self.messages(ims, p) for ims, p in convs]
@@ -392,15 +333,6 @@ class EndpointModel:
             except ScoringUnavailable:
                 return False
         return bool(self._scoring)
-
-    # ---------------------------------------------------------------- refused
-    def vision_features(self, images, batch_size: int = 64, progress: bool = False):
-        raise EndpointUnsupported(f"{self.name} is behind an endpoint: vision features need the model's weights "
-                                  "(probes run on a local model; load a checkpoint folder or hub id)")
-
-    def answer_state(self, conversations, batch_size: int = 8, progress: bool = False):
-        raise EndpointUnsupported(f"{self.name} is behind an endpoint: hidden states need the model's weights "
-                                  "(probes run on a local model; load a checkpoint folder or hub id)")
 
 
 def _check_chat(reply) -> None:
@@ -448,15 +380,3 @@ def _choice_logprob(prompt_logprobs: list, n_prompt: int) -> float:
 def load_endpoint_model(ref: str, **kwargs) -> EndpointModel:
     """An :class:`EndpointModel` for an endpoint reference (keyword arguments: concurrency, retries, timeout)."""
     return EndpointModel(parse_endpoint_ref(ref), **kwargs)
-
-
-def usable_modes(model, modes: Sequence[str], scoring: str = "loglik") -> list[str]:
-    """``modes`` without ``scoring`` when ``model`` cannot score choices (an endpoint without log-probabilities),
-    saying so once; local models keep every mode. Never empty: falls back to ['generate']."""
-    modes = list(modes)
-    if scoring not in modes or not isinstance(model, EndpointModel) or model.can_score():
-        return modes
-    kept = [m for m in modes if m != scoring] or ["generate"]
-    print(f"{model.name}: the server returns no log-probabilities, so {scoring!r} is left out; answers come from "
-          f"generate + parse ({kept})")
-    return kept

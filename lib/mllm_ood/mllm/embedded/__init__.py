@@ -38,13 +38,13 @@ Public entry points: :func:`load_config`, :func:`build_tokenizer`, :func:`build_
 :func:`build_model_config`, :func:`train_embedded_model`, :func:`train_or_load`.
 """
 
-from .config import DEFAULT_CONFIG, DEFAULT_MODEL_DIR, RECORD, _merge, code_version, config_hash, load_config
+from .config import DEFAULT_CONFIG, DEFAULT_MODEL_DIR, RECORD, merge_config, code_version, config_hash, load_config
 from .diagnostics import HeldOutProbe, cross_class_cosine
-from .samples import (LABEL, TASKS, Encoder, Sample, TaskSampler, _chat, _strip_eos, collate, data_hash,
+from .samples import (LABEL, TASKS, Encoder, Sample, TaskSampler, chat_sample, strip_eos, collate, data_hash,
                       load_id_data, pixel_values, shift_images)
-from .saving import _check_template, _differences, read_record, train_embedded_model, train_or_load
+from .saving import read_record, train_embedded_model, train_or_load
 from .tokenizer import (BOS, CAPTION_QUESTIONS, CHAT_TEMPLATE, DIGIT_QUESTIONS, EOS, IMAGE_TOKEN, MC_CONTEXTS,
                         MC_QUESTIONS, PAD, ROLE_TOKENS, SPECIAL_TOKENS, build_image_processor, build_model_config,
                         build_processor, build_tokenizer, caption, corpus, image_tokens_per_image)
-from .training import (TRAINING_VERSION, _schedule, align_selection, _threads, centre_vision_features, label_token_loss,
+from .training import (TRAINING_VERSION, lr_schedule, align_selection, torch_threads, centre_vision_features, label_token_loss,
                        label_vocabulary, lm_forward, train_align, train_lm_stage, train_vision, vision_token_features)

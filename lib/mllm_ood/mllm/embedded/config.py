@@ -8,19 +8,19 @@ import hashlib
 import json
 from pathlib import Path
 
-from .. import CODE_VERSION
-from ..paths import DATA, PARAMS
-from ..validation import ParameterError
+from ... import CODE_VERSION
+from ...paths import DATA, PARAMS
+from ...validation import ParameterError
 
 DEFAULT_CONFIG = PARAMS / "embedded" / "model.yaml"
 DEFAULT_MODEL_DIR = DATA / "models" / "embedded_mllm"
 RECORD = "training_record.json"
 
 
-def _merge(base: dict, over: dict) -> dict:
+def merge_config(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        out[k] = merge_config(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
     return out
 
 
@@ -35,7 +35,7 @@ def load_config(path: str | Path | None = None, smoke: bool = False) -> dict:
         raise ParameterError(f"model config: no such file {str(p)!r}")
     raw = yaml.safe_load(p.read_text())
     over = raw.pop("smoke", {}) or {}
-    cfg = _merge(raw, over) if smoke else raw
+    cfg = merge_config(raw, over) if smoke else raw
     cfg["smoke"] = bool(smoke)
     return cfg
 

@@ -9,10 +9,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..data.digits import DIGIT_NAMES
-from ..episodes import IMAGE_PLACEHOLDER, episode_prompt, label_words
-from ..prompts import format_answer, zero_shot_prompt
-from ..validation import ParameterError, check_choices
+from ...data.digits import DIGIT_NAMES
+from ...episodes import episode_prompt, label_words
+from ...prompts import format_answer, zero_shot_prompt
+from ...validation import ParameterError, check_choices
+from ..base import IMAGE_PLACEHOLDER
 from .tokenizer import (BOS, CAPTION_QUESTIONS, DIGIT_QUESTIONS, EOS, IMAGE_TOKEN, MC_CONTEXTS, MC_QUESTIONS, PAD,
                         ROLE_TOKENS, SPECIAL_TOKENS, caption)
 
@@ -32,7 +33,7 @@ def pixel_values(images: np.ndarray) -> "torch.Tensor":
 
 def load_id_data(config: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The declared ID training images (uint8 (n, 28, 28)), labels (n,) and ids, as in the config."""
-    from ..data.world import DATASETS, load
+    from ...data.world import DATASETS, load
 
     spec = config["id_data"]
     if spec["dataset"] not in DATASETS:
@@ -88,7 +89,7 @@ class Sample:
 LABEL = "label"  # loss flag of a label word: trained with the label-vocabulary loss (see label_token_loss)
 
 
-def _chat(kind: str, images: list[int], user_text: str, reply: str | None, demo_words: list[str] | None = None,
+def chat_sample(kind: str, images: list[int], user_text: str, reply: str | None, demo_words: list[str] | None = None,
           label_loss: list[bool] | None = None, answer: str | None = None) -> Sample:
     """A user turn and the assistant reply. Images come first, or, for an episode (``demo_words``
     given), sit at the ``<image>`` placeholders of ``user_text``, each demonstration's word right after it.
@@ -123,7 +124,7 @@ def _chat(kind: str, images: list[int], user_text: str, reply: str | None, demo_
     return s
 
 
-def _strip_eos(pieces) -> Sample:
+def strip_eos(pieces) -> Sample:
     """A sample whose reply is a prefix (no trailing end-of-turn token)."""
     s = Sample("eval")
     s.pieces = [p for p in pieces if not (p[0] == "special" and p[1] == EOS and p[2])]
@@ -173,18 +174,18 @@ class TaskSampler:
                 choices = [DIGIT_NAMES[o] for o in cls]
             q = MC_QUESTIONS[int(r.integers(len(MC_QUESTIONS)))]
             ctx = MC_CONTEXTS[int(r.integers(len(MC_CONTEXTS)))]
-            return _chat(task, [self._img(r, c)], zero_shot_prompt(choices, question=q, context=ctx),
+            return chat_sample(task, [self._img(r, c)], zero_shot_prompt(choices, question=q, context=ctx),
                          format_answer(name), answer=name)
         if task == "caption":
             q = CAPTION_QUESTIONS[int(r.integers(len(CAPTION_QUESTIONS)))]
-            return _chat(task, [self._img(r, c)], q, caption(name))
+            return chat_sample(task, [self._img(r, c)], q, caption(name))
         if task == "question":
             if r.random() < 0.5:
                 q = DIGIT_QUESTIONS[int(r.integers(len(DIGIT_QUESTIONS)))]
-                return _chat(task, [self._img(r, c)], q, name.capitalize() + ".")
+                return chat_sample(task, [self._img(r, c)], q, name.capitalize() + ".")
             asked = c if r.random() < 0.5 else int(r.choice([o for o in range(10) if o != c]))
             reply = "Yes." if asked == c else "No."
-            return _chat(task, [self._img(r, c)], f"Is this a {DIGIT_NAMES[asked]}? Answer yes or no.", reply)
+            return chat_sample(task, [self._img(r, c)], f"Is this a {DIGIT_NAMES[asked]}? Answer yes or no.", reply)
         if task in ("icl_fixed", "icl_reassigned", "icl_permuted"):
             n_way = int(self.n_way[int(r.integers(len(self.n_way)))])
             cls = sorted(int(o) for o in r.choice(10, n_way, replace=False))
@@ -206,7 +207,7 @@ class TaskSampler:
             order = cls if task == "icl_fixed" else [cls[j] for j in r.permutation(len(cls))]
             choices = [words[o] for o in order]
             demo_words = [words[o] for o in demo_cls]
-            return _chat(task, demo_imgs + [q_img], episode_prompt(demo_words, choices), format_answer(words[qc]),
+            return chat_sample(task, demo_imgs + [q_img], episode_prompt(demo_words, choices), format_answer(words[qc]),
                          demo_words, label_loss=label_loss, answer=words[qc])
         raise ParameterError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.digits import DIGIT_NAMES
-from ..episodes import episode_prompt, label_words
-from ..prompts import zero_shot_prompt
-from ..seeding import rng
-from .samples import Encoder, _chat, _strip_eos, collate, pixel_values
+from ...data.digits import DIGIT_NAMES
+from ...episodes import episode_prompt, label_words
+from ...prompts import zero_shot_prompt
+from ...seeding import rng
+from .samples import Encoder, chat_sample, strip_eos, collate, pixel_values
 from .training import lm_forward, vision_token_features
 
 def cross_class_cosine(model, feats, labels) -> float:
@@ -51,7 +51,7 @@ class HeldOutProbe:
         self.enc, self.x, self.y, self._bank = enc, x, np.asarray(y), None
         by_class = [np.flatnonzero(self.y == c) for c in range(10)]
         idx = r.choice(len(x), min(n_mc, len(x)), replace=False)
-        mc = [_strip_eos(_chat("mc", [int(i)], zero_shot_prompt(DIGIT_NAMES), "Answer Choice: [").pieces) for i in idx]
+        mc = [strip_eos(chat_sample("mc", [int(i)], zero_shot_prompt(DIGIT_NAMES), "Answer Choice: [").pieces) for i in idx]
         self.sets = {"zero_shot_mc_acc": (mc, [list(DIGIT_NAMES)] * len(idx), [DIGIT_NAMES[self.y[i]] for i in idx])}
         for n_way, mode, shots_list in settings:
             for shots in shots_list:
@@ -66,8 +66,8 @@ class HeldOutProbe:
                     demos = [int(r.choice([i for i in by_class[o] if i != q])) for o in demo_cls]
                     choices = [words[o] for o in r.permutation(cls).tolist()]
                     demo_words = [words[o] for o in demo_cls]
-                    s = _chat("icl", demos + [q], episode_prompt(demo_words, choices), "Answer Choice: [", demo_words)
-                    ss.append(_strip_eos(s.pieces)); chs.append(choices); ans.append(words[qc])
+                    s = chat_sample("icl", demos + [q], episode_prompt(demo_words, choices), "Answer Choice: [", demo_words)
+                    ss.append(strip_eos(s.pieces)); chs.append(choices); ans.append(words[qc])
                 self.sets[f"icl_{mode}_{n_way}way_{shots}shot_acc"] = (ss, chs, ans)
 
     def __call__(self, model) -> dict:

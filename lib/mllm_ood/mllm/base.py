@@ -1,0 +1,204 @@
+"""The one interface of every MLLM the study runs, with its inputs checked once.
+
+A *conversation* is ``(images, prompt)``: a list of PIL images and the user's text. The text marks where
+each image goes with ``<image>`` (:data:`IMAGE_PLACEHOLDER`; one per image, in order: few-shot episodes
+interleave images and text this way); a text without any ``<image>`` gets all its images before the text,
+as LLaVA's single-image prompts do.
+
+:class:`MLLM` declares what a model can do, its :attr:`~MLLM.capabilities` (a subset of
+:data:`CAPABILITIES`), asked with ``model.can("vision_features")``. Its public methods check their inputs
+before any compute (one :class:`~mllm_ood.validation.ParameterError` with a clear message), refuse a
+capability the model lacks (:class:`CapabilityMissing`), then hand the checked inputs to the family's
+``*_inner`` method (as VLMEvalKit's ``generate`` -> ``generate_inner`` and lmms-eval's ``lmms`` base do):
+
+- :meth:`MLLM.generate` -- greedy replies for a batch of conversations (any number of images each);
+- :meth:`MLLM.score_choices` -- log-likelihood (nats) of each answer choice given the conversation;
+- :meth:`MLLM.vision_features` -- frozen, mean-pooled vision-tower features;
+- :meth:`MLLM.answer_state` -- the language model's hidden state where the answer's first token is
+  predicted (the last prompt position), for probes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..validation import ParameterError, check_choice
+
+IMAGE_PLACEHOLDER = "<image>"
+CAPABILITIES = ("generate", "score_choices", "vision_features", "answer_state")
+
+
+class CapabilityMissing(ParameterError):
+    """An operation the model does not offer (e.g. vision features of a model behind an endpoint)."""
+
+
+def segments(prompt: str, n_images: int) -> list[dict]:
+    """Chat-template content parts for a prompt with ``n_images`` images (see the module docstring)."""
+    n_marks = prompt.count(IMAGE_PLACEHOLDER)
+    if n_marks == 0:
+        parts = [{"type": "image"} for _ in range(n_images)]
+        return parts + ([{"type": "text", "text": prompt}] if prompt else [])
+    if n_marks != n_images:
+        raise ParameterError(f"the prompt marks {n_marks} image(s) with {IMAGE_PLACEHOLDER!r} but "
+                             f"{n_images} image(s) were given")
+    parts = []
+    for j, seg in enumerate(prompt.split(IMAGE_PLACEHOLDER)):
+        if j > 0:
+            parts.append({"type": "image"})
+        if seg:
+            parts.append({"type": "text", "text": seg})
+    return parts
+
+
+def check_images(images, where: str = "") -> list:
+    """One PIL image or a sequence of them -> a list; ParameterError naming the first that is not one."""
+    from PIL import Image
+
+    images = [images] if isinstance(images, Image.Image) else list(images)
+    for im in images:
+        if not isinstance(im, Image.Image):
+            raise ParameterError(f"{where}images must be PIL images, got {type(im).__name__}")
+    return images
+
+
+def check_conversations(conversations) -> list[tuple[list, str]]:
+    """Validate conversations (see the module docstring); return them as a list of (images, prompt)."""
+    if isinstance(conversations, tuple) and len(conversations) == 2 and isinstance(conversations[1], str):
+        raise ParameterError("pass a list of conversations, e.g. [(images, prompt)], not a single one")
+    conversations = list(conversations)
+    if not conversations:
+        raise ParameterError("no conversations given")
+    out = []
+    for i, conv in enumerate(conversations):
+        if not (isinstance(conv, (tuple, list)) and len(conv) == 2 and isinstance(conv[1], str)):
+            raise ParameterError(f"conversation {i} must be (list of PIL images, prompt text), got {type(conv)!r}")
+        images, prompt = conv
+        images = check_images(images, f"conversation {i}: ")
+        try:
+            segments(prompt, len(images))
+        except ParameterError as err:
+            raise ParameterError(f"conversation {i}: {err}") from None
+        out.append((images, prompt))
+    return out
+
+
+def check_choice_lists(choices, n: int) -> list[list[str]]:
+    """A shared list of choices, or one list per conversation -> one list per conversation, all of one length."""
+    if isinstance(choices, str):
+        raise ParameterError("choices must be a list of strings (or one list per conversation), not a string")
+    choices = list(choices)
+    if not choices:
+        raise ParameterError("the choice list is empty")
+    if all(isinstance(c, str) for c in choices):
+        per = [choices] * n
+    elif all(isinstance(c, (list, tuple)) for c in choices):
+        if len(choices) != n:
+            raise ParameterError(f"{len(choices)} choice lists for {n} conversations")
+        per = [list(c) for c in choices]
+    else:
+        raise ParameterError("choices must be a list of strings or a list of lists of strings")
+    for i, c in enumerate(per):
+        if not c:
+            raise ParameterError(f"the choice list of conversation {i} is empty")
+        if any(not isinstance(s, str) or not s for s in c):
+            raise ParameterError(f"choice list {i} contains an empty or non-string choice")
+    if any(len(c) != len(per[0]) for c in per):
+        raise ParameterError("every conversation needs the same number of choices")
+    return per
+
+
+class MLLM:
+    """A loaded MLLM (see the module docstring). Build with :func:`mllm_ood.mllm.load_model`.
+
+    A family subclass sets :attr:`family`, :attr:`capabilities` and implements the ``*_inner`` method of
+    each capability; :meth:`missing` says why a capability is absent. Every instance carries ``name``,
+    ``fingerprint`` (:func:`mllm_ood.mllm.refs.model_fingerprint`: what keys its cached results),
+    ``model_type``, ``device`` and ``dtype``."""
+
+    family = "abstract"
+    capabilities: frozenset = frozenset()
+    name: str
+    fingerprint: str
+
+    def can(self, capability: str) -> bool:
+        """Whether the model offers ``capability`` (one of :data:`CAPABILITIES`)."""
+        check_choice("capability", capability, CAPABILITIES)
+        return capability in self.capabilities
+
+    def missing(self, capability: str) -> str:
+        """Why ``capability`` is absent (the refusal's message)."""
+        return f"{self.name} ({self.family} family) offers no {capability}"
+
+    def _require(self, capability: str) -> None:
+        """Refuse a capability the family does not declare (a declared one may still fail on use, e.g. an
+        endpoint whose server turns out to return no log-probabilities)."""
+        if capability not in self.capabilities:
+            raise CapabilityMissing(self.missing(capability))
+
+    # ---------------------------------------------------------------- checked public methods
+    def prompt_text(self, conversation) -> str:
+        """The conversation as the model receives it (its chat template with the generation prompt)."""
+        images, prompt = check_conversations([conversation])[0]
+        return self.prompt_text_inner(images, prompt)
+
+    def generate(self, conversations, max_new_tokens: int = 32, batch_size: int = 8,
+                 progress: bool = False) -> list[str]:
+        """Greedy replies, one string per conversation."""
+        self._require("generate")
+        convs = check_conversations(conversations)
+        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+            raise ParameterError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        return self.generate_inner(convs, max_new_tokens, batch_size, progress)
+
+    def score_choices(self, conversations, choices, batch_size: int = 8, progress: bool = False) -> np.ndarray:
+        """Log-likelihood (nats, summed over the choice's tokens) of each choice as the reply.
+
+        conversations: n conversations; choices: one list of k strings for all, or n lists of k.
+        Returns float64 (n, k)."""
+        self._require("score_choices")
+        convs = check_conversations(conversations)
+        return self.score_inner(convs, check_choice_lists(choices, len(convs)), batch_size, progress)
+
+    def vision_features(self, images, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Mean-pooled vision-tower features, float32 (n, d_vision)."""
+        self._require("vision_features")
+        images = check_images(images)
+        if not images:
+            raise ParameterError("no images given")
+        return self.vision_inner(images, batch_size, progress)
+
+    def answer_state(self, conversations, layer: int = -1, batch_size: int = 8, progress: bool = False) -> np.ndarray:
+        """The language model's hidden state at the last prompt position (where the reply's first token is
+        predicted), float32 (n, hidden). ``layer`` indexes the hidden states (-1 = last)."""
+        self._require("answer_state")
+        return self.answer_state_inner(check_conversations(conversations), layer, batch_size, progress)
+
+    # ---------------------------------------------------------------- what a family implements
+    def prompt_text_inner(self, images: list, prompt: str) -> str:
+        raise NotImplementedError
+
+    def generate_inner(self, convs: list, max_new_tokens: int, batch_size: int, progress: bool) -> list[str]:
+        raise NotImplementedError
+
+    def score_inner(self, convs: list, choices: list[list[str]], batch_size: int, progress: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def vision_inner(self, images: list, batch_size: int, progress: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def answer_state_inner(self, convs: list, layer: int, batch_size: int, progress: bool) -> np.ndarray:
+        raise NotImplementedError
+
+
+def usable_modes(model, modes: Sequence[str], scoring: str = "loglik") -> list[str]:
+    """``modes`` without ``scoring`` when ``model`` cannot score choices (e.g. an endpoint whose server returns
+    no log-probabilities), saying so once; never empty: falls back to ['generate']."""
+    modes = list(modes)
+    if scoring not in modes or model.can("score_choices"):
+        return modes
+    kept = [m for m in modes if m != scoring] or ["generate"]
+    print(f"{model.name}: cannot score choices (no log-probabilities), so {scoring!r} is left out; answers come "
+          f"from generate + parse ({kept})")
+    return kept
