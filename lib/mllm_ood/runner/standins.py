@@ -23,12 +23,12 @@ def standin_substitutions(params: dict) -> dict:
     folders (built and cached here), paper A's CLIP probe model -> a tiny CLIP of the same image and patch
     size, hub-only embedders -> offline ones. ParameterError for a hub model without a stand-in (naming why)."""
     from ..mllm.refs import HUB_ID
-    from ..mllm.standins import standin_model
+    from ..mllm.standins import standin_clip, standin_model
+
     out = {}
     for key, value in params.items():
         if key in STANDIN_EMBEDDERS and value in STANDIN_EMBEDDERS[key]:
             from ..embedders import CLIP_MODEL, standin_embedder
-            from ..mllm.standins import standin_clip
 
             kind = STANDIN_EMBEDDERS[key][value]
             out[key] = str(standin_clip(CLIP_MODEL) if kind == "clip" else standin_embedder(kind))
@@ -37,7 +37,6 @@ def standin_substitutions(params: dict) -> dict:
         elif key == PROBE_FEATURES and isinstance(value, str) and (
                 value == "clip" or (HUB_ID.match(value) and not (ROOT / value).exists())):
             from ..features import CLIP_PROBE_MODEL
-            from ..mllm.standins import standin_clip
 
             out[key] = str(standin_clip(CLIP_PROBE_MODEL if value == "clip" else value))
     return out
