@@ -44,10 +44,10 @@ import seaborn as sns
 from mllm_ood import zero_shot
 from mllm_ood.data import catalog
 from mllm_ood.endpoint import usable_modes
-from mllm_ood.evaluation import (MARGIN, accuracy_table, family_means, gap_table, mode_agreement, severity_table,
-                                 shift_findings)
+from mllm_ood.evaluation import accuracy_table, family_means, gap_table, mode_agreement, severity_table, shift_findings
 from mllm_ood.models import load_model
 from mllm_ood.plotting import save_figure, yerr
+from mllm_ood.stats import MARGIN
 
 # %% tags=["parameters"]
 SMOKE: bool = False  # run flag (run_all.sh --smoke); the smoke sizes are the YAML's smoke: values

@@ -1,4 +1,4 @@
-"""Models behind an OpenAI-compatible endpoint (mllm_ood.endpoint) and paper B's LLM judge (mllm_ood.judge).
+"""Models behind an OpenAI-compatible endpoint (mllm_ood.endpoint) and paper B's LLM judge (mllm_ood.paper_b.judges).
 
 Part 1 (no server): references, refusals, retries, malformed replies and vLLM-format scoring against
 scripted replies (httpx.MockTransport). Part 2: ``transformers serve`` on 127.0.0.1 serving the embedded
@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mllm_ood import endpoint, judge, models, zero_shot
+from mllm_ood import endpoint, models, zero_shot
+from mllm_ood.paper_b import judges as judge
 from mllm_ood.endpoint import (EndpointError, EndpointModel, EndpointUnsupported, ScoringUnavailable,
                                load_endpoint_model, parse_endpoint_ref, usable_modes)
 from mllm_ood.models import load_model

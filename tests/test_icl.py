@@ -18,6 +18,7 @@ from mllm_ood.data.world import DatasetInfo
 from mllm_ood.episodes import IMAGE_PLACEHOLDER, NONCE_WORDS
 from mllm_ood.prompts import parse_answer
 from mllm_ood.paths import PARAMS
+from mllm_ood.stats import paired_effect
 from mllm_ood.validation import ParameterError
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -230,7 +231,7 @@ def test_summary_and_paired_effect():
     tab = icl.summarise(df, ["shots"], n_boot=200)
     assert tab.set_index("shots")["accuracy"].to_dict() == {8: 0.8, 0: 0.5}
     assert (tab["n_queries"] == 10).all() and (tab["n_seeds"] == 2).all()
-    eff = icl.paired_effect(df[df.shots == 8], df[df.shots == 0], n_boot=200)
+    eff = paired_effect(df[df.shots == 8], df[df.shots == 0], n_boot=200)
     assert eff["effect"] == pytest.approx(0.3) and eff["ci_low"] <= 0.3 <= eff["ci_high"]
 
 
@@ -286,19 +287,6 @@ def test_params_files_validate(profile):
                          p["LABEL_SHIFT_TASKS"], p["MAJORITY_FRACTIONS"], p["LABEL_SHIFT_SHOTS"], p["SPURIOUS_PAIRS"],
                          p["TIE_STRENGTHS"], p["SPURIOUS_SHOTS"])
     assert len(tasks) == len(p["TASKS"])
-
-
-@pytest.mark.parametrize("lo,hi,sign,verdict", [
-    (0.02, 0.10, 1, "reproduced"), (-0.10, -0.02, 1, "not reproduced (opposite effect)"),
-    (-0.01, 0.08, 1, "not reproduced (no clear effect)"), (-0.10, -0.02, -1, "reproduced"),
-    (0.02, 0.10, -1, "not reproduced (opposite effect)"), (0.0, 0.1, 1, "not reproduced (no clear effect)")])
-def test_claim_verdict_branches(lo, hi, sign, verdict):
-    assert icl.claim_verdict({"effect": (lo + hi) / 2, "ci_low": lo, "ci_high": hi}, sign) == verdict
-
-
-def test_claim_verdict_refuses_a_bad_sign():
-    with pytest.raises(ParameterError):
-        icl.claim_verdict({"ci_low": 0.1, "ci_high": 0.2}, 0)
 
 
 def test_each_study_is_a_class_and_an_unknown_study_is_refused():

@@ -53,7 +53,7 @@ from .data import catalog, world
 from .data.shifts import colourise
 from .episodes import MODES, Episode, balanced_counts, label_words, make_episode
 from .models import fingerprint_of
-from .evaluation import bootstrap_ci
+from .stats import bootstrap_ci, claim_verdict, paired_effect, percent_interval, points_interval
 from .features import domain_features
 from .probes import learning_curve, probe_accuracy
 from .prompts import format_answer, parse_answer
@@ -718,37 +718,6 @@ def summarise(results: pd.DataFrame, by: Sequence[str], value: str = "correct", 
     return pd.DataFrame(rows).rename(columns={"value": "accuracy" if value == "correct" else value})
 
 
-@cached_analysis("analysis")
-def paired_effect(a: pd.DataFrame, b: pd.DataFrame, value: str = "correct", n_boot: int = 1000,
-                  seed: int = 0) -> dict:
-    """mean(a) - mean(b) of ``value`` over the queries both tables share (unit = task x query, each
-    averaged over seeds), with a 95 % paired bootstrap interval; fractions."""
-    qa = a.groupby(["task", "query"])[value].mean()
-    qb = b.groupby(["task", "query"])[value].mean()
-    d = (qa - qb).dropna().to_numpy(float)
-    if not len(d):
-        raise ParameterError("the two conditions share no queries")
-    lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=derive_seed(seed, "paired", len(d)))
-    return {"effect": float(d.mean()), "ci_low": lo, "ci_high": hi, "n_queries": int(len(d)),
-            "a": float(qa.mean()), "b": float(qb.mean())}
-
-
-def claim_verdict(effect: dict, expected_sign: int = 1) -> str:
-    """Whether a paired effect (:func:`paired_effect`) reproduces a claim that it is positive
-    (``expected_sign`` = 1) or negative (-1): 'reproduced' when the 95 % interval excludes 0 on the claimed
-    side, 'not reproduced (opposite effect)' when it excludes 0 on the other side, else
-    'not reproduced (no clear effect)'."""
-    if expected_sign not in (1, -1):
-        raise ParameterError(f"expected_sign must be 1 or -1, got {expected_sign!r}")
-    lo, hi = expected_sign * effect["ci_low"], expected_sign * effect["ci_high"]
-    lo, hi = min(lo, hi), max(lo, hi)
-    if lo > 0:
-        return "reproduced"
-    if hi < 0:
-        return "not reproduced (opposite effect)"
-    return "not reproduced (no clear effect)"
-
-
 # --------------------------------------------------------------------------------------------
 # Summaries of notebook 03 (paper A's ICL claims)
 
@@ -772,10 +741,6 @@ def domain_shift_table(shots_res: pd.DataFrame, task_names: Sequence[str], modes
     return pd.DataFrame(rows)
 
 
-def _fmt(v: float, lo: float, hi: float) -> str:
-    return f"{v:.0%} [{lo:.0%}, {hi:.0%}]"
-
-
 def shots_overview(shots_tab: pd.DataFrame, tasks: Sequence[Task], modes: Sequence[str], max_shots: int) -> pd.DataFrame:
     """Per task and mode, as text with 95 % intervals: accuracy at 0 shots and at ``max_shots`` with
     in-domain and with shifted demonstrations ('-' where not run), beside chance."""
@@ -789,7 +754,7 @@ def shots_overview(shots_tab: pd.DataFrame, tasks: Sequence[Task], modes: Sequen
                                 g[(g["shots"] == max_shots) & (g["source"] == "in_domain")]),
                                (f"{max_shots} shots, shifted demos",
                                 g[(g["shots"] == max_shots) & (g["source"] == "shifted")])]:
-                row[label] = _fmt(*sel[["accuracy", "ci_low", "ci_high"]].iloc[0]) if len(sel) else "-"
+                row[label] = percent_interval(*sel[["accuracy", "ci_low", "ci_high"]].iloc[0]) if len(sel) else "-"
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -799,8 +764,8 @@ def claim(name: str, a: pd.DataFrame, b: pd.DataFrame, value: str = "correct", s
     """One claim as a row: the paired effect mean(a) - mean(b) (:func:`paired_effect`) in percentage
     points with its interval, both means, the number of queries and the verdict (:func:`claim_verdict`)."""
     eff = paired_effect(a, b, value, n_boot=n_boot, seed=seed)
-    return {"claim": name, "effect (pp)": f"{eff['effect'] * 100:+.1f} [{eff['ci_low'] * 100:+.1f}, "
-            f"{eff['ci_high'] * 100:+.1f}]", "a": f"{eff['a']:.0%}", "b": f"{eff['b']:.0%}",
+    return {"claim": name, "effect (pp)": points_interval(eff["effect"], eff["ci_low"], eff["ci_high"], 1),
+            "a": f"{eff['a']:.0%}", "b": f"{eff['b']:.0%}",
             "queries": eff["n_queries"], "verdict": claim_verdict(eff, sign)}
 
 

