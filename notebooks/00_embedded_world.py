@@ -46,8 +46,8 @@ from mllm_ood.data import world
 from mllm_ood.data.hub import SPECS
 from mllm_ood.data.text_shifts import LANGUAGES, TEXT_CONDITIONS, apply_text_shift, question_in
 from mllm_ood.models import model_input_view
+from mllm_ood.paper_a.prompts import zero_shot_prompt
 from mllm_ood.plotting import image_grid, save_figure
-from mllm_ood.prompts import zero_shot_prompt
 
 # %% tags=["parameters"]
 SMOKE: bool = False  # run flag (run_all.sh --smoke); the smoke sizes are the YAML's smoke: values

@@ -41,11 +41,12 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from mllm_ood import zero_shot
 from mllm_ood.data import catalog
 from mllm_ood.endpoint import usable_modes
-from mllm_ood.evaluation import accuracy_table, family_means, gap_table, mode_agreement, severity_table, shift_findings
 from mllm_ood.models import load_model
+from mllm_ood.paper_a import zero_shot
+from mllm_ood.paper_a.evaluation import (accuracy_table, family_means, gap_table, mode_agreement, severity_table,
+                                         shift_findings)
 from mllm_ood.plotting import save_figure, yerr
 from mllm_ood.stats import MARGIN
 
@@ -64,7 +65,7 @@ ID_REFERENCE: dict = {"digit_styles": "digit_styles/mnist", "rotated_mnist": "di
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
-from mllm_ood.prompts import PROMPT_STYLES
+from mllm_ood.paper_a.prompts import PROMPT_STYLES
 from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, model_reference, naming,
                                  satisfies, seed, text)
 

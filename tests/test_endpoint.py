@@ -22,11 +22,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mllm_ood import endpoint, models, zero_shot
-from mllm_ood.paper_b import judges as judge
+from mllm_ood import endpoint, models
 from mllm_ood.endpoint import (EndpointError, EndpointModel, EndpointUnsupported, ScoringUnavailable,
                                load_endpoint_model, parse_endpoint_ref, usable_modes)
 from mllm_ood.models import load_model
+from mllm_ood.paper_a import zero_shot
+from mllm_ood.paper_b import judges as judge
 from mllm_ood.paths import ROOT
 from mllm_ood.validation import ParameterError, model_reference
 
@@ -231,7 +232,7 @@ def _digit_conversations(n_per_class: int = 1):
 @pytest.mark.slow
 def test_endpoint_equals_in_process_model(server):
     """The same conversations through transformers serve and in process: identical replies and accuracy."""
-    from mllm_ood.prompts import parse_answer
+    from mllm_ood.paper_a.prompts import parse_answer
 
     convs, labels, names = _digit_conversations()
     local = load_model(EMBEDDED)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mllm_ood.evaluation import accuracy_table
+from mllm_ood.paper_a.evaluation import accuracy_table
 from mllm_ood.validation import ParameterError
 
 
@@ -25,7 +25,7 @@ def test_accuracy_table_golden(tmp_path):
 
 
 def test_gap_table_against_hand_computed_gaps():
-    from mllm_ood.evaluation import gap_table
+    from mllm_ood.paper_a.evaluation import gap_table
 
     results = pd.DataFrame({"mode": "generate", "family": ["ID"] * 4 + ["natural"] * 4 + ["mol"] * 2,
                             "dataset": ["ds"] * 8 + ["m"] * 2, "domain": ["id"] * 4 + ["ood"] * 4 + ["x"] * 2,
@@ -41,7 +41,7 @@ def test_gap_table_against_hand_computed_gaps():
 
 
 def test_severity_table_starts_every_corruption_at_clean():
-    from mllm_ood.evaluation import CORRUPTIONS, severity_table
+    from mllm_ood.paper_a.evaluation import CORRUPTIONS, severity_table
 
     table = pd.DataFrame({"dataset": ["corrupted_mnist"] * 3 + ["rotated_mnist"],
                           "domain": ["clean", "frost-3", "gaussian_noise-5", "45"], "accuracy": [0.9, 0.5, 0.2, 0.7]})
@@ -51,12 +51,9 @@ def test_severity_table_starts_every_corruption_at_clean():
     assert out[out["domain"] == "frost-3"][["corruption", "severity"]].values.tolist() == [["frost", 3]]
 
 
-def test_pairing_with_the_reference_by_source_id():
-    from mllm_ood.evaluation import pair_with_reference, source_id
+def test_pairing_with_the_reference_by_source_image():
+    from mllm_ood.paper_a.evaluation import pair_with_reference
 
-    assert source_id("mnist-00012-rot15", {"mnist-00012", "mnist-00013"}) == "mnist-00012"
-    assert source_id("mnist-00012", {"mnist-00012"}) == "mnist-00012"
-    assert source_id("uci-0001", {"mnist-00012"}) is None
     ref = pd.DataFrame({"id": ["mnist-1", "mnist-2", "mnist-3"], "correct": [True, True, False]})
     ood = pd.DataFrame({"id": ["mnist-3-rot15", "mnist-1-rot15", "mnist-2-rot15"], "correct": [True, False, False]})
     pairs = pair_with_reference(ood, ref)
@@ -66,7 +63,7 @@ def test_pairing_with_the_reference_by_source_id():
 
 
 def test_gap_table_pairs_shifted_copies_and_not_other_images():
-    from mllm_ood.evaluation import gap_table
+    from mllm_ood.paper_a.evaluation import gap_table
     from mllm_ood.stats import bootstrap_diff_ci, bootstrap_paired_diff_ci
 
     r = np.random.default_rng(0)
@@ -88,7 +85,7 @@ def test_gap_table_pairs_shifted_copies_and_not_other_images():
 
 
 def test_family_means_leave_the_id_domains_out():
-    from mllm_ood.evaluation import family_means
+    from mllm_ood.paper_a.evaluation import family_means
 
     table = pd.DataFrame({"mode": "loglik", "family": ["natural"] * 3 + ["synthetic"] * 2,
                           "dataset": ["ds"] * 3 + ["rot"] * 2, "domain": ["mnist", "uci", "printed", "0", "45"],
@@ -99,7 +96,7 @@ def test_family_means_leave_the_id_domains_out():
 
 
 def test_shift_findings_read_each_branch_from_the_intervals():
-    from mllm_ood.evaluation import shift_findings
+    from mllm_ood.paper_a.evaluation import shift_findings
     from mllm_ood.stats import is_format_failure
 
     keys = {"mode": "generate", "family": "f", "dataset": "d"}
@@ -127,7 +124,7 @@ def test_shift_findings_read_each_branch_from_the_intervals():
 
 
 def test_mode_agreement_pairs_the_same_images():
-    from mllm_ood.evaluation import mode_agreement
+    from mllm_ood.paper_a.evaluation import mode_agreement
 
     ids = [f"i{k}" for k in range(200)]
     same = np.arange(200) % 10 < 9

@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 from scipy import stats
 
+from mllm_ood.data.text_shifts import LANGUAGES, TEXT_CONDITIONS, question_in
+from mllm_ood.paper_a.prompts import QUESTION, format_answer
 from mllm_ood.paper_b import arrays, bound, checks, divergences, estimators, judges
 from mllm_ood.paper_b.grids import analysis, digits
-from mllm_ood.data.text_shifts import LANGUAGES, TEXT_CONDITIONS, question_in
-from mllm_ood.prompts import QUESTION, format_answer
 from mllm_ood.validation import ParameterError
 
 NAMES = digits.class_names(digits.GRIDS["synthetic"])

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from mllm_ood.data import hub
 from mllm_ood.paper_b.grids import hub as lbh
 from mllm_ood.paper_b.judges import OverlapJudge
-from mllm_ood.data import hub
 from mllm_ood.validation import ParameterError
 
 

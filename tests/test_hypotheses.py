@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mllm_ood import hypotheses
+from mllm_ood.paper_a import hypotheses
 
 N = 200
 

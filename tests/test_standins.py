@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from mllm_ood.models import context_budget, load_model, max_shots, standin_arch_for, standin_model, standin_table
-from mllm_ood.prompts import format_answer, paper_a_prompt
+from mllm_ood.paper_a.prompts import format_answer, paper_a_prompt
 from mllm_ood.validation import ParameterError
 
 TABLE = standin_table()["standins"]

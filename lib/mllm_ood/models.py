@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .episodes import IMAGE_PLACEHOLDER
+from .paper_a.episodes import IMAGE_PLACEHOLDER
 from .validation import ParameterError
 
 # Hub id: "owner/name" (no leading '/' or '.', no further slashes).

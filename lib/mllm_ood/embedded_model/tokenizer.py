@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from ..data.digits import DIGIT_NAMES
-from ..episodes import IMAGE_PLACEHOLDER, NONCE_WORDS, episode_prompt
-from ..prompts import format_answer, zero_shot_prompt
+from ..paper_a.episodes import IMAGE_PLACEHOLDER, NONCE_WORDS, episode_prompt
+from ..paper_a.prompts import format_answer, zero_shot_prompt
 from ..seeding import rng
 from ..validation import ParameterError
 

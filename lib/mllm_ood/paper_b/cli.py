@@ -228,7 +228,7 @@ def compute_emi(
     correlations; returns a JSON-ready dict (see :mod:`mllm_ood.paper_b.core`).
 
     ``groups``: scenario -> records (from :func:`group_scenarios`); ``text_embedder`` /
-    ``image_embedder``: objects of :mod:`mllm_ood.embedders` (the image one is needed iff the records
+    ``image_embedder``: objects of :mod:`mllm_ood.paper_b.embedders` (the image one is needed iff the records
     carry images); ``club``: a trained :class:`~mllm_ood.paper_b.estimators.CLUB` or None to train one on the
     pooled pairs (cached); ``wasserstein``: ``"exact"``, ``"sliced"`` or ``"gaussian"``.
     All MI, EMI, EMID and JSD values are in nats; W distances in embedding units.

@@ -95,7 +95,7 @@ def _load_text_model(model: str, local_files_only: bool, device: str):
 
 
 @lru_cache(maxsize=8)
-def _load_image_model(model: str, local_files_only: bool, device: str):
+def load_image_model(model: str, local_files_only: bool, device: str):
     from transformers import AutoImageProcessor, AutoModel
 
     processor = _from_pretrained(AutoImageProcessor, "image processor", model, local_files_only)
@@ -384,7 +384,7 @@ class ImageEmbedder:
                     f"image embedder {self.name!r} returned shape {out.shape}; expected ({len(images)}, d)"
                 )
             return l2_normalise(out)
-        processor, net = _load_image_model(self.model, self.local_files_only, self.device)
+        processor, net = load_image_model(self.model, self.local_files_only, self.device)
         vision = _vision_part(net)
         chunks = []
         with torch.inference_mode():

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..endpoint import EndpointModel, is_endpoint_ref, load_endpoint_model, parse_endpoint_ref
-from ..prompts import parse_answer
+from ..paper_a.prompts import parse_answer
 from ..validation import ParameterError
 
 SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."

@@ -18,7 +18,7 @@ every visual condition, or the question translated (:func:`mllm_ood.data.text_sh
 The choice list and the ``Answer Choice: [...]`` format instruction stay in English and unperturbed:
 they define the answer space, which the reference and the judge rely on. The *reference* response is
 what a perfect model following that protocol says: ``Answer Choice: [seven]`` for a seven (paper A's
-format, :func:`mllm_ood.prompts.format_answer`); a caption-style reference ("The image shows the digit
+format, :func:`mllm_ood.paper_a.prompts.format_answer`); a caption-style reference ("The image shows the digit
 seven.") would make every model-vs-reference divergence measure the reply *format* rather than the
 content.
 
@@ -43,7 +43,7 @@ from ...data import world
 from ...data.text_shifts import LANGUAGES, TEXT_CONDITIONS, apply_text_shift, question_in
 from ...models import fingerprint_of
 from ...progress import tqdm
-from ...prompts import QUESTION, format_answer, zero_shot_prompt
+from ...paper_a.prompts import QUESTION, format_answer, zero_shot_prompt
 from ...seeding import derive_seed
 from ...validation import ParameterError, check_choice, check_choices, check_positive_int
 from ..core import MIN_SAMPLES

@@ -10,12 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from .cache import cached_arrays
-from .data import catalog, world
+from ..cache import cached_arrays
+from ..data import catalog, world
+from ..models import fingerprint_of
+from ..paper_b.embedders import load_image, load_image_model
+from ..paper_b.embedders import model_fingerprint as folder_fingerprint
+from ..paths import ROOT
+from ..progress import tqdm
+from ..validation import ParameterError, check_choice, model_reference
 from .probes import pixel_features
-from .validation import check_choice
-from .models import fingerprint_of
 from .zero_shot import build_prompt
 
 KINDS = ("vision", "answer_state", "pixels")
@@ -76,8 +81,6 @@ CLIP_PROBE_MODEL = "openai/clip-vit-base-patch16"
 def check_probe_features(value) -> None:
     """Rule for the notebook parameter naming the probe's vision features: 'model' (the MLLM's own tower),
     'clip' (:data:`CLIP_PROBE_MODEL`), or a CLIP checkpoint (hub id or local ``save_pretrained`` folder)."""
-    from .validation import ParameterError, model_reference
-
     if value in PROBE_SOURCES:
         return
     try:
@@ -95,8 +98,6 @@ class ClipProbeFeatures:
     MLLM's, so zero-shot results and answer-state features keep their cache entries."""
 
     def __init__(self, model, clip_model: str):
-        from .embedders import model_fingerprint as folder_fingerprint
-
         self.mllm = model  # not 'model': that attribute stays the MLLM's own (its transformers model)
         self.clip_model = str(clip_model)
         self.clip_identity = f"clip:{folder_fingerprint(self.clip_model)}"
@@ -115,14 +116,8 @@ class ClipProbeFeatures:
 
     def vision_features(self, images, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """CLIP image embeddings (n, projection_dim) float32 of PIL ``images``, not normalised."""
-        import torch
-
-        from .embedders import _load_image_model, load_image
-        from .progress import tqdm
-        from .validation import ParameterError
-
         local = Path(self.clip_model).is_dir()
-        processor, net = _load_image_model(self.clip_model, local, str(getattr(self.mllm, "device", "cpu")))
+        processor, net = load_image_model(self.clip_model, local, str(getattr(self.mllm, "device", "cpu")))
         if not hasattr(net, "visual_projection"):
             raise ParameterError(f"{self.clip_model} is not a CLIP model (no visual_projection): {type(net).__name__}")
         images = list(images)
@@ -142,8 +137,6 @@ def with_probe_features(model, source: str):
     check_probe_features(source)
     if source == "model":
         return model
-    from .paths import ROOT
-
     ref = CLIP_PROBE_MODEL if source == "clip" else source
     if not Path(ref).is_absolute() and (ROOT / ref).is_dir():
         ref = str(ROOT / ref)

@@ -4,7 +4,7 @@
 Two answer modes:
 
 - ``generate``: the multiple-choice prompt, free greedy generation, the ``Answer Choice:`` regex parser
-  of the prompt style (:func:`mllm_ood.prompts.parser_for`: paper A's own template and parser, or the
+  of the prompt style (:func:`mllm_ood.paper_a.prompts.parser_for`: paper A's own template and parser, or the
   short one-line prompt that fits the embedded model); an unparseable reply counts as wrong (paper A);
 - ``loglik``: the same prompt, each choice's reply ``Answer Choice: [name]`` scored by log-likelihood;
   the most likely choice is the prediction (always "parsed").
@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from .progress import tqdm
 
-from .cache import cached_table
-from .data import catalog, world
-from .models import fingerprint_of
-from .prompts import PROMPT_STYLES, QUESTION, class_descriptions, domain_context, format_answer, parser_for, prompt_for
-from .validation import ParameterError, check_choice, check_choices, check_positive_int
+from ..cache import cached_table
+from ..data import catalog, world
+from ..models import fingerprint_of
+from ..progress import tqdm
+from ..validation import ParameterError, check_choice, check_choices, check_positive_int
+from .prompts import (PROMPT_STYLES, QUESTION, class_descriptions, domain_context, format_answer, parser_for,
+                      prompt_for)
 
 MODES = ("generate", "loglik")
 # Prompt variants of paper A's hypothesis 1: the plain prompt, + class descriptions, + domain context.

@@ -26,7 +26,7 @@ Three label-word variants (:func:`label_words`):
 
 This module holds the layout (:func:`make_episode`) and the per-episode draws the studies share
 (:func:`label_words`, :func:`balanced_counts`). Episodes are drawn by one builder,
-:func:`mllm_ood.icl.build_condition_episodes`, whose studies (small classes) decide the classes, the
+:func:`mllm_ood.paper_a.icl.studies.build_condition_episodes`, whose studies (small classes) decide the classes, the
 demonstration counts and pools and how images are shown; demonstrations never include the query nor
 another rendering of its source image. (The embedded model's training samples and its held-out probe
 during training draw their own token-level episodes: see :mod:`mllm_ood.embedded_model.samples` and
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..validation import ParameterError
 from .prompts import format_answer, zero_shot_prompt
-from .validation import ParameterError
 
 IMAGE_PLACEHOLDER = "<image>"
 EPISODE_INSTRUCTION = "Each example image is followed by its label."
@@ -126,8 +126,8 @@ def balanced_counts(shots: int, n_way: int, r: np.random.Generator) -> np.ndarra
 
 def make_episode(demo_images, demo_labels, demo_ids, query_image, query_label: int, query_id: str,
                  classes: Sequence[int], words: dict, mode: str) -> Episode:
-    """An :class:`~mllm_ood.episodes.Episode` in the shared layout (:func:`episode_prompt`); ``classes``
-    in choice-list order (see :func:`mllm_ood.icl.choice_order`).
+    """An :class:`~mllm_ood.paper_a.episodes.Episode` in the shared layout (:func:`episode_prompt`); ``classes``
+    in choice-list order (see :func:`mllm_ood.paper_a.icl.tasks.choice_order`).
 
     Without demonstrations the prompt is the plain zero-shot prompt (the query image, then the question
     with the choice list: what notebook 01 asks, restricted to the episode's choices), so a shots curve

@@ -42,10 +42,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .evaluation import pair_with_reference
-from .stats import (FORMAT_SHARE, MARGIN, bootstrap_ci, difference_interval, is_format_failure,
+from ..cache import cached_analysis
+from ..stats import (FORMAT_SHARE, MARGIN, bootstrap_ci, difference_interval, is_format_failure,
                     points_interval)
-from .cache import cached_analysis
+from .evaluation import pair_with_reference
 from .features import domain_features
 from .probes import learning_curve, probe_accuracy, transfer_accuracy
 
@@ -299,7 +299,7 @@ def probe_tables(model, datasets, ood: dict, n_per_class: int, *, references: di
                  batch_size: int = 64, prompt_style: str = "short", n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Linear probes (H2, H3) per OOD domain and feature set (:data:`PROBE_LABELS`), each fitted on a fixed
     half of ``n_per_class`` samples per class and scored on the other half (cached fits, see
-    :mod:`mllm_ood.probes`), plus, for datasets with an ID reference (``references``: {dataset:
+    :mod:`mllm_ood.paper_a.probes`), plus, for datasets with an ID reference (``references``: {dataset:
     'dataset/domain'}), the vision probe fitted on the reference's training half and scored on the same test
     half (:data:`ID_PROBE`). ``ood``: {dataset: OOD domains}. Returns (one row per dataset, domain and
     feature set: n_train, n_test, accuracy, ci_low, ci_high; the test items: dataset, domain, features,
@@ -333,7 +333,7 @@ def probe_tables(model, datasets, ood: dict, n_per_class: int, *, references: di
 def probe_curves(model, datasets, ood: dict, n_per_class: int, per_class_list, *, seed: int = 0,
                  batch_size: int = 64, n_boot: int = 1000) -> pd.DataFrame:
     """The vision-feature probe's accuracy against labelled examples per class, one fit per point on the
-    same test half (:func:`mllm_ood.probes.learning_curve` with one draw): columns dataset, domain,
+    same test half (:func:`mllm_ood.paper_a.probes.learning_curve` with one draw): columns dataset, domain,
     per_class, accuracy."""
     frames = []
     for name in datasets:

@@ -11,11 +11,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .cache import cached_analysis
-from .data.shifts import CORRUPTIONS
-from .seeding import derive_seed
-from .stats import MARGIN, agreement, bootstrap_ci, bootstrap_diff_ci, bootstrap_paired_diff_ci, is_format_failure
-from .validation import ParameterError
+from ..cache import cached_analysis
+from ..data.ids import source_of
+from ..data.shifts import CORRUPTIONS
+from ..seeding import derive_seed
+from ..stats import MARGIN, agreement, bootstrap_ci, bootstrap_diff_ci, bootstrap_paired_diff_ci, is_format_failure
+from ..validation import ParameterError
 
 
 @cached_analysis("analysis")
@@ -38,17 +39,6 @@ def accuracy_table(results: pd.DataFrame, by: Sequence[str], n_boot: int = 2000,
     return pd.DataFrame(rows)
 
 
-def source_id(item_id: str, reference_ids) -> str | None:
-    """The reference item a shifted item was made from: the longest of ``reference_ids`` that is ``item_id``
-    itself or a prefix of it followed by '-' ('mnist-00012-rot15' -> 'mnist-00012'); None when none is."""
-    parts = str(item_id).split("-")
-    for k in range(len(parts), 0, -1):
-        head = "-".join(parts[:k])
-        if head in reference_ids:
-            return head
-    return None
-
-
 def pair_with_reference(items: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame | None:
     """``items`` and ``reference`` (per-sample rows with ``id`` and ``correct``) as pairs of the same source
     item (columns correct, correct_ref), when every item was made from a distinct reference item and every
@@ -59,8 +49,8 @@ def pair_with_reference(items: pd.DataFrame, reference: pd.DataFrame) -> pd.Data
     ref = reference.set_index(reference["id"].astype(str))["correct"]
     if not ref.index.is_unique:
         return None
-    src = [source_id(i, ref.index) for i in items["id"].astype(str)]
-    if None in src or len(set(src)) != len(src):
+    src = [source_of(i) for i in items["id"].astype(str)]
+    if any(s not in ref.index for s in src) or len(set(src)) != len(src):
         return None
     return pd.DataFrame({"correct": items["correct"].to_numpy(bool), "correct_ref": ref.loc[src].to_numpy(bool)})
 
@@ -73,7 +63,7 @@ def gap_table(results: pd.DataFrame, id_rows: dict, references: dict, modes, *, 
     independent samples (:func:`bootstrap_diff_ci`).
 
     results: per-sample zero-shot results; id_rows: {dataset: its reference's rows}
-    (:func:`mllm_ood.zero_shot.id_reference`); references: {dataset: 'dataset/domain'}. Columns: mode,
+    (:func:`mllm_ood.paper_a.zero_shot.id_reference`); references: {dataset: 'dataset/domain'}. Columns: mode,
     family, dataset, domain, accuracy, id_reference ('' when none) and, for datasets with a reference,
     id_accuracy, gap, gap_low, gap_high (fractions), paired (bool).
     """
