@@ -61,7 +61,10 @@ import pandas as pd
 
 from mllm_ood.endpoint import EndpointModel, usable_modes
 from mllm_ood.models import load_model
-from mllm_ood.paper_a.icl import claims, curves, studies, tasks
+from mllm_ood.paper_a.icl import claims as icl_claims
+from mllm_ood.paper_a.icl import curves as icl_curves
+from mllm_ood.paper_a.icl import studies as icl_studies
+from mllm_ood.paper_a.icl import tasks as icl_tasks
 from mllm_ood.paper_a.icl import evaluation as icl_eval
 from mllm_ood.plotting import curve, decorate, publish, save_figure, shared_legend, yerr
 
@@ -94,24 +97,24 @@ from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integ
                                  number, satisfies, seed, text)
 
 check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
-                 TASKS=listing(satisfies(tasks.resolve_task, "an ICL task")),
+                 TASKS=listing(satisfies(icl_tasks.resolve_task, "an ICL task")),
                  SHOTS=listing(integer(0, 64), increasing=True), MODES=listing(choices=LABEL_WORD_MODES),
                  SEEDS=listing(seed()), QUERIES_PER_CLASS=integer(1, MAX_PER_CLASS),
-                 SCORING=text(choices=tasks.SCORINGS), LABEL_SHIFT_TASKS=listing(text()),
+                 SCORING=text(choices=icl_tasks.SCORINGS), LABEL_SHIFT_TASKS=listing(text()),
                  LABEL_SHIFT_SHOTS=integer(1, 64), MAJORITY_FRACTIONS=listing(number(0, 1)),
                  SPURIOUS_PAIRS=listing(listing(text())), SPURIOUS_SHOTS=integer(1, 64),
                  TIE_STRENGTHS=listing(number(0, 1)), PROBE_PER_CLASS=integer(2, MAX_PER_CLASS),
                  PROBE_CURVE=listing(integer(1), increasing=True), PROBE_DRAWS=integer(1, 100), SEED=seed(),
                  N_BOOT=integer(1, 100_000), BATCH_SIZE=integer(1, 4096))
 with naming("TASKS", "LABEL_SHIFT_TASKS", "MAJORITY_FRACTIONS", "LABEL_SHIFT_SHOTS"):
-    tasks.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, LABEL_SHIFT_TASKS, MAJORITY_FRACTIONS,
+    icl_tasks.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, LABEL_SHIFT_TASKS, MAJORITY_FRACTIONS,
                  LABEL_SHIFT_SHOTS)
 with naming("SPURIOUS_PAIRS", "TIE_STRENGTHS", "SPURIOUS_SHOTS"):
-    tasks.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, spurious_pairs=SPURIOUS_PAIRS,
+    icl_tasks.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, spurious_pairs=SPURIOUS_PAIRS,
                  tie_strengths=TIE_STRENGTHS, spurious_shots=SPURIOUS_SHOTS)
 
 # %%
-tasks = tasks.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, LABEL_SHIFT_TASKS, MAJORITY_FRACTIONS,
+tasks = icl_tasks.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, LABEL_SHIFT_TASKS, MAJORITY_FRACTIONS,
                      LABEL_SHIFT_SHOTS, SPURIOUS_PAIRS, TIE_STRENGTHS, SPURIOUS_SHOTS)
 probe_curve = [k for k in PROBE_CURVE if k <= PROBE_PER_CLASS // 2]
 by_name = {t.name: t for t in tasks}
@@ -119,7 +122,7 @@ primary = MODES[0]
 max_shots = max(SHOTS)
 model = load_model(MODEL)
 SCORING = usable_modes(model, [SCORING])[0]  # a model behind an endpoint without log-probabilities: generate
-data = tasks.IclData(seed=SEED)
+data = icl_tasks.IclData(seed=SEED)
 fingerprint = model.fingerprint
 print(model, "|", fingerprint)
 pd.DataFrame([t.spec() for t in tasks])
@@ -132,9 +135,9 @@ pd.DataFrame([t.spec() for t in tasks])
 # trained on.
 
 # %%
-example_cond = studies.Condition("shots", tasks[0], min(4, max(max_shots, 1)), "reassigned", SEEDS[0], QUERIES_PER_CLASS,
+example_cond = icl_studies.Condition("shots", tasks[0], min(4, max(max_shots, 1)), "reassigned", SEEDS[0], QUERIES_PER_CLASS,
                              query_seed=SEED)
-ep = studies.build_condition_episodes(example_cond, data)[0][0]
+ep = icl_studies.build_condition_episodes(example_cond, data)[0][0]
 fig, axes = plt.subplots(1, len(ep.images), figsize=(1.6 * len(ep.images), 2.2), squeeze=False)
 words = [ep.words[c] for c in ep.demo_labels] + ["? (query)"]
 for ax, im, w in zip(axes[0], ep.images, words):
@@ -162,7 +165,7 @@ print(model.prompt_text(ep.conversation))
 # zero-shot accuracy on the task's classes.
 
 # %%
-shots_res = icl_eval.run_conditions(model, studies.shots_conditions(tasks, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING,
+shots_res = icl_eval.run_conditions(model, icl_studies.shots_conditions(tasks, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING,
                                                                     query_seed=SEED), data, BATCH_SIZE,
                                desc="shots curve conditions")
 shots_tab = icl_eval.summarise(shots_res, ["task", "mode", "source", "shots"], n_boot=N_BOOT, seed=SEED)
@@ -211,7 +214,7 @@ publish(fig, "03_icl_accuracy_vs_shots", shots_tab, suptitle=f"ICL accuracy vs s
 # help less. The last rows pool every task.
 
 # %%
-domain_shift = claims.domain_shift_table(shots_res, [t.name for t in tasks], MODES, max_shots, n_boot=N_BOOT, seed=SEED)
+domain_shift = icl_claims.domain_shift_table(shots_res, [t.name for t in tasks], MODES, max_shots, n_boot=N_BOOT, seed=SEED)
 domain_shift.round(3)
 
 # %% [markdown]
@@ -228,7 +231,7 @@ domain_shift.round(3)
 # class's word never appears with an image, so only elimination can still find it.
 
 # %%
-ls_conds = studies.label_shift_conditions([by_name[n] for n in LABEL_SHIFT_TASKS], MAJORITY_FRACTIONS, LABEL_SHIFT_SHOTS,
+ls_conds = icl_studies.label_shift_conditions([by_name[n] for n in LABEL_SHIFT_TASKS], MAJORITY_FRACTIONS, LABEL_SHIFT_SHOTS,
                                       MODES, SEEDS, QUERIES_PER_CLASS, SCORING, query_seed=SEED)
 ls_res = icl_eval.run_conditions(model, ls_conds, data, BATCH_SIZE, desc="label-shift conditions")
 ls_res["query_class"] = np.where(ls_res["label"] == ls_res["majority"], "majority class", "minority class")
@@ -292,7 +295,7 @@ plt.show()
 # the gap between them is what the colour, not the shape, decides.
 
 # %%
-sp_conds = studies.spurious_conditions(SPURIOUS_PAIRS, TIE_STRENGTHS, SPURIOUS_SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING,
+sp_conds = icl_studies.spurious_conditions(SPURIOUS_PAIRS, TIE_STRENGTHS, SPURIOUS_SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING,
                                    query_seed=SEED)
 sp_res = icl_eval.run_conditions(model, sp_conds, data, BATCH_SIZE, desc="spurious conditions")
 sp_tab = icl_eval.summarise(sp_res[sp_res["shots"] > 0], ["mode", "query_colour", "level"], n_boot=N_BOOT, seed=SEED)
@@ -301,7 +304,7 @@ sp_task = icl_eval.summarise(sp_res[sp_res["shots"] > 0], ["mode", "task", "quer
 sp_zero = icl_eval.summarise(sp_res[sp_res["shots"] == 0], ["mode", "query_colour"], n_boot=N_BOOT, seed=SEED)
 fig, axes = plt.subplots(1, len(MODES), figsize=(6 * len(MODES), 4), squeeze=False, sharey=True)
 for ax, mode in zip(axes[0], MODES):
-    for j, col in enumerate(tasks.QUERY_COLOURS):
+    for j, col in enumerate(icl_tasks.QUERY_COLOURS):
         g = sp_tab[(sp_tab["mode"] == mode) & (sp_tab["query_colour"] == col)]
         ax.errorbar(g["level"], g["accuracy"] * 100, yerr=yerr(g), marker="o", capsize=3, color=f"C{j}", lw=2,
                     label=f"queries with the tie {col} (all pairs)")
@@ -334,7 +337,7 @@ sp_tab.round(3)
 if isinstance(model, EndpointModel):  # frozen features need the weights, which an endpoint does not expose
     print(f"colour probe skipped: {model.name} is behind an endpoint (the probe needs a local model)")
 else:
-    colour_probe = curves.colour_probe(model, data, SPURIOUS_PAIRS, max(PROBE_PER_CLASS // 2, 4), seed=SEED,
+    colour_probe = icl_curves.colour_probe(model, data, SPURIOUS_PAIRS, max(PROBE_PER_CLASS // 2, 4), seed=SEED,
                                     n_boot=N_BOOT, batch_size=BATCH_SIZE)
     print(f"colour (red vs green) from frozen vision features, probe on {colour_probe['n_images']} painted digits: "
           f"{colour_probe['accuracy']:.0%} [{colour_probe['ci_low']:.0%}, {colour_probe['ci_high']:.0%}] (chance 50%)")
@@ -364,7 +367,7 @@ if isinstance(model, EndpointModel):  # the probe reads a local model's frozen f
     print(f"probe lines skipped: {model.name} is behind an endpoint (the probe needs a local model's features)")
     probe_tab = pd.DataFrame(columns=["task", "probe", "per_class", "accuracy", "ci_low", "ci_high", "chance"])
 else:
-    probe_tab = curves.probe_curves(model, tasks, data, PROBE_PER_CLASS, probe_curve, seed=SEED, n_draws=PROBE_DRAWS,
+    probe_tab = icl_curves.probe_curves(model, tasks, data, PROBE_PER_CLASS, probe_curve, seed=SEED, n_draws=PROBE_DRAWS,
                                  n_boot=N_BOOT, batch_size=BATCH_SIZE)
 icl_curve = shots_tab[(shots_tab["source"] == "in_domain")].copy()
 icl_curve["per_class"] = icl_curve["shots"] / icl_curve["task"].map(lambda n: by_name[n].n_way)
@@ -402,11 +405,11 @@ publish(fig, "03_icl_vs_probe", pd.concat([icl_curve.assign(method="icl"), probe
 # they describe the model named below and nothing else.
 
 # %%
-closing_shots = claims.shots_overview(shots_tab, tasks, MODES, max_shots)
+closing_shots = icl_claims.shots_overview(shots_tab, tasks, MODES, max_shots)
 display(closing_shots)
 
 # %%
-claims_tab = claims.paper_a_claims(shots_res, ls_res, sp_res, MODES, [t.n_way for t in tasks], max_shots,
+claims_tab = icl_claims.paper_a_claims(shots_res, ls_res, sp_res, MODES, [t.n_way for t in tasks], max_shots,
                                 MAJORITY_FRACTIONS, TIE_STRENGTHS, n_boot=N_BOOT, seed=SEED)
 display(claims_tab)
 
@@ -415,7 +418,7 @@ display(claims_tab)
 # in-domain demonstrations minus accuracy with none, on the same queries.
 
 # %%
-gain_by_task = claims.gain_by_task(shots_res, [t.name for t in tasks], MODES, max_shots, n_boot=N_BOOT, seed=SEED)
+gain_by_task = icl_claims.gain_by_task(shots_res, [t.name for t in tasks], MODES, max_shots, n_boot=N_BOOT, seed=SEED)
 display(gain_by_task.drop(columns="claim"))
 print(f"Model {fingerprint}; scoring {SCORING}; {len(SEEDS)} demonstration seed(s); {QUERIES_PER_CLASS} queries per "
       f"class.")

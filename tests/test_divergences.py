@@ -1,8 +1,5 @@
-"""Divergences of paper B's bound (mllm_ood.paper_b.divergences) against closed forms and their noise baselines.
-
-All data are seeded, so every test is deterministic; the tolerances below were set from the spread over
-6 seeds (noted beside each), so a change of seed, torch version or BLAS should not break them.
-"""
+"""Divergences of paper B's bound (mllm_ood.paper_b.divergences) against closed forms, and their noise
+baselines (permutation null, split-half); seeded, with tolerances set from the spread over several seeds."""
 
 from __future__ import annotations
 

@@ -129,15 +129,8 @@ def _bound_result(divergence: str, names: tuple[str, ...], values: tuple, entrop
                        divergence="jsd" if divergence == "jsd" else "wasserstein", v=v, t=t, py=py, qy=qy)
 
 
-def emid_bound(
-    js_v: float,
-    js_t: float,
-    js_py: float,
-    js_qy: float,
-    *,
-    entropy_scaler: float | None = None,
-    output_constant: float = 4.0,
-) -> BoundResult:
+def emid_bound(js_v: float, js_t: float, js_py: float, js_qy: float, *, entropy_scaler: float | None = None,
+               output_constant: float = 4.0) -> BoundResult:
     """Paper B's upper bound on EMID from four JS divergences (nats).
 
     - ``entropy_scaler=None`` (the form of paper B's released code, "scale-adjusted")::
@@ -157,15 +150,8 @@ def emid_bound(
                          output_constant)
 
 
-def wasserstein_emid_bound(
-    w_v: float,
-    w_t: float,
-    w_py: float,
-    w_qy: float,
-    *,
-    entropy_scaler: float | None = None,
-    output_constant: float = 4.0,
-) -> BoundResult:
+def wasserstein_emid_bound(w_v: float, w_t: float, w_py: float, w_qy: float, *, entropy_scaler: float | None = None,
+                           output_constant: float = 4.0) -> BoundResult:
     """The EMID bound with each JS divergence replaced by the *squared* W2 distance (a heuristic variant,
     not a theorem): ``sqrt(JS)`` (the JS distance, a metric) becomes the metric ``W``, so that
 
