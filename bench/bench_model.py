@@ -89,7 +89,7 @@ def main() -> None:
     from mllm_ood.data.world import load
     from mllm_ood.mllm.embedded import DEFAULT_MODEL_DIR, torch_threads
     from mllm_ood.mllm import load_model
-    from mllm_ood.prompts import format_answer, parse_answer, zero_shot_prompt
+    from mllm_ood.formats.prompts import format_answer, parse_answer, zero_shot_prompt
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(DEFAULT_MODEL_DIR))

@@ -73,15 +73,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mllm_ood import zero_shot
 from mllm_ood.data.digits import DIGIT_NAMES
 from mllm_ood.data.world import DATASETS, load, sample_per_class
-from mllm_ood.evaluation import accuracy_table
-from mllm_ood.icl import HELD_OUT_DIGITS, IclData, episode_curves
-from mllm_ood.mllm import load_model
 from mllm_ood.mllm.embedded import DEFAULT_MODEL_DIR, load_config, train_or_load
+from mllm_ood.mllm import load_model
+from mllm_ood.paper_a import zero_shot
+from mllm_ood.paper_a.evaluation import accuracy_table
+from mllm_ood.paper_a.icl.curves import episode_curves
+from mllm_ood.paper_a.icl.tasks import HELD_OUT_DIGITS, IclData
+from mllm_ood.formats.prompts import zero_shot_prompt
 from mllm_ood.plotting import decorate, save_figure, smooth, yerr
-from mllm_ood.prompts import zero_shot_prompt
 
 # %% tags=["parameters"]
 SMOKE: bool = False  # run flag (run_all.sh --smoke; sizes: the YAML's smoke: values): train a micro model in a temp folder, checkpoint untouched

@@ -46,8 +46,8 @@ from mllm_ood.data import world
 from mllm_ood.data.hub import SPECS
 from mllm_ood.data.text_shifts import LANGUAGES, TEXT_CONDITIONS, apply_text_shift, question_in
 from mllm_ood.mllm import model_input_view
+from mllm_ood.formats.prompts import zero_shot_prompt
 from mllm_ood.plotting import image_grid, save_figure
-from mllm_ood.prompts import zero_shot_prompt
 
 # %% tags=["parameters"]
 SMOKE: bool = False  # run flag (run_all.sh --smoke); the smoke sizes are the YAML's smoke: values
@@ -58,8 +58,8 @@ MODEL: str = "data/models/embedded_mllm"  # whose image processor shows what the
 
 # %%
 # Every parameter checked by name before anything is built (one ParameterError naming it).
-from mllm_ood.mllm import model_reference
 from mllm_ood.validation import boolean, check_parameters, integer, listing, seed
+from mllm_ood.mllm import model_reference
 
 check_parameters(globals(), SMOKE=boolean(), DATASETS=listing(choices=world.DATASETS), SEED=seed(),
                  SAMPLES_PER_DOMAIN=integer(1, 30), MODEL=model_reference())

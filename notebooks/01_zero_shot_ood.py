@@ -41,12 +41,13 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from mllm_ood import zero_shot
 from mllm_ood.data import catalog
-from mllm_ood.evaluation import (MARGIN, accuracy_table, family_means, gap_table, mode_agreement, severity_table,
-                                 shift_findings)
 from mllm_ood.mllm import load_model, usable_modes
+from mllm_ood.paper_a import zero_shot
+from mllm_ood.paper_a.evaluation import (accuracy_table, family_means, gap_table, mode_agreement, severity_table,
+                                         shift_findings)
 from mllm_ood.plotting import save_figure, yerr
+from mllm_ood.stats import MARGIN
 
 # %% tags=["parameters"]
 SMOKE: bool = False  # run flag (run_all.sh --smoke); the smoke sizes are the YAML's smoke: values
@@ -63,10 +64,10 @@ ID_REFERENCE: dict = {"digit_styles": "digit_styles/mnist", "rotated_mnist": "di
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
-from mllm_ood.mllm import model_reference
-from mllm_ood.prompts import PROMPT_STYLES
+from mllm_ood.formats.prompts import PROMPT_STYLES
 from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, naming, satisfies, seed,
                                  text)
+from mllm_ood.mllm import model_reference
 
 check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  DATASETS=listing(choices=catalog.known_names()), SAMPLES_PER_CLASS=integer(1, MAX_PER_CLASS),
@@ -79,7 +80,7 @@ with naming("ID_REFERENCE", "DATASETS"):
 # %%
 zero_shot.validate(DATASETS, MODES, SAMPLES_PER_CLASS, SAMPLING, prompt_style=PROMPT_STYLE)  # before anything loads
 model = load_model(MODEL)
-MODES = usable_modes(model, MODES)  # a model that cannot score choices (an endpoint without log-probabilities): generate + parse only
+MODES = usable_modes(model, MODES)  # a model behind an endpoint without log-probabilities: generate + parse only
 print(model, "|", model.fingerprint)
 
 # %% [markdown]

@@ -32,7 +32,7 @@
 #
 # Everything is decided **per OOD domain** (pooling a dataset's domains can hide opposite results) and
 # under **both scoring modes** of notebook 01 (generate + parse, and log-likelihood choice scoring), by
-# `mllm_ood.hypotheses.domain_verdicts`; the rules are printed before the verdicts. A claim needs a 95 %
+# `mllm_ood.paper_a.hypotheses.domain_verdicts`; the rules are printed before the verdicts. A claim needs a 95 %
 # bootstrap interval that clears a margin; otherwise the outcome is *inconclusive*.
 # **Model and data:** `MODEL` on `DATASETS`; in the embedded profile, the project's own small model on the
 # offline embedded world — not paper A's models or datasets.
@@ -42,11 +42,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mllm_ood import features, hypotheses, zero_shot
 from mllm_ood.data import catalog
-from mllm_ood.evaluation import accuracy_table
-from mllm_ood.features import ood_domains
 from mllm_ood.mllm import load_model
+from mllm_ood.paper_a import features, hypotheses, zero_shot
+from mllm_ood.paper_a.evaluation import accuracy_table
+from mllm_ood.paper_a.features import ood_domains
 from mllm_ood.plotting import save_figure, yerr
 
 # %% tags=["parameters"]
@@ -66,10 +66,10 @@ PROBE_FEATURES: str = "model"  # the vision probe's features: "model" (the MLLM'
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
-from mllm_ood.mllm import capabilities_of, model_reference
-from mllm_ood.prompts import PROMPT_STYLES
+from mllm_ood.formats.prompts import PROMPT_STYLES
 from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, naming, require, satisfies,
                                  seed, text)
+from mllm_ood.mllm import capabilities_of, model_reference
 
 check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  DATASETS=listing(choices=catalog.known_names()), MODES=listing(choices=zero_shot.MODES),
@@ -240,7 +240,7 @@ plt.show()
 
 # %% [markdown]
 # ## Verdict — computed, per domain and scoring mode
-# The rules of `mllm_ood.hypotheses.domain_verdicts` (printed below with the margin). Differences are in
+# The rules of `mllm_ood.paper_a.hypotheses.domain_verdicts` (printed below with the margin). Differences are in
 # accuracy points with their 95 % bootstrap interval: paired where the same images are compared (richer
 # vs plain prompt; shifted copies of the ID digits against the ID reference; probes on the same test
 # items), independent otherwise (zero-shot items against probe test items).

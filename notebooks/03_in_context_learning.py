@@ -59,14 +59,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mllm_ood import icl
 from mllm_ood.mllm import load_model, usable_modes
+from mllm_ood.paper_a.icl import claims as icl_claims
+from mllm_ood.paper_a.icl import curves as icl_curves
+from mllm_ood.paper_a.icl import studies as icl_studies
+from mllm_ood.paper_a.icl import tasks as icl_tasks
+from mllm_ood.paper_a.icl import evaluation as icl_eval
 from mllm_ood.plotting import curve, decorate, publish, save_figure, shared_legend, yerr
 
 # %% tags=["parameters"]
 SMOKE: bool = False  # run flag (run_all.sh --smoke); the smoke sizes are the YAML's smoke: values
 MODEL: str = "data/models/embedded_mllm"  # local checkpoint (relative to the repo root), hub id, or openai:<model>@<base_url>
-TASKS: list = ["rotated_60", "coloured_flipped", "printed", "textured", "molecules_large", "rotated_45_3way", "molecules_small_3way"]  # names in mllm_ood.icl.TASKS, or dicts {name, dataset, query_domain, shift_domain, classes}
+TASKS: list = ["rotated_60", "coloured_flipped", "printed", "textured", "molecules_large", "rotated_45_3way", "molecules_small_3way"]  # names in mllm_ood.paper_a.icl.tasks.TASKS, or dicts {name, dataset, query_domain, shift_domain, classes}
 SHOTS: list = [0, 1, 2, 4, 8]  # demonstrations per episode for the shots curve
 MODES: list = ["reassigned", "fixed"]  # label words: made-up per episode (pure ICL; primary) and true names (paper A)
 SEEDS: list = [0, 1, 2]  # demonstration-selection seeds (each point is the mean over these)
@@ -87,30 +91,30 @@ BATCH_SIZE: int = 64  # episodes per forward pass
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
-from mllm_ood.episodes import MODES as LABEL_WORD_MODES
-from mllm_ood.mllm import model_reference
+from mllm_ood.formats.episodes import MODES as LABEL_WORD_MODES
 from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, naming, number, satisfies,
                                  seed, text)
+from mllm_ood.mllm import model_reference
 
 check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
-                 TASKS=listing(satisfies(icl.resolve_task, "an ICL task")),
+                 TASKS=listing(satisfies(icl_tasks.resolve_task, "an ICL task")),
                  SHOTS=listing(integer(0, 64), increasing=True), MODES=listing(choices=LABEL_WORD_MODES),
                  SEEDS=listing(seed()), QUERIES_PER_CLASS=integer(1, MAX_PER_CLASS),
-                 SCORING=text(choices=icl.SCORINGS), LABEL_SHIFT_TASKS=listing(text()),
+                 SCORING=text(choices=icl_tasks.SCORINGS), LABEL_SHIFT_TASKS=listing(text()),
                  LABEL_SHIFT_SHOTS=integer(1, 64), MAJORITY_FRACTIONS=listing(number(0, 1)),
                  SPURIOUS_PAIRS=listing(listing(text())), SPURIOUS_SHOTS=integer(1, 64),
                  TIE_STRENGTHS=listing(number(0, 1)), PROBE_PER_CLASS=integer(2, MAX_PER_CLASS),
                  PROBE_CURVE=listing(integer(1), increasing=True), PROBE_DRAWS=integer(1, 100), SEED=seed(),
                  N_BOOT=integer(1, 100_000), BATCH_SIZE=integer(1, 4096))
 with naming("TASKS", "LABEL_SHIFT_TASKS", "MAJORITY_FRACTIONS", "LABEL_SHIFT_SHOTS"):
-    icl.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, LABEL_SHIFT_TASKS, MAJORITY_FRACTIONS,
+    icl_tasks.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, LABEL_SHIFT_TASKS, MAJORITY_FRACTIONS,
                  LABEL_SHIFT_SHOTS)
 with naming("SPURIOUS_PAIRS", "TIE_STRENGTHS", "SPURIOUS_SHOTS"):
-    icl.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, spurious_pairs=SPURIOUS_PAIRS,
+    icl_tasks.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, spurious_pairs=SPURIOUS_PAIRS,
                  tie_strengths=TIE_STRENGTHS, spurious_shots=SPURIOUS_SHOTS)
 
 # %%
-tasks = icl.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, LABEL_SHIFT_TASKS, MAJORITY_FRACTIONS,
+tasks = icl_tasks.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, LABEL_SHIFT_TASKS, MAJORITY_FRACTIONS,
                      LABEL_SHIFT_SHOTS, SPURIOUS_PAIRS, TIE_STRENGTHS, SPURIOUS_SHOTS)
 probe_curve = [k for k in PROBE_CURVE if k <= PROBE_PER_CLASS // 2]
 by_name = {t.name: t for t in tasks}
@@ -118,7 +122,7 @@ primary = MODES[0]
 max_shots = max(SHOTS)
 model = load_model(MODEL)
 SCORING = usable_modes(model, [SCORING])[0]  # a model behind an endpoint without log-probabilities: generate
-data = icl.IclData(seed=SEED)
+data = icl_tasks.IclData(seed=SEED)
 fingerprint = model.fingerprint
 print(model, "|", fingerprint)
 pd.DataFrame([t.spec() for t in tasks])
@@ -131,9 +135,9 @@ pd.DataFrame([t.spec() for t in tasks])
 # trained on.
 
 # %%
-example_cond = icl.Condition("shots", tasks[0], min(4, max(max_shots, 1)), "reassigned", SEEDS[0], QUERIES_PER_CLASS,
+example_cond = icl_studies.Condition("shots", tasks[0], min(4, max(max_shots, 1)), "reassigned", SEEDS[0], QUERIES_PER_CLASS,
                              query_seed=SEED)
-ep = icl.build_condition_episodes(example_cond, data)[0][0]
+ep = icl_studies.build_condition_episodes(example_cond, data)[0][0]
 fig, axes = plt.subplots(1, len(ep.images), figsize=(1.6 * len(ep.images), 2.2), squeeze=False)
 words = [ep.words[c] for c in ep.demo_labels] + ["? (query)"]
 for ax, im, w in zip(axes[0], ep.images, words):
@@ -161,10 +165,10 @@ print(model.prompt_text(ep.conversation))
 # zero-shot accuracy on the task's classes.
 
 # %%
-shots_res = icl.run_conditions(model, icl.shots_conditions(tasks, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING,
+shots_res = icl_eval.run_conditions(model, icl_studies.shots_conditions(tasks, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING,
                                                                     query_seed=SEED), data, BATCH_SIZE,
                                desc="shots curve conditions")
-shots_tab = icl.summarise(shots_res, ["task", "mode", "source", "shots"], n_boot=N_BOOT, seed=SEED)
+shots_tab = icl_eval.summarise(shots_res, ["task", "mode", "source", "shots"], n_boot=N_BOOT, seed=SEED)
 shots_tab["chance"] = shots_tab["task"].map(lambda n: 1 / by_name[n].n_way)
 shots_tab.round(3)
 
@@ -210,7 +214,7 @@ publish(fig, "03_icl_accuracy_vs_shots", shots_tab, suptitle=f"ICL accuracy vs s
 # help less. The last rows pool every task.
 
 # %%
-domain_shift = icl.domain_shift_table(shots_res, [t.name for t in tasks], MODES, max_shots, n_boot=N_BOOT, seed=SEED)
+domain_shift = icl_claims.domain_shift_table(shots_res, [t.name for t in tasks], MODES, max_shots, n_boot=N_BOOT, seed=SEED)
 domain_shift.round(3)
 
 # %% [markdown]
@@ -227,15 +231,15 @@ domain_shift.round(3)
 # class's word never appears with an image, so only elimination can still find it.
 
 # %%
-ls_conds = icl.label_shift_conditions([by_name[n] for n in LABEL_SHIFT_TASKS], MAJORITY_FRACTIONS, LABEL_SHIFT_SHOTS,
+ls_conds = icl_studies.label_shift_conditions([by_name[n] for n in LABEL_SHIFT_TASKS], MAJORITY_FRACTIONS, LABEL_SHIFT_SHOTS,
                                       MODES, SEEDS, QUERIES_PER_CLASS, SCORING, query_seed=SEED)
-ls_res = icl.run_conditions(model, ls_conds, data, BATCH_SIZE, desc="label-shift conditions")
+ls_res = icl_eval.run_conditions(model, ls_conds, data, BATCH_SIZE, desc="label-shift conditions")
 ls_res["query_class"] = np.where(ls_res["label"] == ls_res["majority"], "majority class", "minority class")
-ls_acc = icl.summarise(ls_res, ["mode", "level"], n_boot=N_BOOT, seed=SEED)
-ls_acc_task = icl.summarise(ls_res, ["mode", "task", "level"], n_boot=N_BOOT, seed=SEED)
-ls_acc_cls = icl.summarise(ls_res, ["mode", "query_class", "level"], n_boot=N_BOOT, seed=SEED)
-ls_maj = icl.summarise(ls_res, ["mode", "level"], value="pred_majority", n_boot=N_BOOT, seed=SEED)
-ls_maj_task = icl.summarise(ls_res, ["mode", "task", "level"], value="pred_majority", n_boot=N_BOOT, seed=SEED)
+ls_acc = icl_eval.summarise(ls_res, ["mode", "level"], n_boot=N_BOOT, seed=SEED)
+ls_acc_task = icl_eval.summarise(ls_res, ["mode", "task", "level"], n_boot=N_BOOT, seed=SEED)
+ls_acc_cls = icl_eval.summarise(ls_res, ["mode", "query_class", "level"], n_boot=N_BOOT, seed=SEED)
+ls_maj = icl_eval.summarise(ls_res, ["mode", "level"], value="pred_majority", n_boot=N_BOOT, seed=SEED)
+ls_maj_task = icl_eval.summarise(ls_res, ["mode", "task", "level"], value="pred_majority", n_boot=N_BOOT, seed=SEED)
 fig, axes = plt.subplots(len(MODES), 3, figsize=(14, 3.6 * len(MODES)), squeeze=False, sharex=True)
 for i, mode in enumerate(MODES):
     ax = axes[i, 0]
@@ -291,16 +295,16 @@ plt.show()
 # the gap between them is what the colour, not the shape, decides.
 
 # %%
-sp_conds = icl.spurious_conditions(SPURIOUS_PAIRS, TIE_STRENGTHS, SPURIOUS_SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING,
+sp_conds = icl_studies.spurious_conditions(SPURIOUS_PAIRS, TIE_STRENGTHS, SPURIOUS_SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING,
                                    query_seed=SEED)
-sp_res = icl.run_conditions(model, sp_conds, data, BATCH_SIZE, desc="spurious conditions")
-sp_tab = icl.summarise(sp_res[sp_res["shots"] > 0], ["mode", "query_colour", "level"], n_boot=N_BOOT, seed=SEED)
-sp_task = icl.summarise(sp_res[sp_res["shots"] > 0], ["mode", "task", "query_colour", "level"], n_boot=N_BOOT,
+sp_res = icl_eval.run_conditions(model, sp_conds, data, BATCH_SIZE, desc="spurious conditions")
+sp_tab = icl_eval.summarise(sp_res[sp_res["shots"] > 0], ["mode", "query_colour", "level"], n_boot=N_BOOT, seed=SEED)
+sp_task = icl_eval.summarise(sp_res[sp_res["shots"] > 0], ["mode", "task", "query_colour", "level"], n_boot=N_BOOT,
                         seed=SEED)
-sp_zero = icl.summarise(sp_res[sp_res["shots"] == 0], ["mode", "query_colour"], n_boot=N_BOOT, seed=SEED)
+sp_zero = icl_eval.summarise(sp_res[sp_res["shots"] == 0], ["mode", "query_colour"], n_boot=N_BOOT, seed=SEED)
 fig, axes = plt.subplots(1, len(MODES), figsize=(6 * len(MODES), 4), squeeze=False, sharey=True)
 for ax, mode in zip(axes[0], MODES):
-    for j, col in enumerate(icl.QUERY_COLOURS):
+    for j, col in enumerate(icl_tasks.QUERY_COLOURS):
         g = sp_tab[(sp_tab["mode"] == mode) & (sp_tab["query_colour"] == col)]
         ax.errorbar(g["level"], g["accuracy"] * 100, yerr=yerr(g), marker="o", capsize=3, color=f"C{j}", lw=2,
                     label=f"queries with the tie {col} (all pairs)")
@@ -333,7 +337,7 @@ sp_tab.round(3)
 if not model.can("vision_features"):  # e.g. a model behind an endpoint: its weights are not here
     print(f"colour probe skipped: {model.name} offers no vision features (the probe reads them)")
 else:
-    colour_probe = icl.colour_probe(model, data, SPURIOUS_PAIRS, max(PROBE_PER_CLASS // 2, 4), seed=SEED,
+    colour_probe = icl_curves.colour_probe(model, data, SPURIOUS_PAIRS, max(PROBE_PER_CLASS // 2, 4), seed=SEED,
                                     n_boot=N_BOOT, batch_size=BATCH_SIZE)
     print(f"colour (red vs green) from frozen vision features, probe on {colour_probe['n_images']} painted digits: "
           f"{colour_probe['accuracy']:.0%} [{colour_probe['ci_low']:.0%}, {colour_probe['ci_high']:.0%}] (chance 50%)")
@@ -363,7 +367,7 @@ if not model.can("vision_features"):  # the probe reads the model's frozen visio
     print(f"probe lines skipped: {model.name} offers no vision features (the probe reads them)")
     probe_tab = pd.DataFrame(columns=["task", "probe", "per_class", "accuracy", "ci_low", "ci_high", "chance"])
 else:
-    probe_tab = icl.probe_curves(model, tasks, data, PROBE_PER_CLASS, probe_curve, seed=SEED, n_draws=PROBE_DRAWS,
+    probe_tab = icl_curves.probe_curves(model, tasks, data, PROBE_PER_CLASS, probe_curve, seed=SEED, n_draws=PROBE_DRAWS,
                                  n_boot=N_BOOT, batch_size=BATCH_SIZE)
 icl_curve = shots_tab[(shots_tab["source"] == "in_domain")].copy()
 icl_curve["per_class"] = icl_curve["shots"] / icl_curve["task"].map(lambda n: by_name[n].n_way)
@@ -401,11 +405,11 @@ publish(fig, "03_icl_vs_probe", pd.concat([icl_curve.assign(method="icl"), probe
 # they describe the model named below and nothing else.
 
 # %%
-closing_shots = icl.shots_overview(shots_tab, tasks, MODES, max_shots)
+closing_shots = icl_claims.shots_overview(shots_tab, tasks, MODES, max_shots)
 display(closing_shots)
 
 # %%
-claims_tab = icl.paper_a_claims(shots_res, ls_res, sp_res, MODES, [t.n_way for t in tasks], max_shots,
+claims_tab = icl_claims.paper_a_claims(shots_res, ls_res, sp_res, MODES, [t.n_way for t in tasks], max_shots,
                                 MAJORITY_FRACTIONS, TIE_STRENGTHS, n_boot=N_BOOT, seed=SEED)
 display(claims_tab)
 
@@ -414,7 +418,7 @@ display(claims_tab)
 # in-domain demonstrations minus accuracy with none, on the same queries.
 
 # %%
-gain_by_task = icl.gain_by_task(shots_res, [t.name for t in tasks], MODES, max_shots, n_boot=N_BOOT, seed=SEED)
+gain_by_task = icl_claims.gain_by_task(shots_res, [t.name for t in tasks], MODES, max_shots, n_boot=N_BOOT, seed=SEED)
 display(gain_by_task.drop(columns="claim"))
 print(f"Model {fingerprint}; scoring {SCORING}; {len(SEEDS)} demonstration seed(s); {QUERIES_PER_CLASS} queries per "
       f"class.")

@@ -50,7 +50,7 @@ def smoke_parameters(name: str, profile: str = "embedded", **overrides) -> str:
     import yaml
 
     from mllm_ood.paths import NOTEBOOKS, PARAMS
-    from mllm_ood.runner import resolve_parameters
+    from mllm_ood.runner.planning import resolve_parameters
 
     params = resolve_parameters(NOTEBOOKS / f"{name}.ipynb", PARAMS / profile / f"{name}.yaml", smoke=True,
                                 overrides=overrides)

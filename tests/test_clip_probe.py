@@ -10,8 +10,8 @@ from PIL import Image
 
 from mllm_ood import runner
 from mllm_ood.data.hub import make_standin_dataset
-from mllm_ood.features import (CLIP_PROBE_MODEL, ClipProbeFeatures, check_probe_features, domain_features,
-                               with_probe_features)
+from mllm_ood.paper_a.features import (CLIP_PROBE_MODEL, ClipProbeFeatures, check_probe_features, domain_features,
+                                       with_probe_features)
 from mllm_ood.mllm.standins import standin_clip
 from mllm_ood.validation import ParameterError
 

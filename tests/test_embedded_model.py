@@ -9,7 +9,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from mllm_ood.mllm import embedded as em
 from mllm_ood.data.digits import DIGIT_NAMES
-from mllm_ood.episodes import NONCE_WORDS, label_words
+from mllm_ood.formats.episodes import NONCE_WORDS, label_words
 from mllm_ood.validation import ParameterError
 
 
@@ -170,7 +170,7 @@ def test_bad_config(tmp_path):
 def test_committed_checkpoint_answers_id_images():
     from mllm_ood.data.world import load
     from mllm_ood.mllm import load_model
-    from mllm_ood.prompts import parse_answer, zero_shot_prompt
+    from mllm_ood.formats.prompts import parse_answer, zero_shot_prompt
 
     m = load_model(em.DEFAULT_MODEL_DIR)
     ds = load("digit_styles", "mnist").select(range(20))

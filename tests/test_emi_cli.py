@@ -20,9 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from mllm_ood import embedders, llava_bench
 from mllm_ood.__main__ import main
-from mllm_ood.emi import MIN_SAMPLES, group_scenarios, load_records
+from mllm_ood.paper_b import embedders
+from mllm_ood.paper_b.cli import group_scenarios, load_records
+from mllm_ood.paper_b.core import MIN_SAMPLES
+from mllm_ood.paper_b.grids import llava_bench
 from mllm_ood.validation import ParameterError
 
 TOPICS = ["a red bus", "two cats", "a bowl of fruit", "a snowy mountain", "a busy kitchen", "a sailing boat",
@@ -157,7 +159,7 @@ def test_bad_input_is_reported_before_any_model_loads(case, tmp_path, capsys, mo
         raise AssertionError("a model was loaded before the input was validated")
 
     monkeypatch.setattr(embedders, "_load_text_model", no_model)
-    monkeypatch.setattr(embedders, "_load_image_model", no_model)
+    monkeypatch.setattr(embedders, "load_image_model", no_model)
     monkeypatch.setattr(embedders, "_load_e5", no_model)
     monkeypatch.chdir(tmp_path)
     args = ["--input", data, "--source", "clean"]
@@ -202,7 +204,7 @@ def test_out_in_a_read_only_folder_is_refused_before_compute(tmp_path, capsys, m
 
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
-    from mllm_ood.emi import write_json_atomic
+    from mllm_ood.paper_b.cli import write_json_atomic
 
     out = tmp_path / "r.json"
     monkeypatch.setattr(Path, "replace", lambda self, target: (_ for _ in ()).throw(OSError(28, "No space left")))

@@ -1,4 +1,4 @@
-"""Models behind an OpenAI-compatible endpoint (mllm_ood.mllm.families.endpoint) and paper B's LLM judge (mllm_ood.judge).
+"""Models behind an OpenAI-compatible endpoint (mllm_ood.mllm.families.endpoint) and paper B's LLM judge (mllm_ood.paper_b.judges).
 
 Part 1 (no server): references, refusals, retries, malformed replies and vLLM-format scoring against
 scripted replies (httpx.MockTransport). Part 2: ``transformers serve`` on 127.0.0.1 serving the embedded
@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mllm_ood import judge, zero_shot
+from mllm_ood.paper_b import judges as judge
+from mllm_ood.paper_a import zero_shot
 from mllm_ood.mllm import CapabilityMissing, load_model, usable_modes
 from mllm_ood.mllm.families import endpoint
 from mllm_ood.mllm.families.endpoint import EndpointError, EndpointModel, ScoringUnavailable, load_endpoint_model
@@ -231,7 +232,7 @@ def _digit_conversations(n_per_class: int = 1):
 @pytest.mark.slow
 def test_endpoint_equals_in_process_model(server):
     """The same conversations through transformers serve and in process: identical replies and accuracy."""
-    from mllm_ood.prompts import parse_answer
+    from mllm_ood.formats.prompts import parse_answer
 
     convs, labels, names = _digit_conversations()
     local = load_model(EMBEDDED)
@@ -312,7 +313,7 @@ def test_notebooks_01_03_04_run_against_the_server_and_never_write_the_key(serve
     """Smoke size, the endpoint model named in MODEL, the key set: every output is searched for it."""
     from conftest import network_guard_env, smoke_parameters
     from mllm_ood.paths import NOTEBOOKS
-    from mllm_ood.runner import KERNEL
+    from mllm_ood.runner.planning import KERNEL
 
     record = tmp_path / "network.log"
     env = network_guard_env(record)

@@ -1,14 +1,14 @@
-"""Episode layout and the per-episode draws the studies share (mllm_ood.episodes): the prompt matches the
+"""Episode layout and the per-episode draws the studies share (mllm_ood.formats.episodes): the prompt matches the
 images, label words follow their mode (permuted = a derangement), demonstrations are balanced. How
-episodes are drawn (one builder, mllm_ood.icl.build_condition_episodes) is tested in test_icl.py."""
+episodes are drawn (one builder, mllm_ood.paper_a.icl.studies.build_condition_episodes) is tested in test_icl.py."""
 
 import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from mllm_ood.episodes import (IMAGE_PLACEHOLDER, NONCE_WORDS, balanced_counts, episode_prompt, label_words,
-                               make_episode)
-from mllm_ood.prompts import parse_answer, zero_shot_prompt
+from mllm_ood.formats.episodes import (IMAGE_PLACEHOLDER, NONCE_WORDS, balanced_counts, episode_prompt, label_words,
+                                       make_episode)
+from mllm_ood.formats.prompts import parse_answer, zero_shot_prompt
 from mllm_ood.validation import ParameterError
 
 NAMES = ["zero", "one", "two", "three", "four"]

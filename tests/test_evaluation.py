@@ -5,31 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
-from mllm_ood.evaluation import accuracy_table, bootstrap_ci
+from mllm_ood.paper_a.evaluation import accuracy_table
 from mllm_ood.validation import ParameterError
-
-
-@pytest.mark.parametrize("n, k", [(50, 20), (200, 180), (400, 40)])
-def test_bootstrap_matches_binomial_quantiles(n, k):
-    # For 0/1 outcomes the bootstrap mean is exactly Binomial(n, k/n)/n: its 2.5/97.5 % quantiles are the
-    # closed form. With 20,000 resamples the Monte-Carlo error of a quantile is below one step 1/n.
-    correct = np.r_[np.ones(k), np.zeros(n - k)]
-    lo, hi = bootstrap_ci(correct, n_boot=20000, seed=1)
-    p = k / n
-    exp_lo, exp_hi = stats.binom.ppf(0.025, n, p) / n, stats.binom.ppf(0.975, n, p) / n
-    assert abs(lo - exp_lo) <= 1.01 / n and abs(hi - exp_hi) <= 1.01 / n
-    assert lo <= p <= hi
-
-
-def test_bootstrap_is_seeded_and_validates():
-    x = np.random.default_rng(0).random(100) < 0.3
-    assert bootstrap_ci(x, seed=3) == bootstrap_ci(x, seed=3)
-    with pytest.raises(ParameterError, match="non-empty"):
-        bootstrap_ci([])
-    with pytest.raises(ParameterError, match="n_boot"):
-        bootstrap_ci(x, n_boot=0)
 
 
 def test_accuracy_table_golden(tmp_path):
@@ -46,19 +24,8 @@ def test_accuracy_table_golden(tmp_path):
         accuracy_table(results.drop(columns="correct"), ["dataset"])
 
 
-def test_bootstrap_difference_matches_normal_approximation():
-    # Large samples: the interval of p1 - p2 approaches +-1.96 * sqrt(p1 q1 / n1 + p2 q2 / n2).
-    from mllm_ood.evaluation import bootstrap_diff_ci
-
-    a = np.r_[np.ones(700), np.zeros(300)]
-    b = np.r_[np.ones(400), np.zeros(600)]
-    lo, hi = bootstrap_diff_ci(a, b, n_boot=20000, seed=0)
-    se = np.sqrt(0.7 * 0.3 / 1000 + 0.4 * 0.6 / 1000)
-    assert abs(lo - (0.3 - 1.96 * se)) < 0.006 and abs(hi - (0.3 + 1.96 * se)) < 0.006
-
-
 def test_gap_table_against_hand_computed_gaps():
-    from mllm_ood.evaluation import gap_table
+    from mllm_ood.paper_a.evaluation import gap_table
 
     results = pd.DataFrame({"mode": "generate", "family": ["ID"] * 4 + ["natural"] * 4 + ["mol"] * 2,
                             "dataset": ["ds"] * 8 + ["m"] * 2, "domain": ["id"] * 4 + ["ood"] * 4 + ["x"] * 2,
@@ -74,7 +41,7 @@ def test_gap_table_against_hand_computed_gaps():
 
 
 def test_severity_table_starts_every_corruption_at_clean():
-    from mllm_ood.evaluation import CORRUPTIONS, severity_table
+    from mllm_ood.paper_a.evaluation import CORRUPTIONS, severity_table
 
     table = pd.DataFrame({"dataset": ["corrupted_mnist"] * 3 + ["rotated_mnist"],
                           "domain": ["clean", "frost-3", "gaussian_noise-5", "45"], "accuracy": [0.9, 0.5, 0.2, 0.7]})
@@ -84,31 +51,9 @@ def test_severity_table_starts_every_corruption_at_clean():
     assert out[out["domain"] == "frost-3"][["corruption", "severity"]].values.tolist() == [["frost", 3]]
 
 
-def test_paired_bootstrap_matches_a_resampling_written_out():
-    # Independent computation: resample item indices, take the mean paired difference, percentiles.
-    from mllm_ood.evaluation import bootstrap_paired_diff_ci
+def test_pairing_with_the_reference_by_source_image():
+    from mllm_ood.paper_a.evaluation import pair_with_reference
 
-    r = np.random.default_rng(5)
-    a = r.random(300) < 0.8
-    b = a & (r.random(300) < 0.7)  # b is a with some answers broken: strongly correlated with a
-    lo, hi = bootstrap_paired_diff_ci(a, b, n_boot=20000, seed=2)
-    idx = np.random.default_rng(9).integers(0, 300, (20000, 300))
-    boots = (a[idx].astype(float) - b[idx]).mean(1)
-    exp_lo, exp_hi = np.quantile(boots, [0.025, 0.975])
-    assert abs(lo - exp_lo) < 0.006 and abs(hi - exp_hi) < 0.006
-    # pairing matters here: the independent interval is much wider
-    ilo, ihi = __import__("mllm_ood.evaluation", fromlist=["x"]).bootstrap_diff_ci(a, b, n_boot=20000, seed=2)
-    assert (ihi - ilo) > 1.3 * (hi - lo)
-    with pytest.raises(ParameterError, match="equal length"):
-        bootstrap_paired_diff_ci(a, b[:-1])
-
-
-def test_pairing_with_the_reference_by_source_id():
-    from mllm_ood.evaluation import pair_with_reference, source_id
-
-    assert source_id("mnist-00012-rot15", {"mnist-00012", "mnist-00013"}) == "mnist-00012"
-    assert source_id("mnist-00012", {"mnist-00012"}) == "mnist-00012"
-    assert source_id("uci-0001", {"mnist-00012"}) is None
     ref = pd.DataFrame({"id": ["mnist-1", "mnist-2", "mnist-3"], "correct": [True, True, False]})
     ood = pd.DataFrame({"id": ["mnist-3-rot15", "mnist-1-rot15", "mnist-2-rot15"], "correct": [True, False, False]})
     pairs = pair_with_reference(ood, ref)
@@ -118,7 +63,8 @@ def test_pairing_with_the_reference_by_source_id():
 
 
 def test_gap_table_pairs_shifted_copies_and_not_other_images():
-    from mllm_ood.evaluation import bootstrap_diff_ci, bootstrap_paired_diff_ci, gap_table
+    from mllm_ood.paper_a.evaluation import gap_table
+    from mllm_ood.stats import bootstrap_diff_ci, bootstrap_paired_diff_ci
 
     r = np.random.default_rng(0)
     ids = [f"mnist-{i:03d}" for i in range(200)]
@@ -139,7 +85,7 @@ def test_gap_table_pairs_shifted_copies_and_not_other_images():
 
 
 def test_family_means_leave_the_id_domains_out():
-    from mllm_ood.evaluation import family_means
+    from mllm_ood.paper_a.evaluation import family_means
 
     table = pd.DataFrame({"mode": "loglik", "family": ["natural"] * 3 + ["synthetic"] * 2,
                           "dataset": ["ds"] * 3 + ["rot"] * 2, "domain": ["mnist", "uci", "printed", "0", "45"],
@@ -150,7 +96,8 @@ def test_family_means_leave_the_id_domains_out():
 
 
 def test_shift_findings_read_each_branch_from_the_intervals():
-    from mllm_ood.evaluation import is_format_failure, shift_findings
+    from mllm_ood.paper_a.evaluation import shift_findings
+    from mllm_ood.stats import is_format_failure
 
     keys = {"mode": "generate", "family": "f", "dataset": "d"}
     table = pd.DataFrame([
@@ -177,7 +124,7 @@ def test_shift_findings_read_each_branch_from_the_intervals():
 
 
 def test_mode_agreement_pairs_the_same_images():
-    from mllm_ood.evaluation import mode_agreement
+    from mllm_ood.paper_a.evaluation import mode_agreement
 
     ids = [f"i{k}" for k in range(200)]
     same = np.arange(200) % 10 < 9

@@ -114,7 +114,7 @@ def test_paper_a_dataset_list_names_a_spec_or_a_reason():
 
 def test_every_class_and_domain_of_every_spec_has_a_description_with_its_source():
     from mllm_ood.data import world
-    from mllm_ood.prompts import _descriptions, class_descriptions, domain_context
+    from mllm_ood.formats.prompts import _descriptions, class_descriptions, domain_context
 
     table = _descriptions()
     for name, spec in SPECS.items():

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mllm_ood import hypotheses
+from mllm_ood.paper_a import hypotheses
 
 N = 200
 
@@ -144,7 +144,7 @@ def test_the_paired_prompt_interval_is_narrower_than_an_independent_one():
     r = hypotheses.domain_verdicts(zs, items, {"d": ["ood"]}, {}, ["loglik"], n_boot=400).iloc[0]
     assert r["prompt_gain"] == pytest.approx(0.06)
     assert 0.0 < r["prompt_gain_low"] < 0.06 < r["prompt_gain_high"] < 0.1
-    from mllm_ood.evaluation import bootstrap_diff_ci
+    from mllm_ood.stats import bootstrap_diff_ci
     lo, hi = bootstrap_diff_ci(rich, plain, n_boot=400)
     assert lo < 0 and hi - lo > 2 * (r["prompt_gain_high"] - r["prompt_gain_low"])
 

@@ -10,7 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from mllm_ood import embedders, llava_bench
+from mllm_ood.paper_b import embedders
+from mllm_ood.paper_b.grids import llava_bench
 from mllm_ood.validation import ParameterError
 
 # sha256 of the uncompressed files as received (see data/llava_bench_shift/README.md)

@@ -10,7 +10,7 @@ from mllm_ood.data.digits import DIGIT_NAMES
 from mllm_ood.mllm import load_model
 from mllm_ood.mllm.embedded import load_config, train_embedded_model
 from mllm_ood.mllm.standins import STANDIN_ARCHS, make_standin
-from mllm_ood.prompts import format_answer, zero_shot_prompt
+from mllm_ood.formats.prompts import format_answer, zero_shot_prompt
 from mllm_ood.validation import ParameterError
 
 
@@ -108,7 +108,7 @@ def test_prompt_longer_than_the_context_is_refused(model_dirs, images):
 def test_studies_take_the_model_and_its_one_fingerprint(tmp_path):
     """load_model gives every model one fingerprint (folder name + hash of config and weight files; a hub
     id as is); a study refuses a model without one."""
-    from mllm_ood import zero_shot
+    from mllm_ood.paper_a import zero_shot
     from mllm_ood.mllm.refs import fingerprint_of, model_fingerprint
     from mllm_ood.validation import ParameterError
 

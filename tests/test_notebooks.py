@@ -12,7 +12,7 @@ import pytest
 
 from conftest import network_guard_env, smoke_parameters
 from mllm_ood.paths import NOTEBOOKS
-from mllm_ood.runner import KERNEL, notebooks
+from mllm_ood.runner.planning import KERNEL, notebooks
 
 NOTEBOOK_NAMES = [p.stem for p in notebooks()]
 
@@ -28,7 +28,7 @@ def test_papermill_reads_every_parameter(name):
     contains ' = ', so such a parameter could never be overridden."""
     import ast
 
-    from mllm_ood.runner import declared_parameters
+    from mllm_ood.runner.planning import declared_parameters
 
     nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))

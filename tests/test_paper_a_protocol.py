@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mllm_ood import zero_shot
-from mllm_ood.prompts import (PAPER_A_TEMPLATE, format_answer, paper_a_prompt, parse_answer, parse_answer_paper_a,
-                              parser_for, prompt_for)
+from mllm_ood.paper_a import zero_shot
+from mllm_ood.formats.prompts import (PAPER_A_TEMPLATE, format_answer, paper_a_prompt, parse_answer,
+                                      parse_answer_paper_a, parser_for, prompt_for)
 from mllm_ood.validation import ParameterError
 
 PACS = ["dog", "giraffe", "horse", "person", "guitar", "elephant", "house"]  # paper A's order

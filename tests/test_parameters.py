@@ -14,8 +14,8 @@ import math
 import pytest
 
 from mllm_ood.paths import NOTEBOOKS, PARAMS
-from mllm_ood.runner import (check_notebook_parameters, declared_parameters, notebooks, resolve_parameters,
-                             validation_prefix)
+from mllm_ood.runner.planning import (check_notebook_parameters, declared_parameters, notebooks, resolve_parameters,
+                                      validation_prefix)
 from mllm_ood.validation import ParameterError
 
 NOTEBOOK_NAMES = [p.stem for p in notebooks()]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from mllm_ood import probes
+from mllm_ood.paper_a import probes
 from mllm_ood.validation import ParameterError
 
 
@@ -72,7 +72,7 @@ def test_learning_curve_interval_includes_the_draw_of_examples():
     """With features that separate the classes only weakly, which examples are drawn matters: the
     two-level interval must cover the spread of the per-draw accuracies, and be wider than a one-draw
     interval over test items only."""
-    from mllm_ood.probes import learning_curve, probe_accuracy
+    from mllm_ood.paper_a.probes import learning_curve, probe_accuracy
 
     r = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 80)
@@ -95,7 +95,7 @@ def test_learning_curve_interval_includes_the_draw_of_examples():
 def test_probe_fits_are_cached(fresh_cache, monkeypatch):
     """A second call with the same features, labels and split settings refits nothing and returns the same
     result; other features are fitted."""
-    from mllm_ood import probes
+    from mllm_ood.paper_a import probes
 
     g = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 20)
@@ -112,7 +112,7 @@ def test_probe_fits_are_cached(fresh_cache, monkeypatch):
 
 
 def test_transfer_probe_scores_the_target_test_half_and_feels_a_shift():
-    from mllm_ood.probes import probe_accuracy, split_indices, transfer_accuracy
+    from mllm_ood.paper_a.probes import probe_accuracy, split_indices, transfer_accuracy
 
     r = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 40)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from mllm_ood.__main__ import main
-from mllm_ood.runner import plan
+from mllm_ood.runner.planning import plan
 from mllm_ood.validation import ParameterError
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from mllm_ood.mllm import load_model
 from mllm_ood.mllm.refs import context_budget, max_shots, standin_arch_for, standin_table
 from mllm_ood.mllm.standins import standin_model
-from mllm_ood.prompts import format_answer, paper_a_prompt
+from mllm_ood.formats.prompts import format_answer, paper_a_prompt
 from mllm_ood.validation import ParameterError
 
 TABLE = standin_table()["standins"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mllm_ood.data.text_shifts import LANGUAGES, TEXT_CONDITIONS, apply_text_shift, question_in
-from mllm_ood.prompts import format_answer, parse_answer, zero_shot_prompt
+from mllm_ood.formats.prompts import format_answer, parse_answer, zero_shot_prompt
 from mllm_ood.validation import ParameterError
 
 Q = "What is in this image? Please choose one of the following options and tell me the answer."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mllm_ood import zero_shot
+from mllm_ood.paper_a import zero_shot
 from mllm_ood.validation import ParameterError
 
 

@@ -13,7 +13,7 @@ import sys
 from .validation import ParameterError
 
 # Modules that contribute sub-commands, in the order they are listed in --help.
-COMMAND_MODULES = ["mllm_ood.runner", "mllm_ood.data.world", "mllm_ood.emi"]
+COMMAND_MODULES = ["mllm_ood.runner", "mllm_ood.data.world", "mllm_ood.paper_b.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..formats.episodes import IMAGE_PLACEHOLDER
 from ..validation import ParameterError, check_choice
 
-IMAGE_PLACEHOLDER = "<image>"
 CAPABILITIES = ("generate", "score_choices", "vision_features", "answer_state")
 
 

@@ -28,7 +28,7 @@ def standin_substitutions(params: dict) -> dict:
     out = {}
     for key, value in params.items():
         if key in STANDIN_EMBEDDERS and value in STANDIN_EMBEDDERS[key]:
-            from ..embedders import CLIP_MODEL, standin_embedder
+            from ..paper_b.embedders import CLIP_MODEL, standin_embedder
 
             kind = STANDIN_EMBEDDERS[key][value]
             out[key] = str(standin_clip(CLIP_MODEL) if kind == "clip" else standin_embedder(kind))
@@ -36,7 +36,7 @@ def standin_substitutions(params: dict) -> dict:
             out[key] = str(standin_model(value))
         elif key == PROBE_FEATURES and isinstance(value, str) and (
                 value == "clip" or (HUB_ID.match(value) and not (ROOT / value).exists())):
-            from ..features import CLIP_PROBE_MODEL
+            from ..paper_a.features import CLIP_PROBE_MODEL
 
             out[key] = str(standin_clip(CLIP_PROBE_MODEL if value == "clip" else value))
     return out

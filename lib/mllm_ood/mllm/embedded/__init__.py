@@ -21,7 +21,7 @@ Why these choices (each measured while building the model; the numbers are in
 
 - in-context learning formed only when image tokens had no shared direction (centred features,
   bias-free linear projector), each demonstration's label word directly followed its image, and the
-  instructions came *after* the demonstrations (:func:`mllm_ood.episodes.episode_prompt`);
+  instructions came *after* the demonstrations (:func:`mllm_ood.formats.episodes.episode_prompt`);
 - at label positions the loss is a softmax within the label vocabulary plus a small "some label word"
   term (:func:`label_token_loss`): with the plain softmax over the whole vocabulary, the 2-layer
   decoder stayed at chance on 8-shot episodes.

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...data.digits import DIGIT_NAMES
-from ...episodes import episode_prompt, label_words
-from ...prompts import zero_shot_prompt
+from ...formats.episodes import episode_prompt, label_words
+from ...formats.prompts import zero_shot_prompt
 from ...seeding import rng
 from .samples import Encoder, chat_sample, strip_eos, collate, pixel_values
 from .training import lm_forward, vision_token_features
@@ -37,12 +37,12 @@ class HeldOutProbe:
     demonstrations can override the prior).
 
     These episodes are drawn here, apart from the evaluation builder
-    (:func:`mllm_ood.icl.build_condition_episodes`), on purpose: they are token-level samples over the
+    (:func:`mllm_ood.paper_a.icl.studies.build_condition_episodes`), on purpose: they are token-level samples over the
     training's image arrays (no PIL images, no model interface), cheap enough to score every few hundred
     steps, and their results are part of the checkpoint's training record, which other draws would no
     longer reproduce (the weights would not change: the probe only reads the model). They share the
-    layout (:func:`~mllm_ood.episodes.episode_prompt`) and the label words
-    (:func:`~mllm_ood.episodes.label_words`); unlike the builder, the query's class is drawn at random
+    layout (:func:`~mllm_ood.formats.episodes.episode_prompt`) and the label words
+    (:func:`~mllm_ood.formats.episodes.label_words`); unlike the builder, the query's class is drawn at random
     and each demonstration on its own, so an image can appear twice in one episode (never the query)."""
 
     def __init__(self, enc: "Encoder", x: np.ndarray, y: np.ndarray, seed: int, n_mc: int, n_icl: int,

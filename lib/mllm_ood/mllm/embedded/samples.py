@@ -10,10 +10,10 @@ from functools import lru_cache
 import numpy as np
 
 from ...data.digits import DIGIT_NAMES
-from ...episodes import episode_prompt, label_words
-from ...prompts import format_answer, zero_shot_prompt
+from ...formats.episodes import episode_prompt, label_words
+from ...formats.prompts import format_answer, zero_shot_prompt
 from ...validation import ParameterError, check_choices
-from ..base import IMAGE_PLACEHOLDER
+from ...formats.episodes import IMAGE_PLACEHOLDER
 from .tokenizer import (BOS, CAPTION_QUESTIONS, DIGIT_QUESTIONS, EOS, IMAGE_TOKEN, MC_CONTEXTS, MC_QUESTIONS, PAD,
                         ROLE_TOKENS, SPECIAL_TOKENS, caption)
 
@@ -135,9 +135,9 @@ class TaskSampler:
     """Draws instruction samples of each task from an image bank (features indexed by bank id).
 
     Its few-shot episodes (tasks ``icl_*``) are training data, drawn apart from the evaluation builder
-    (:func:`mllm_ood.icl.build_condition_episodes`) on purpose: any number of shots up to ``max_shots``,
+    (:func:`mllm_ood.paper_a.icl.studies.build_condition_episodes`) on purpose: any number of shots up to ``max_shots``,
     demonstration classes drawn with replacement (not balanced), images from the augmented bank, and a
-    loss mask per label word. They share the layout and the label words (:mod:`mllm_ood.episodes`);
+    loss mask per label word. They share the layout and the label words (:mod:`mllm_ood.formats.episodes`);
     other draws here would train other weights."""
 
     def __init__(self, labels: np.ndarray, copies: int, config: dict):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 from ...data.digits import DIGIT_NAMES
-from ...episodes import NONCE_WORDS, episode_prompt
-from ...prompts import format_answer, zero_shot_prompt
+from ...formats.episodes import NONCE_WORDS, episode_prompt
+from ...formats.prompts import format_answer, zero_shot_prompt
 from ...seeding import rng
 from ...validation import ParameterError
-from ..base import IMAGE_PLACEHOLDER
+from ...formats.episodes import IMAGE_PLACEHOLDER
 
 BOS, EOS, PAD = "<s>", "<|end|>", "<pad>"
 IMAGE_TOKEN = IMAGE_PLACEHOLDER

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from ...data.digits import DIGIT_NAMES
-from ...episodes import NONCE_WORDS
+from ...formats.episodes import NONCE_WORDS
 from ...seeding import derive_seed, rng
 from ...validation import check_choices
 from .samples import TASKS, Encoder, TaskSampler, collate, pixel_values, shift_images

@@ -16,10 +16,10 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_sp
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .cache import cached_table, exact_digest
-from .evaluation import bootstrap_ci
-from .seeding import derive_seed
-from .validation import ParameterError, check_positive_int
+from ..cache import cached_table, exact_digest
+from ..seeding import derive_seed
+from ..stats import bootstrap_ci
+from ..validation import ParameterError, check_positive_int
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 # Part of every probe's cache key: bump it when a change alters what a fitted probe predicts.
@@ -123,7 +123,7 @@ def learning_curve(features: np.ndarray, labels, per_class_list, seed: int = 0, 
     ``k`` training examples per class (seeds derived from ``seed``), always scored on the same test split.
     The interval is a two-level percentile bootstrap: resample the draws, then the test items, and
     average; so it widens when the result depends on which examples were drawn (written out here:
-    ``scipy.stats.bootstrap`` resamples one level, as :func:`mllm_ood.evaluation.bootstrap_ci` does).
+    ``scipy.stats.bootstrap`` resamples one level, as :func:`mllm_ood.stats.bootstrap_ci` does).
     Returns a DataFrame: per_class, n_draws, n_test, accuracy (mean over draws), ci_low, ci_high,
     draw_sd (sd of the per-draw accuracies); fractions.
     """

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .paths import DATA, cache_dir
-from .validation import ParameterError, check_choice, check_choices
+from ...paths import DATA, cache_dir
+from ...validation import ParameterError, check_choice, check_choices
 
 FOLDER = DATA / "llava_bench_shift"
 MODELS = {"llava-v1.5-13b": "llava-v1.5-13b.jsonl.gz", "llava-v1.6-vicuna-13b": "llava-v1.6-vicuna-13b.jsonl.gz"}

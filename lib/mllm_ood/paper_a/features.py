@@ -10,12 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from .cache import cached_arrays
-from .data import catalog, world
-from .mllm.refs import files_digest, fingerprint_of, model_reference
+from ..cache import cached_arrays
+from ..data import catalog, world
+from ..mllm import fingerprint_of
+from ..paper_b.embedders import load_image, load_image_model
+from ..paper_b.embedders import model_fingerprint as folder_fingerprint
+from ..paths import ROOT
+from ..progress import tqdm
+from ..validation import ParameterError, check_choice
+from ..mllm import model_reference
 from .probes import pixel_features
-from .validation import ParameterError, check_choice
 from .zero_shot import build_prompt
 
 KINDS = ("vision", "answer_state", "pixels")
@@ -95,7 +101,7 @@ class ClipProbeFeatures:
     def __init__(self, model, clip_model: str):
         self.mllm = model  # not 'model': that attribute stays the MLLM's own (its transformers model)
         self.clip_model = str(clip_model)
-        self.clip_identity = f"clip:{files_digest(self.clip_model)}"
+        self.clip_identity = f"clip:{folder_fingerprint(self.clip_model)}"
 
     def __getattr__(self, name):  # answers, answer states, fingerprint, .model: the MLLM's
         if name == "mllm":  # not set yet (copy / unpickling)
@@ -111,14 +117,8 @@ class ClipProbeFeatures:
 
     def vision_features(self, images, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """CLIP image embeddings (n, projection_dim) float32 of PIL ``images``, not normalised."""
-        import torch
-
-        from .embedders import _load_image_model, load_image
-        from .progress import tqdm
-        from .validation import ParameterError
-
         local = Path(self.clip_model).is_dir()
-        processor, net = _load_image_model(self.clip_model, local, str(getattr(self.mllm, "device", "cpu")))
+        processor, net = load_image_model(self.clip_model, local, str(getattr(self.mllm, "device", "cpu")))
         if not hasattr(net, "visual_projection"):
             raise ParameterError(f"{self.clip_model} is not a CLIP model (no visual_projection): {type(net).__name__}")
         images = list(images)
@@ -138,8 +138,6 @@ def with_probe_features(model, source: str):
     check_probe_features(source)
     if source == "model":
         return model
-    from .paths import ROOT
-
     ref = CLIP_PROBE_MODEL if source == "clip" else source
     if not Path(ref).is_absolute() and (ROOT / ref).is_dir():
         ref = str(ROOT / ref)

@@ -9,7 +9,7 @@ relative to the file's folder unless absolute. Either every line has an image or
 with the same set of ids are taken to hold the same items (one question clean and perturbed): their
 input terms get a paired permutation null.
 
-Steps (paper B's method, computed by :mod:`mllm_ood.emi_core`): embed questions, responses, references
+Steps (paper B's method, computed by :mod:`mllm_ood.paper_b.core`): embed questions, responses, references
 (and images); x = mean of the L2-normalised image and question embeddings; one CLUB trained on the
 pooled (x, response) and (x, reference) pairs of all scenarios (or loaded with ``--club``); per scenario
 EMI = CLUB(x, response) - CLUB(x, reference) with a bootstrap interval over its queries; EMID =
@@ -38,12 +38,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from .progress import tqdm
 
-from . import emi_core as core
-from .emi_core import MIN_SAMPLES, TEXT_ONLY_NOTE
-from .paths import RUNS
-from .validation import ParameterError, check_choice, check_file, check_positive_int
+from ..paths import RUNS
+from ..progress import tqdm
+from ..stats import correlation_ci, number_text
+from ..validation import ParameterError, check_choice, check_file, check_positive_int
+from . import core
+from .bound import TEXT_ONLY_NOTE, bound_label
+from .embedders import embed_cached, image_embedder, text_embedder
+from .estimators import CLUB
 
 FIELDS = ("scenario", "id", "question", "response", "reference")
 
@@ -158,7 +161,7 @@ def load_records(path) -> list[Record]:
 
 def group_scenarios(records: list[Record], source: str) -> dict[str, list[Record]]:
     """Group records by scenario (source first, then file order), checked by
-    :func:`mllm_ood.emi_core.scenario_spans`: the source exists, there are >= 2 scenarios, and each has
+    :func:`mllm_ood.paper_b.core.scenario_spans`: the source exists, there are >= 2 scenarios, and each has
     >= MIN_SAMPLES samples (the message names the scenario's first line)."""
     spans = core.scenario_spans([r.scenario for r in records], source=source,
                                 first_lines=[r.line for r in records])
@@ -198,11 +201,11 @@ def _correlation(a: list[float], b: list[float]) -> dict:
     """Pearson and Spearman r with two-sided p-values; None where undefined (fewer than 3 points or a
     constant series)."""
     out = {"n": len(a), "pearson_r": None, "pearson_p": None, "spearman_r": None, "spearman_p": None}
-    p = core.correlation_ci(np.asarray(a, float), np.asarray(b, float), method="pearson", n_boot=1)
+    p = correlation_ci(np.asarray(a, float), np.asarray(b, float), method="pearson", n_boot=1)
     if np.isnan(p["r"]):
         out["reason"] = "fewer than 3 target scenarios or a constant series"
         return out
-    s = core.correlation_ci(np.asarray(a, float), np.asarray(b, float), method="spearman", n_boot=1)
+    s = correlation_ci(np.asarray(a, float), np.asarray(b, float), method="spearman", n_boot=1)
     out.update(pearson_r=p["r"], pearson_p=p["p"], spearman_r=s["r"], spearman_p=s["p"])
     return out
 
@@ -222,16 +225,14 @@ def compute_emi(
     progress: bool = True,
 ) -> dict:
     """EMI (with intervals), EMID and the bound's terms (with permutation nulls) per target scenario, and
-    correlations; returns a JSON-ready dict (see :mod:`mllm_ood.emi_core`).
+    correlations; returns a JSON-ready dict (see :mod:`mllm_ood.paper_b.core`).
 
     ``groups``: scenario -> records (from :func:`group_scenarios`); ``text_embedder`` /
-    ``image_embedder``: objects of :mod:`mllm_ood.embedders` (the image one is needed iff the records
-    carry images); ``club``: a trained :class:`~mllm_ood.information.CLUB` or None to train one on the
+    ``image_embedder``: objects of :mod:`mllm_ood.paper_b.embedders` (the image one is needed iff the records
+    carry images); ``club``: a trained :class:`~mllm_ood.paper_b.estimators.CLUB` or None to train one on the
     pooled pairs (cached); ``wasserstein``: ``"exact"``, ``"sliced"`` or ``"gaussian"``.
     All MI, EMI, EMID and JSD values are in nats; W distances in embedding units.
     """
-    from .embedders import embed_cached
-
     check_choice("wasserstein method", wasserstein, ["exact", "sliced", "gaussian"])
     if source not in groups:
         raise ParameterError(f"unknown source scenario {source!r}")
@@ -274,7 +275,7 @@ def compute_emi(
         "text_only": text_only,
         "note": TEXT_ONLY_NOTE if text_only else "image + text: x = (z_image + z_question) / 2",
         "bound_complete": not text_only,
-        "sums": {sum_key: core.bound_label(not text_only, "jsd"), w_key: core.bound_label(not text_only, "w")},
+        "sums": {sum_key: bound_label(not text_only, "jsd"), w_key: bound_label(not text_only, "w")},
         "seed": seed,
         "units": {"mi": "nats", "emi": "nats", "jsd": "nats",
                   "wasserstein": "embedding units (L2-normalised embeddings)"},
@@ -296,10 +297,6 @@ def compute_emi(
 
 # --------------------------------------------------------------------------------------------------
 # reporting and the command
-
-
-def _fmt(v, width: int = 7, digits: int = 3) -> str:
-    return f"{'-':>{width}}" if v is None else f"{v:{width}.{digits}f}"
 
 
 def format_table(result: dict) -> str:
@@ -330,8 +327,9 @@ def format_table(result: dict) -> str:
         return f"{t['jsd']:7.4f}{star}"
 
     for name, s in result["scenarios"].items():
-        lines.append(f"{name:<{width}} {s['n']:>4d} {_fmt(s['emi'])} {_fmt(s['emid'])} | {_fmt(s[sum_key])} "
-                     f"{term(s, 'v')} {term(s, 't')} {term(s, 'py')} {term(s, 'qy')} | {_fmt(s[w_key])}")
+        lines.append(f"{name:<{width}} {s['n']:>4d} {number_text(s['emi'])} {number_text(s['emid'])} | "
+                     f"{number_text(s[sum_key])} "
+                     f"{term(s, 'v')} {term(s, 't')} {term(s, 'py')} {term(s, 'qy')} | {number_text(s[w_key])}")
     lines.append("")
     if text_only:
         lines.append("JSv '?': the image term is unknown without images; the S columns are not the bound.")
@@ -365,8 +363,6 @@ def write_json_atomic(out: Path, obj) -> None:
 def run(args: argparse.Namespace) -> int:
     """The ``emi`` command: validate everything (input, options, output paths), then embed, fit/load the
     CLUB, compute, print, write."""
-    from .embedders import image_embedder, text_embedder
-    from .information import CLUB
 
     t0 = time.time()
     records = load_records(args.input)

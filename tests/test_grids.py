@@ -3,7 +3,7 @@ EMI/EMID/bounds per scenario through the EMI core, correlation summaries, cachin
 
 No model is trained here: a fake MLLM (counting its calls) answers the queries and a fake dataset stands
 in for the embedded world, so every test runs in seconds; the information measures themselves are tested
-in test_information.py.
+in test_estimators.py, test_divergences.py and test_bound.py.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from mllm_ood import emi_grid
-from mllm_ood import information as info
 from mllm_ood.data.text_shifts import LANGUAGES, TEXT_CONDITIONS, question_in
-from mllm_ood.prompts import QUESTION, format_answer
+from mllm_ood.formats.prompts import QUESTION, format_answer
+from mllm_ood.paper_b import arrays, bound, checks, divergences, estimators, judges
+from mllm_ood.paper_b.grids import analysis, digits
 from mllm_ood.validation import ParameterError
 
-NAMES = emi_grid.class_names(emi_grid.GRIDS["synthetic"])
+NAMES = digits.class_names(digits.GRIDS["synthetic"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -72,7 +72,7 @@ class FakeModel:
 
 @pytest.fixture
 def fake_world(monkeypatch):
-    monkeypatch.setattr(emi_grid, "domain_samples", lambda grid, visual, n, seed: FakeSamples(visual, n))
+    monkeypatch.setattr(digits, "domain_samples", lambda grid, visual, n, seed: FakeSamples(visual, n))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def fake_world(monkeypatch):
 
 
 def test_grids_have_paper_b_shape():
-    syn, nat = emi_grid.GRIDS["synthetic"], emi_grid.GRIDS["natural"]
+    syn, nat = digits.GRIDS["synthetic"], digits.GRIDS["natural"]
     assert len(syn.cells()) == len(syn.visual) * len(TEXT_CONDITIONS) == 35
     assert len(nat.cells()) == len(nat.visual) * len(LANGUAGES) == 28
     for g in (syn, nat):
@@ -90,23 +90,23 @@ def test_grids_have_paper_b_shape():
 
 
 def test_subset_keeps_id_cell_and_rejects_unknown_conditions():
-    g = emi_grid.GRIDS["synthetic"].subset(["frost-5"], ["typo-2"])
+    g = digits.GRIDS["synthetic"].subset(["frost-5"], ["typo-2"])
     assert g.cells() == [("clean", "clean"), ("clean", "typo-2"), ("frost-5", "clean"), ("frost-5", "typo-2")]
     with pytest.raises(ParameterError, match="visual condition"):
-        emi_grid.GRIDS["synthetic"].subset(["frost-7"], None)
+        digits.GRIDS["synthetic"].subset(["frost-7"], None)
     with pytest.raises(ParameterError, match="text condition"):
-        emi_grid.GRIDS["natural"].subset(None, ["klingon"])
+        digits.GRIDS["natural"].subset(None, ["klingon"])
 
 
 def test_questions_carry_the_text_condition():
-    syn, nat = emi_grid.GRIDS["synthetic"], emi_grid.GRIDS["natural"]
-    assert all(emi_grid.question(syn, "clean", k, 0) == QUESTION for k in range(5))
-    typos = [emi_grid.question(syn, "typo-2", k, 0) for k in range(20)]
-    assert typos == [emi_grid.question(syn, "typo-2", k, 0) for k in range(20)]  # deterministic
+    syn, nat = digits.GRIDS["synthetic"], digits.GRIDS["natural"]
+    assert all(digits.question(syn, "clean", k, 0) == QUESTION for k in range(5))
+    typos = [digits.question(syn, "typo-2", k, 0) for k in range(20)]
+    assert typos == [digits.question(syn, "typo-2", k, 0) for k in range(20)]  # deterministic
     assert any(q != QUESTION for q in typos) and len(set(typos)) > 1  # perturbed, and varies per sample
-    assert emi_grid.question(nat, "german", 3, 0) == question_in("german")
+    assert digits.question(nat, "german", 3, 0) == question_in("german")
     with pytest.raises(ParameterError):
-        emi_grid.question(syn, "german", 0, 0)
+        digits.question(syn, "german", 0, 0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -114,8 +114,8 @@ def test_questions_carry_the_text_condition():
 
 
 def test_reference_judge_rules():
-    judge = emi_grid.ReferenceJudge(NAMES)
-    ref = emi_grid.reference_answer("seven")
+    judge = judges.ReferenceJudge(NAMES)
+    ref = digits.reference_answer("seven")
     assert ref == format_answer("seven")
     assert judge("q", "Answer Choice: [seven]", ref) == 1.0
     assert judge("q", "answer choice: Seven.", ref) == 1.0
@@ -123,16 +123,16 @@ def test_reference_judge_rules():
     assert judge("q", "It looks like a seven, maybe a one.", ref) == 0.5  # right class, wrong format
     assert judge("q", "It looks like a one, maybe a seven.", ref) == 0.0  # first named class is wrong
     assert judge("q", "no idea", ref) == 0.0
-    assert emi_grid.ReferenceJudge(NAMES, format_credit=0.0)("q", "a seven", ref) == 0.0
+    assert judges.ReferenceJudge(NAMES, format_credit=0.0)("q", "a seven", ref) == 0.0
     with pytest.raises(ParameterError):
         judge("q", "seven", "not a protocol reply")
 
 
 def test_judge_is_pluggable_and_checked():
     table = pd.DataFrame({"question": ["q1", "q2"], "response": ["a", "bb"], "reference": ["x", "y"]})
-    assert emi_grid.judge_scores(table, lambda q, r, ref: len(r) / 2).tolist() == [0.5, 1.0]
+    assert judges.judge_scores(table, lambda q, r, ref: len(r) / 2).tolist() == [0.5, 1.0]
     with pytest.raises(ParameterError, match="judge scores"):
-        emi_grid.judge_scores(table, lambda q, r, ref: 2.0)
+        judges.judge_scores(table, lambda q, r, ref: 2.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -140,17 +140,17 @@ def test_judge_is_pluggable_and_checked():
 
 
 def test_responses_are_cached_per_scenario(fake_world, fresh_cache):
-    grid = emi_grid.GRIDS["synthetic"].subset(["frost-1"], ["synonym-1"])
+    grid = digits.GRIDS["synthetic"].subset(["frost-1"], ["synonym-1"])
     model = FakeModel()
-    first = emi_grid.grid_responses(model, grid, n_per_class=1, seed=0)
+    first = digits.grid_responses(model, grid, n_per_class=1, seed=0)
     assert model.calls == len(grid.cells()) and model.queries == 10 * len(grid.cells())
-    assert list(first.columns) == emi_grid.RESPONSE_COLUMNS
-    assert list(dict.fromkeys(first["scenario"])) == [emi_grid.scenario_name(v, t) for v, t in grid.cells()]
+    assert list(first.columns) == digits.RESPONSE_COLUMNS
+    assert list(dict.fromkeys(first["scenario"])) == [digits.scenario_name(v, t) for v, t in grid.cells()]
     assert (first["reference"] == [format_answer(NAMES[y]) for y in first["label"]]).all()
-    again = emi_grid.grid_responses(model, grid, n_per_class=1, seed=0)
+    again = digits.grid_responses(model, grid, n_per_class=1, seed=0)
     assert model.calls == len(grid.cells())  # nothing recomputed
     pd.testing.assert_frame_equal(first, again)
-    emi_grid.grid_responses(model, grid, n_per_class=1, seed=0, max_new_tokens=5)
+    digits.grid_responses(model, grid, n_per_class=1, seed=0, max_new_tokens=5)
     assert model.calls == 2 * len(grid.cells())  # a generation setting is part of the key
 
 
@@ -160,68 +160,68 @@ def test_responses_are_cached_per_scenario(fake_world, fresh_cache):
 
 def test_match_width_is_an_isometry_when_widening():
     g = np.random.default_rng(0)
-    z = info.l2_normalise(g.standard_normal((30, 16)))
-    w = emi_grid.match_width(z, 64, seed=3)
+    z = arrays.l2_normalise(g.standard_normal((30, 16)))
+    w = analysis.match_width(z, 64, seed=3)
     assert w.shape == (30, 64)
     np.testing.assert_allclose(w @ w.T, z @ z.T, atol=1e-5)  # every inner product kept
-    z2 = info.l2_normalise(g.standard_normal((30, 16)) + 0.5)
-    w2 = emi_grid.match_width(z2, 64, seed=3)
-    assert math.isclose(info.representation_jsd(w, w2), info.representation_jsd(z, z2), abs_tol=1e-5)
-    np.testing.assert_array_equal(emi_grid.match_width(z, 64, seed=3), w)  # seeded
-    narrow = emi_grid.match_width(g.standard_normal((5, 64)), 16, seed=0)
+    z2 = arrays.l2_normalise(g.standard_normal((30, 16)) + 0.5)
+    w2 = analysis.match_width(z2, 64, seed=3)
+    assert math.isclose(divergences.representation_jsd(w, w2), divergences.representation_jsd(z, z2), abs_tol=1e-5)
+    np.testing.assert_array_equal(analysis.match_width(z, 64, seed=3), w)  # seeded
+    narrow = analysis.match_width(g.standard_normal((5, 64)), 16, seed=0)
     np.testing.assert_allclose(np.linalg.norm(narrow, axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_array_equal(emi_grid.match_width(z, 16, seed=0), z)  # same width: unchanged
+    np.testing.assert_array_equal(analysis.match_width(z, 16, seed=0), z)  # same width: unchanged
 
 
-def _fake_embeddings(responses: pd.DataFrame, d: int = 8, seed: int = 0) -> emi_grid.GridEmbeddings:
+def _fake_embeddings(responses: pd.DataFrame, d: int = 8, seed: int = 0) -> analysis.GridEmbeddings:
     g = np.random.default_rng(seed)
     n = len(responses)
     shift = np.array([0.0 if v == "clean" else 1.0 for v in responses["visual"]])[:, None]
-    zv = info.l2_normalise(g.standard_normal((n, d)) + shift)
-    zt = info.l2_normalise(g.standard_normal((n, d)))
+    zv = arrays.l2_normalise(g.standard_normal((n, d)) + shift)
+    zt = arrays.l2_normalise(g.standard_normal((n, d)))
     labels = responses["label"].to_numpy()
-    zr = info.l2_normalise(np.eye(d)[labels % d] + 0.1 * g.standard_normal((n, d)))
-    zm = info.l2_normalise(zr + shift * g.standard_normal((n, d)))
-    return emi_grid.GridEmbeddings(zt, zv, zm, zr, d, 0.0)
+    zr = arrays.l2_normalise(np.eye(d)[labels % d] + 0.1 * g.standard_normal((n, d)))
+    zm = arrays.l2_normalise(zr + shift * g.standard_normal((n, d)))
+    return analysis.GridEmbeddings(zt, zv, zm, zr, d, 0.0)
 
 
 def test_scenario_table_emid_and_bounds(fake_world, fresh_cache):
-    grid = emi_grid.GRIDS["synthetic"].subset(["frost-1", "frost-3"], ["typo-1"])
-    resp = emi_grid.grid_responses(FakeModel(), grid, n_per_class=2, seed=0)
+    grid = digits.GRIDS["synthetic"].subset(["frost-1", "frost-3"], ["typo-1"])
+    resp = digits.grid_responses(FakeModel(), grid, n_per_class=2, seed=0)
     emb = _fake_embeddings(resp)
-    judge = emi_grid.ReferenceJudge(NAMES)
-    table, timing = emi_grid.scenario_table(resp, emb, grid, judge=judge, club_kwargs={"max_epochs": 3},
+    judge = judges.ReferenceJudge(NAMES)
+    table, timing = analysis.scenario_table(resp, emb, grid, judge=judge, club_kwargs={"max_epochs": 3},
                                             n_boot=50, n_perm=20, progress=False)
-    assert list(table["scenario"]) == [emi_grid.scenario_name(v, t) for v, t in grid.cells()]
+    assert list(table["scenario"]) == [digits.scenario_name(v, t) for v, t in grid.cells()]
     src = table[table["is_id"]].iloc[0]
     assert math.isnan(src["emid"])
     ood = table[~table["is_id"]]
     np.testing.assert_allclose(ood["emid"], src["emi"] - ood["emi"])
     for _, r in ood.iterrows():
         assert r["bound_complete"]  # images are present: the whole bound
-        assert math.isclose(r["jsd_sum"], info.emid_bound(r["jsd_v"], r["jsd_t"], r["jsd_py"], r["jsd_qy"]).bound)
-        assert math.isclose(r["w_sum"], info.wasserstein_emid_bound(r["w_v"], r["w_t"], r["w_py"], r["w_qy"]).bound)
+        assert math.isclose(r["jsd_sum"], bound.emid_bound(r["jsd_v"], r["jsd_t"], r["jsd_py"], r["jsd_qy"]).bound)
+        assert math.isclose(r["w_sum"], bound.wasserstein_emid_bound(r["w_v"], r["w_t"], r["w_py"], r["w_qy"]).bound)
         assert r["emi_low"] <= r["emi"] <= r["emi_high"] and 0 < r["jsd_t_p"] <= 1
-    expected_judge = resp.assign(s=emi_grid.judge_scores(resp, judge)).groupby("scenario", sort=False)["s"].mean()
+    expected_judge = resp.assign(s=judges.judge_scores(resp, judge)).groupby("scenario", sort=False)["s"].mean()
     np.testing.assert_allclose(table.set_index("scenario")["judge"], expected_judge[table["scenario"]])
     assert not timing["club_from_cache"]
-    again, timing2 = emi_grid.scenario_table(resp, emb, grid, judge=judge, club_kwargs={"max_epochs": 3},
+    again, timing2 = analysis.scenario_table(resp, emb, grid, judge=judge, club_kwargs={"max_epochs": 3},
                                              n_boot=50, n_perm=20, progress=False)
     assert timing2["club_from_cache"]  # the CLUB is not retrained
     pd.testing.assert_frame_equal(table, again)
 
 
 def test_scenario_table_rejects_bad_input_before_compute(fake_world, fresh_cache):
-    grid = emi_grid.GRIDS["synthetic"].subset(["frost-1"], ["typo-1"])
-    resp = emi_grid.grid_responses(FakeModel(), grid, n_per_class=1, seed=0)
+    grid = digits.GRIDS["synthetic"].subset(["frost-1"], ["typo-1"])
+    resp = digits.grid_responses(FakeModel(), grid, n_per_class=1, seed=0)
     emb = _fake_embeddings(resp)
     with pytest.raises(ParameterError, match="ID scenario"):
-        emi_grid.scenario_table(resp[resp["scenario"] != grid.id_scenario], emb, grid)
+        analysis.scenario_table(resp[resp["scenario"] != grid.id_scenario], emb, grid)
     with pytest.raises(ParameterError, match="wasserstein"):
-        emi_grid.scenario_table(resp, emb, grid, wasserstein="earth-mover")
+        analysis.scenario_table(resp, emb, grid, wasserstein="earth-mover")
     few = resp.groupby("scenario", sort=False).head(5).reset_index(drop=True)
     with pytest.raises(ParameterError, match="at least 10"):
-        emi_grid.scenario_table(few, emb, grid)
+        analysis.scenario_table(few, emb, grid)
     assert not (fresh_cache / "club").exists()  # nothing was trained
 
 
@@ -235,8 +235,8 @@ def test_correlation_summary_rows():
                       "jsd_v": [np.nan, .1, .2, .3, .4, .5], "jsd_t": [np.nan, .5, .1, .3, .2, .4],
                       "jsd_qy": [np.nan, .1, .1, .2, .2, .3], "judge": np.linspace(1, 0, 6),
                       "visual": list("aabbcc"), "text": list("xyxyxy")})
-    s = emi_grid.correlation_summary({"g": t}, n_boot=100)
-    assert set(s["pair"]) == {"EMID vs JSD bound", "EMID vs W2 bound", "EMI vs judge score", *emi_grid.TERM_PAIRS}
+    s = analysis.correlation_summary({"g": t}, n_boot=100)
+    assert set(s["pair"]) == {"EMID vs JSD bound", "EMID vs W2 bound", "EMI vs judge score", *analysis.TERM_PAIRS}
     assert set(s["resampling"]) == {"rows x columns"}  # the grid's shared conditions are respected
     row = s[(s["pair"] == "EMID vs W2 bound") & (s["method"] == "spearman")].iloc[0]
     assert math.isclose(row["r"], -1.0) and row["n"] == 5
@@ -244,7 +244,7 @@ def test_correlation_summary_rows():
     assert math.isclose(v["r"], stats.pearsonr(t["emid"][1:], np.sqrt(t["jsd_v"][1:])).statistic)
     judge_row = s[(s["pair"] == "EMI vs judge score") & (s["method"] == "pearson")].iloc[0]
     assert judge_row["n"] == 6 and math.isclose(judge_row["r"], stats.pearsonr(t["emi"], t["judge"]).statistic)
-    assert any("interval" in line for line in emi_grid.describe(s))
+    assert any("interval" in line for line in analysis.describe(s))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -266,16 +266,16 @@ def test_validate_rejects_bad_parameters(kwargs, match):
     args = {"grids": ["synthetic"], "n_per_class": 2, **kwargs}
     grids, n = args.pop("grids"), args.pop("n_per_class")
     with pytest.raises(ParameterError, match=match):
-        emi_grid.validate(grids, n, **args)
+        digits.validate(grids, n, **args)
 
 
 def test_estimator_checks_against_closed_forms():
-    w = emi_grid.check_wasserstein([30, 300], d=4, seed=0)
+    w = checks.check_wasserstein([30, 300], d=4, seed=0)
     err = (w["exact"] - w["bures"]).abs()
     assert err.iloc[-1] < err.iloc[0]  # the empirical W2 approaches the Bures closed form
-    j = emi_grid.check_rjsd([0.0, 2.0], d=32, n=60, seed=0)
+    j = checks.check_rjsd([0.0, 2.0], d=32, n=60, seed=0)
     assert j["jsd"].iloc[-1] > j["baseline"].iloc[-1]  # a real shift rises above the same-distribution baseline
     assert j["jsd"].iloc[0] < 2 * j["baseline"].iloc[0]  # no shift: the estimate is of the baseline's size
-    m = emi_grid.check_mi_estimators([0.5], d=2, n=400, seed=0, club_epochs=20, infonce_epochs=5)
-    assert math.isclose(m["true_mi"].iloc[0], info.gaussian_mi(0.5, 2))
+    m = checks.check_mi_estimators([0.5], d=2, n=400, seed=0, club_epochs=20, infonce_epochs=5)
+    assert math.isclose(m["true_mi"].iloc[0], estimators.gaussian_mi(0.5, 2))
     assert m["infonce"].iloc[0] <= m["infonce_ceiling"].iloc[0] + 1e-9

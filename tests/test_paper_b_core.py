@@ -1,9 +1,9 @@
-"""The one EMI core (mllm_ood.emi_core): scenario spans, EMI with its interval, the bound's terms with
+"""The one EMI core (mllm_ood.paper_b.core): scenario spans, EMI with its interval, the bound's terms with
 permutation nulls, the bound / text-side sum, correlations with (crossed) bootstrap intervals.
 
 Everything runs on small synthetic embeddings with a CLUB trained for a few epochs, in seconds. The
 estimators themselves (CLUB, representation JSD, W2, the permutation null) are checked against closed
-forms in test_information.py.
+forms in test_estimators.py and test_divergences.py.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
-from mllm_ood import emi_core as core
-from mllm_ood import information as info
+from mllm_ood.paper_b import arrays, bound, estimators
+from mllm_ood.paper_b import core
+from mllm_ood.stats import correlation_verdict
 from mllm_ood.validation import ParameterError
 
 
@@ -35,10 +35,10 @@ def _samples(n: int = 30, d: int = 16, seed: int = 0, with_images: bool = False)
     ref = topics + 0.1 * g.standard_normal((n, d))
     good = ref + 0.1 * g.standard_normal((n, d))
     noise = 3.0 * np.eye(d)[2] + 0.5 * g.standard_normal((n, d))  # off-topic answers, all alike
-    zt = info.l2_normalise(np.concatenate([q_src, q_src, q_new]))
-    ym = info.l2_normalise(np.concatenate([good, noise, good]))
-    yr = info.l2_normalise(np.concatenate([ref, ref, ref]))
-    zv = info.l2_normalise(np.concatenate([topics, topics + 3 * np.eye(d)[1], topics])) if with_images else None
+    zt = arrays.l2_normalise(np.concatenate([q_src, q_src, q_new]))
+    ym = arrays.l2_normalise(np.concatenate([good, noise, good]))
+    yr = arrays.l2_normalise(np.concatenate([ref, ref, ref]))
+    zv = arrays.l2_normalise(np.concatenate([topics, topics + 3 * np.eye(d)[1], topics])) if with_images else None
     ids = np.array([str(i) for i in range(n)] * 3, dtype=object)
     labels = ["src"] * n + ["degraded"] * n + ["reworded"] * n
     return core.EmbeddedSamples(zt, ym, yr, zv, ids=ids), labels
@@ -77,7 +77,7 @@ def test_analyse_text_only_reports_the_text_side_sum_not_the_bound():
     assert t.loc["degraded", "jsd_qy"] > t.loc["degraded", "jsd_qy_null_high"] and t.loc["degraded", "jsd_qy_p"] < 0.05
     # ... and so does the reworded question set
     assert t.loc["reworded", "jsd_t"] > t.loc["reworded", "jsd_t_null_high"] and t.loc["reworded", "jsd_t_p"] < 0.05
-    assert "not the bound" in core.TEXT_ONLY_NOTE and "unknown" in core.bound_label(False)
+    assert "not the bound" in bound.TEXT_ONLY_NOTE and "unknown" in bound.bound_label(False)
     pairs = a.terms[a.terms["term"] == "t"]
     assert pairs["paired"].all()
 
@@ -88,11 +88,11 @@ def test_analyse_with_images_gives_the_complete_bound_and_uses_a_given_club():
     t = a.table.set_index("scenario")
     assert t["bound_complete"].all()
     r = t.loc["degraded"]
-    want = info.emid_bound(r["jsd_v"], r["jsd_t"], r["jsd_py"], r["jsd_qy"]).bound
+    want = bound.emid_bound(r["jsd_v"], r["jsd_t"], r["jsd_py"], r["jsd_qy"]).bound
     assert r["jsd_sum"] == pytest.approx(want)
     assert r["jsd_v"] > r["jsd_v_null_high"]  # shifted images
     assert t.loc["reworded", "jsd_v"] == pytest.approx(0.0, abs=1e-9)  # the same images
-    club = info.CLUB.load(a.club["checkpoint"], device="cpu")
+    club = estimators.CLUB.load(a.club["checkpoint"], device="cpu")
     again = core.analyse(emb, labels, "src", club=club, n_boot=100, n_perm=40)
     np.testing.assert_allclose(again.table["emi"], a.table["emi"], atol=1e-9)
     assert not again.club["trained_now"]
@@ -104,13 +104,13 @@ def test_analyse_with_images_gives_the_complete_bound_and_uses_a_given_club():
 def test_emi_interval_is_a_bootstrap_over_the_scenarios_queries():
     emb, labels = _samples(n=20)
     spans = core.scenario_spans(labels, source="src")
-    club = info.train_club(np.concatenate([emb.x, emb.x]), np.concatenate([emb.y_model, emb.y_reference]),
+    club = estimators.train_club(np.concatenate([emb.x, emb.x]), np.concatenate([emb.y_model, emb.y_reference]),
                            max_epochs=3, seed=0, progress=False, device="cpu")
     t = core.scenario_emis(club, emb, spans, n_boot=300, seed=1)
     # the interval sits around the estimate, about as wide as an independent bootstrap by hand
     idx = spans["degraded"]
     g = np.random.default_rng(5)
-    boot = [info.effective_mi(club, emb.x[i], emb.y_model[i], emb.y_reference[i]).emi
+    boot = [estimators.effective_mi(club, emb.x[i], emb.y_model[i], emb.y_reference[i]).emi
             for i in (idx[g.integers(0, len(idx), len(idx))] for _ in range(300))]
     row = t.set_index("scenario").loc["degraded"]
     spread = np.quantile(boot, 0.975) - np.quantile(boot, 0.025)
@@ -143,56 +143,6 @@ def test_looseness():
 # correlations
 
 
-def test_correlation_ci_matches_scipy_and_brackets_r():
-    g = np.random.default_rng(1)
-    a = g.standard_normal(40)
-    b = a + 0.8 * g.standard_normal(40)
-    for method, fn in (("pearson", stats.pearsonr), ("spearman", stats.spearmanr)):
-        c = core.correlation_ci(a, b, method=method, n_boot=300, seed=0)
-        assert math.isclose(c["r"], fn(a, b).statistic) and math.isclose(c["p"], fn(a, b).pvalue)
-        assert c["low"] <= c["r"] <= c["high"] and c["n"] == 40 and c["n_boot_valid"] == 300
-    exact = core.correlation_ci(a, 3 * a + 1, n_boot=200)
-    assert math.isclose(exact["r"], 1.0) and math.isclose(exact["low"], 1.0) and math.isclose(exact["high"], 1.0)
-    unrelated = core.correlation_ci(g.standard_normal(200), g.standard_normal(200), n_boot=500, seed=0)
-    assert unrelated["low"] < 0 < unrelated["high"]
-    assert core.correlation_ci(a, a, n_boot=50, seed=4) == core.correlation_ci(a, a, n_boot=50, seed=4)
-
-
-def test_crossed_bootstrap_respects_shared_rows_and_columns():
-    # 4 rows x 8 columns; both series carry the same row effect: the cells are not 32 independent points,
-    # and an interval that resamples rows knows it has only 4 of them.
-    g = np.random.default_rng(3)
-    rows = np.repeat(np.arange(4), 8)
-    cols = np.tile(np.arange(8), 4)
-    effect = g.standard_normal(4)[rows]
-    a = effect + 0.3 * g.standard_normal(32)
-    b = effect + 0.3 * g.standard_normal(32)
-    iid = core.correlation_ci(a, b, n_boot=400, seed=0)
-    crossed = core.correlation_ci(a, b, n_boot=400, seed=0, rows=rows.tolist(), cols=cols.tolist())
-    assert crossed["resampling"] == "rows x columns" and crossed["r"] == iid["r"]
-    assert (crossed["high"] - crossed["low"]) > 1.5 * (iid["high"] - iid["low"])
-    # a grid with its ID cell left out still resamples (missing cells are skipped)
-    keep = np.arange(1, 32)
-    part = core.correlation_ci(a[keep], b[keep], n_boot=100, rows=rows[keep].tolist(), cols=cols[keep].tolist())
-    assert part["n"] == 31 and part["n_boot_valid"] > 50
-    with pytest.raises(ParameterError, match="one label per scenario"):
-        core.correlation_ci(a, b, rows=[0, 1], cols=[0, 1])
-
-
-def test_correlation_ci_degenerate_and_bad_input():
-    const = core.correlation_ci(np.arange(5.0), np.ones(5), n_boot=50)
-    assert math.isnan(const["r"]) and math.isnan(const["low"])
-    assert math.isnan(core.correlation_ci([1.0, 2.0], [2.0, 1.0], n_boot=50)["r"])
-    with pytest.raises(ParameterError, match="method"):
-        core.correlation_ci([1, 2, 3], [1, 2, 3], method="kendall")
-    with pytest.raises(ParameterError, match="equal length"):
-        core.correlation_ci([1, 2, 3], [1, 2])
-    with pytest.raises(ParameterError, match="NaN"):
-        core.correlation_ci([1, 2, float("nan")], [1, 2, 3])
-    with pytest.raises(ParameterError, match="n_boot"):
-        core.correlation_ci([1, 2, 3], [1, 2, 3], n_boot=0)
-
-
 def test_correlation_table_and_verdicts():
     t = pd.DataFrame({"emid": [1, 2, 3, 4, 5.0], "s": [1, 2, 3, 5, 4.0], "w": [5, 4, 3, 2, 1.0],
                       "r": list("aabbc"), "c": list("xyxyx")})
@@ -201,16 +151,16 @@ def test_correlation_table_and_verdicts():
     assert len(s) == 4 and set(s["grid"]) == {"g"}
     assert math.isclose(s[(s["pair"] == "down") & (s["method"] == "spearman")]["r"].iloc[0], -1.0)
     good = {"r": 0.8, "low": 0.5, "high": 0.95}
-    assert core.verdict(good, 0.88).startswith("reproduced")
-    assert core.verdict(good, 0.3).startswith("partly")
-    assert core.verdict({"r": 0.1, "low": -0.4, "high": 0.5}, 0.58).startswith("not reproduced")
-    assert "NEGATIVE" in core.verdict({"r": -0.6, "low": -0.8, "high": -0.3})
+    assert correlation_verdict(good, 0.88).startswith("reproduced")
+    assert correlation_verdict(good, 0.3).startswith("partly")
+    assert correlation_verdict({"r": 0.1, "low": -0.4, "high": 0.5}, 0.58).startswith("not reproduced")
+    assert "NEGATIVE" in correlation_verdict({"r": -0.6, "low": -0.8, "high": -0.3})
     assert core.json_safe({"a": np.float32(1.5), "b": [float("nan"), np.int64(2)]}) == {"a": 1.5, "b": [None, 2]}
 
 
 def test_pair_log_likelihoods_reproduce_the_club_estimate():
     emb, labels = _samples(n=15)
-    club = info.train_club(emb.x, emb.y_model, max_epochs=3, seed=0, progress=False, device="cpu")
+    club = estimators.train_club(emb.x, emb.y_model, max_epochs=3, seed=0, progress=False, device="cpu")
     L = core.pair_log_likelihoods(club, emb.x[:15], emb.y_model[:15])
     assert L.shape == (15, 15)
     assert np.mean(np.diag(L)) - L.mean() == pytest.approx(club.mi(emb.x[:15], emb.y_model[:15]), abs=1e-6)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .validation import ParameterError
+from ..paths import RESOURCES
+from ..validation import ParameterError
 
 QUESTION = "What is in this image?"
 FORMAT_INSTRUCTION = "Reply in the format: Answer Choice: [class name]."
@@ -125,8 +126,6 @@ def parse_answer(reply: str, class_names: Sequence[str]) -> int | None:
 
 def _descriptions() -> dict:
     import json
-
-    from .paths import RESOURCES
 
     return json.loads((RESOURCES / "descriptions.json").read_text())
 

@@ -1,4 +1,11 @@
-"""Paper B's LLM judge: LLaVA-Bench's rule-based GPT-4 review, through the endpoint client.
+"""The judges of notebook 04, one interface ``judge(question, response, reference) -> score in [0, 1]``:
+
+- :class:`ReferenceJudge` (the digits grids' offline default): does the reply name the reference's class
+  in the protocol's format?
+- :class:`OverlapJudge` (the hub sets' offline default): token F1 against the reference answer;
+- :class:`LlavaBenchJudge`: paper B's own judge, LLaVA-Bench's rule-based GPT-4 review through an endpoint.
+
+Paper B's LLM judge, in detail:
 
 Paper B grades each answer against the GPT-4 reference answer with the review prompt of LLaVA-Bench
 (the ``llava_bench_*`` rule of LLaVA's ``rule.json``, run by its ``eval_gpt_review_bench.py``): a system
@@ -12,16 +19,21 @@ it; :attr:`LlavaBenchJudge.pairs` keeps the raw score pairs). A review whose fir
 scores raises :class:`JudgeFormatError` naming it (LLaVA's script records such reviews as ``[-1, -1]``
 and skips them; here nothing is skipped silently). Reviews are cached like every endpoint request;
 :meth:`LlavaBenchJudge.prefetch` sends a whole table's reviews concurrently first.
-
-The deterministic :class:`mllm_ood.emi_grid.ReferenceJudge` stays the offline default.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 
-from .validation import ParameterError
+import numpy as np
+import pandas as pd
+
+from ..mllm.families.endpoint import EndpointModel, load_endpoint_model
+from ..mllm.refs import is_endpoint_ref, parse_endpoint_ref
+from ..formats.prompts import parse_answer
+from ..validation import ParameterError
 
 SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
 ROLE = "Assistant"
@@ -84,8 +96,6 @@ class LlavaBenchJudge:
     ``context``: the text standing in for the image (LLaVA-Bench: its captions)."""
 
     def __init__(self, model, context: str = "", temperature: float = 0.0):
-        from .mllm.families.endpoint import EndpointModel, load_endpoint_model
-
         self.model = load_endpoint_model(model) if isinstance(model, str) else model
         if not isinstance(self.model, EndpointModel):
             raise ParameterError("the LLM judge runs through an endpoint model (e.g. 'openai:gpt-4-0314')")
@@ -112,11 +122,8 @@ class LlavaBenchJudge:
 
 
 def make_judge(spec: str, class_names: Sequence[str], context: str = ""):
-    """'reference' -> the deterministic :class:`~mllm_ood.emi_grid.ReferenceJudge`; an endpoint reference ->
+    """'reference' -> the deterministic :class:`ReferenceJudge`; an endpoint reference ->
     :class:`LlavaBenchJudge` through that endpoint."""
-    from .emi_grid import ReferenceJudge
-    from .mllm.refs import is_endpoint_ref
-
     if spec == "reference":
         return ReferenceJudge(class_names)
     if isinstance(spec, str) and is_endpoint_ref(spec):
@@ -126,10 +133,79 @@ def make_judge(spec: str, class_names: Sequence[str], context: str = ""):
 
 def check_judge(spec) -> None:
     """Rule for a JUDGE parameter (before anything loads)."""
-    from .mllm.refs import parse_endpoint_ref
-
     if spec == "reference":
         return
     if not isinstance(spec, str):
         raise ParameterError(f"must be 'reference' or an endpoint model like 'openai:gpt-4-0314', got {spec!r}")
     parse_endpoint_ref(spec)
+
+
+class ReferenceJudge:
+    """Deterministic reference-based scorer (stands in for paper B's GPT-4 judge).
+
+    ``judge(question, response, reference) -> score in [0, 1]``:
+
+    - 1.0: the reply follows the protocol and its parsed class (paper A's ``Answer Choice:`` parser)
+      equals the reference's class;
+    - 0.5: the reply does not follow the format, but the first class name it mentions is the right one
+      (right content, wrong form);
+    - 0.0: otherwise (a wrong class, or no class at all).
+
+    Any callable with this signature can replace it (e.g. an LLM judge in the paper profile); a reference
+    scores 1 against itself, so the mean score is also paper B's *relative* score (model / reference).
+    """
+
+    def __init__(self, class_names: Sequence[str], format_credit: float = 0.5):
+        if not class_names:
+            raise ParameterError("the judge needs the class names")
+        if not isinstance(format_credit, (int, float)) or not 0 <= format_credit <= 1:
+            raise ParameterError(f"format_credit must be in [0, 1], got {format_credit!r}")
+        self.class_names = list(class_names)
+        self.format_credit = float(format_credit)
+
+    def _first_named(self, text: str) -> int | None:
+        best = None
+        for idx, name in enumerate(self.class_names):
+            hit = re.search(r"(?<![\w])" + re.escape(name) + r"(?![\w])", text, re.IGNORECASE)
+            if hit and (best is None or (hit.start(), -len(name)) < best[0]):
+                best = ((hit.start(), -len(name)), idx)
+        return None if best is None else best[1]
+
+    def __call__(self, question: str, response: str, reference: str) -> float:
+        del question  # this judge needs only the two answers
+        want = parse_answer(reference, self.class_names)
+        if want is None:
+            raise ParameterError(f"the reference {reference!r} names no class in the protocol's format")
+        got = parse_answer(response, self.class_names)
+        if got is not None:
+            return 1.0 if got == want else 0.0
+        return self.format_credit if self._first_named(response) == want else 0.0
+
+
+def judge_scores(responses: pd.DataFrame, judge: Callable[[str, str, str], float]) -> np.ndarray:
+    """The judge's score (float, (n,)) of every row of a responses table; each must lie in [0, 1]."""
+    scores = np.array([float(judge(q, r, ref)) for q, r, ref in
+                       zip(responses["question"], responses["response"], responses["reference"])])
+    if len(scores) and (not np.all(np.isfinite(scores)) or scores.min() < 0 or scores.max() > 1):
+        raise ParameterError("judge scores must be finite numbers in [0, 1]")
+    return scores
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class OverlapJudge:
+    """Token F1 between response and reference (lower-cased word tokens, as SQuAD's F1): a deterministic,
+    offline stand-in for paper B's GPT-4 review, in [0, 1]; a reference scores 1 against itself, so it is
+    a relative score like paper B's. It rewards shared wording, not correctness: read it as such."""
+
+    def __call__(self, question: str, response: str, reference: str) -> float:
+        del question
+        a, b = _WORD.findall(str(response).lower()), _WORD.findall(str(reference).lower())
+        if not a or not b:
+            return 0.0
+        common = sum((Counter(a) & Counter(b)).values())
+        if common == 0:
+            return 0.0
+        p, r = common / len(a), common / len(b)
+        return float(2 * p * r / (p + r))

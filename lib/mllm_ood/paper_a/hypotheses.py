@@ -42,9 +42,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .evaluation import (FORMAT_SHARE, MARGIN, bootstrap_ci, bootstrap_diff_ci, bootstrap_paired_diff_ci,
-                         is_format_failure, pair_with_reference)
-from .cache import cached_analysis
+from ..cache import cached_analysis
+from ..stats import (FORMAT_SHARE, MARGIN, bootstrap_ci, difference_interval, is_format_failure,
+                    points_interval)
+from .evaluation import pair_with_reference
 from .features import domain_features
 from .probes import learning_curve, probe_accuracy, transfer_accuracy
 
@@ -108,17 +109,6 @@ def comparison(zs: pd.DataFrame, probe_items: pd.DataFrame, chance: dict, varian
     return pd.DataFrame(rows)
 
 
-def _interval(kind: str, a, b, n_boot: int, seed: int) -> tuple[float, float, float]:
-    """(difference of means, ci_low, ci_high) of a - b; ``kind`` 'paired' or 'independent'; NaN when a side
-    is empty."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if not len(a) or not len(b):
-        return np.nan, np.nan, np.nan
-    fn = bootstrap_paired_diff_ci if kind == "paired" else bootstrap_diff_ci
-    lo, hi = fn(a, b, n_boot=n_boot, seed=seed)
-    return float(a.mean() - b.mean()), lo, hi
-
-
 def _paired_prompts(zs: pd.DataFrame, dataset: str, domain: str, mode: str, variant: str):
     """(richer, plain) outcomes of the same images, matched by id; (empty, empty) when either is missing."""
     rich = _cells(zs, dataset=dataset, domain=domain, mode=mode, variant=variant)
@@ -138,16 +128,12 @@ def prompt_confounds(zs: pd.DataFrame, references: dict, modes, *, n_boot: int =
         for mode in modes:
             for variant in RICHER_PROMPTS:
                 rich, plain = _paired_prompts(zs, ref[0], ref[1], mode, variant)
-                d, lo, hi = _interval("paired", rich, plain, n_boot, seed)
+                d, lo, hi = difference_interval("paired", rich, plain, n_boot, seed)
                 if np.isnan(d):
                     continue
                 rows.append({"mode": mode, "variant": variant, "reference": "/".join(ref), "change": d,
                              "ci_low": lo, "ci_high": hi, "confounded": bool(hi < 0)})
     return pd.DataFrame(rows, columns=["mode", "variant", "reference", "change", "ci_low", "ci_high", "confounded"])
-
-
-def _fmt(d, lo, hi) -> str:
-    return "n/a" if np.isnan(d) else f"{100 * d:+.0f} [{100 * lo:+.0f}, {100 * hi:+.0f}]"
 
 
 def decide(row: dict, margin: float = MARGIN, format_share: float = FORMAT_SHARE) -> dict:
@@ -246,15 +232,16 @@ def domain_verdicts(zs: pd.DataFrame, probe_items: pd.DataFrame, ood: dict, refe
                     if len(ref_rows):
                         pairs = pair_with_reference(plain_rows, ref_rows)
                         if pairs is not None:
-                            id_acc, idl, idh = _interval("paired", pairs["correct_ref"], pairs["correct"], n_boot, seed)
+                            id_acc, idl, idh = difference_interval("paired", pairs["correct_ref"], pairs["correct"],
+                                                                   n_boot, seed)
                         else:
-                            id_acc, idl, idh = _interval("independent", ref_rows["correct"], plain, n_boot, seed)
+                            id_acc, idl, idh = difference_interval("independent", ref_rows["correct"], plain, n_boot, seed)
                         id_acc = ref_rows["correct"].mean()
                 r["id_accuracy"] = id_acc
-                _, pl, ph = _interval("independent", best_probe, plain, n_boot, seed)
+                _, pl, ph = difference_interval("independent", best_probe, plain, n_boot, seed)
                 r["failure_low"] = np.nanmax([idl, pl]) if not (np.isnan(idl) and np.isnan(pl)) else np.nan
                 r["failure_high"] = np.nanmax([idh, ph]) if not (np.isnan(idh) and np.isnan(ph)) else np.nan
-                gains = [_interval("paired", *_paired_prompts(zs, name, dom, mode, v), n_boot, seed)
+                gains = [difference_interval("paired", *_paired_prompts(zs, name, dom, mode, v), n_boot, seed)
                          for v in RICHER_PROMPTS]
                 gains = [g for g in gains if not np.isnan(g[0])]
                 best = max(gains, key=lambda g: g[1]) if gains else (np.nan, np.nan, np.nan)
@@ -268,7 +255,7 @@ def domain_verdicts(zs: pd.DataFrame, probe_items: pd.DataFrame, ood: dict, refe
                                           "transfer_loss": (vision, id_probe, "paired")}.items():
                     if kind == "paired" and len(a) != len(b):
                         a = b = []
-                    r[key], r[f"{key}_low"], r[f"{key}_high"] = _interval(kind, a, b, n_boot, seed)
+                    r[key], r[f"{key}_low"], r[f"{key}_high"] = difference_interval(kind, a, b, n_boot, seed)
                 r.update(vision_probe=vision.mean() if len(vision) else np.nan,
                          lm_probe=lm.mean() if len(lm) else np.nan,
                          pixel_probe=pixels.mean() if len(pixels) else np.nan,
@@ -289,7 +276,8 @@ def verdict_table(verdicts: pd.DataFrame) -> pd.DataFrame:
     for col, label in [("prompt_gain", "best richer prompt - plain"), ("vision_gap", "vision probe - zero-shot"),
                        ("pixels_over_vision", "pixel probe - vision probe"), ("lm_gap", "LM-state probe - zero-shot"),
                        ("id_probe_gap", "ID-trained probe - zero-shot")]:
-        out[label] = [_fmt(d, lo, hi) for d, lo, hi in zip(verdicts[col], verdicts[f"{col}_low"], verdicts[f"{col}_high"])]
+        out[label] = [points_interval(d, lo, hi)
+                      for d, lo, hi in zip(verdicts[col], verdicts[f"{col}_low"], verdicts[f"{col}_high"])]
     return out
 
 
@@ -311,7 +299,7 @@ def probe_tables(model, datasets, ood: dict, n_per_class: int, *, references: di
                  batch_size: int = 64, prompt_style: str = "short", n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Linear probes (H2, H3) per OOD domain and feature set (:data:`PROBE_LABELS`), each fitted on a fixed
     half of ``n_per_class`` samples per class and scored on the other half (cached fits, see
-    :mod:`mllm_ood.probes`), plus, for datasets with an ID reference (``references``: {dataset:
+    :mod:`mllm_ood.paper_a.probes`), plus, for datasets with an ID reference (``references``: {dataset:
     'dataset/domain'}), the vision probe fitted on the reference's training half and scored on the same test
     half (:data:`ID_PROBE`). ``ood``: {dataset: OOD domains}. Returns (one row per dataset, domain and
     feature set: n_train, n_test, accuracy, ci_low, ci_high; the test items: dataset, domain, features,
@@ -345,7 +333,7 @@ def probe_tables(model, datasets, ood: dict, n_per_class: int, *, references: di
 def probe_curves(model, datasets, ood: dict, n_per_class: int, per_class_list, *, seed: int = 0,
                  batch_size: int = 64, n_boot: int = 1000) -> pd.DataFrame:
     """The vision-feature probe's accuracy against labelled examples per class, one fit per point on the
-    same test half (:func:`mllm_ood.probes.learning_curve` with one draw): columns dataset, domain,
+    same test half (:func:`mllm_ood.paper_a.probes.learning_curve` with one draw): columns dataset, domain,
     per_class, accuracy."""
     frames = []
     for name in datasets:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from mllm_ood import llava_bench_hub as lbh
 from mllm_ood.data import hub
+from mllm_ood.paper_b.grids import hub as lbh
+from mllm_ood.paper_b.judges import OverlapJudge
 from mllm_ood.validation import ParameterError
 
 
@@ -45,7 +46,7 @@ def test_standin_has_the_card_schema_one_split_per_scenario(tmp_path, monkeypatc
 
 
 def test_overlap_judge_is_a_relative_score_in_0_1():
-    j = lbh.OverlapJudge()
+    j = OverlapJudge()
     ref = "A red bus parked on the street."
     assert j("q", ref, ref) == 1.0
     assert j("q", "", ref) == 0.0 and j("q", "Nothing here", ref) == 0.0

@@ -6,64 +6,17 @@ Per-sample results are a table with at least the columns ``dataset``, ``domain``
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .cache import cached_analysis
-from .data.shifts import CORRUPTIONS
-from .seeding import derive_seed
-from .validation import ParameterError, check_positive_int
-
-
-def _mean(x, axis=-1):
-    return x.mean(axis=axis)
-
-
-def _mean_difference(a, b, axis=-1):
-    return a.mean(axis=axis) - b.mean(axis=axis)
-
-
-def _percentile_interval(samples: tuple, statistic, n_boot: int, level: float, rng,
-                         paired: bool = False) -> tuple[float, float]:
-    """``scipy.stats.bootstrap``'s percentile interval, the samples resampled independently in order (or,
-    ``paired``, the same positions drawn from every sample). A sample of one observation resamples to itself
-    (scipy needs two), so it enters the statistic as is."""
-    free = [s for s in samples if len(s) > 1]
-    if not free:
-        v = float(statistic(*samples))
-        return v, v
-
-    def stat(*resampled, axis=-1):
-        it = iter(resampled)
-        return statistic(*[s if len(s) == 1 else next(it) for s in samples], axis=axis)
-
-    with warnings.catch_warnings():
-        # equal outcomes give a degenerate (one-point) distribution; one resample, no standard error
-        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ci = stats.bootstrap(tuple(free), stat, n_resamples=n_boot, confidence_level=level, method="percentile",
-                             vectorized=True, paired=paired and len(free) > 1, rng=rng).confidence_interval
-    return float(ci.low), float(ci.high)
-
-
-def bootstrap_ci(correct, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of 0/1 outcomes ``correct`` (shape (n,)); fractions in [0, 1]
-    (``scipy.stats.bootstrap``, seeded from ``seed`` and n).
-
-    Resampling n outcomes with replacement makes the bootstrap mean Binomial(n, p_hat)/n, so for 0/1 data
-    this interval approximates the binomial quantiles (tests check that closed form).
-    """
-    x = np.asarray(correct, dtype=float)
-    if x.ndim != 1 or len(x) == 0:
-        raise ParameterError(f"bootstrap_ci needs a non-empty 1-D array of outcomes, got shape {x.shape}")
-    check_positive_int("n_boot", n_boot)
-    if not 0 < level < 1:
-        raise ParameterError(f"level must be in (0, 1), got {level}")
-    return _percentile_interval((x,), _mean, n_boot, level, np.random.default_rng(derive_seed(seed, "bootstrap", len(x))))
+from ..cache import cached_analysis
+from ..data.ids import source_of
+from ..data.shifts import CORRUPTIONS
+from ..seeding import derive_seed
+from ..stats import MARGIN, agreement, bootstrap_ci, bootstrap_diff_ci, bootstrap_paired_diff_ci, is_format_failure
+from ..validation import ParameterError
 
 
 @cached_analysis("analysis")
@@ -86,41 +39,6 @@ def accuracy_table(results: pd.DataFrame, by: Sequence[str], n_boot: int = 2000,
     return pd.DataFrame(rows)
 
 
-def bootstrap_diff_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of mean(a) - mean(b) for two independent samples of 0/1 outcomes
-    (``scipy.stats.bootstrap``, each sample resampled on its own)."""
-    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if xa.ndim != 1 or xb.ndim != 1 or not len(xa) or not len(xb):
-        raise ParameterError("bootstrap_diff_ci needs two non-empty 1-D arrays of outcomes")
-    check_positive_int("n_boot", n_boot)
-    rng = np.random.default_rng(derive_seed(seed, "bootstrap-diff", len(xa), len(xb)))
-    return _percentile_interval((xa, xb), _mean_difference, n_boot, level, rng)
-
-
-def bootstrap_paired_diff_ci(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of mean(a) - mean(b) for paired outcomes: ``a[i]`` and ``b[i]`` belong to
-    the same item (the same digit shifted and unshifted, the same image under two prompts) and are resampled
-    together (``scipy.stats.bootstrap(..., paired=True)``), so what the two share cancels in the interval."""
-    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if xa.ndim != 1 or xa.shape != xb.shape or not len(xa):
-        raise ParameterError(f"bootstrap_paired_diff_ci needs two non-empty 1-D arrays of equal length, got shapes "
-                             f"{xa.shape} and {xb.shape}")
-    check_positive_int("n_boot", n_boot)
-    rng = np.random.default_rng(derive_seed(seed, "bootstrap-paired-diff", len(xa)))
-    return _percentile_interval((xa, xb), _mean_difference, n_boot, level, rng, paired=True)
-
-
-def source_id(item_id: str, reference_ids) -> str | None:
-    """The reference item a shifted item was made from: the longest of ``reference_ids`` that is ``item_id``
-    itself or a prefix of it followed by '-' ('mnist-00012-rot15' -> 'mnist-00012'); None when none is."""
-    parts = str(item_id).split("-")
-    for k in range(len(parts), 0, -1):
-        head = "-".join(parts[:k])
-        if head in reference_ids:
-            return head
-    return None
-
-
 def pair_with_reference(items: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame | None:
     """``items`` and ``reference`` (per-sample rows with ``id`` and ``correct``) as pairs of the same source
     item (columns correct, correct_ref), when every item was made from a distinct reference item and every
@@ -131,8 +49,8 @@ def pair_with_reference(items: pd.DataFrame, reference: pd.DataFrame) -> pd.Data
     ref = reference.set_index(reference["id"].astype(str))["correct"]
     if not ref.index.is_unique:
         return None
-    src = [source_id(i, ref.index) for i in items["id"].astype(str)]
-    if None in src or len(set(src)) != len(src):
+    src = [source_of(i) for i in items["id"].astype(str)]
+    if any(s not in ref.index for s in src) or len(set(src)) != len(src):
         return None
     return pd.DataFrame({"correct": items["correct"].to_numpy(bool), "correct_ref": ref.loc[src].to_numpy(bool)})
 
@@ -145,7 +63,7 @@ def gap_table(results: pd.DataFrame, id_rows: dict, references: dict, modes, *, 
     independent samples (:func:`bootstrap_diff_ci`).
 
     results: per-sample zero-shot results; id_rows: {dataset: its reference's rows}
-    (:func:`mllm_ood.zero_shot.id_reference`); references: {dataset: 'dataset/domain'}. Columns: mode,
+    (:func:`mllm_ood.paper_a.zero_shot.id_reference`); references: {dataset: 'dataset/domain'}. Columns: mode,
     family, dataset, domain, accuracy, id_reference ('' when none) and, for datasets with a reference,
     id_accuracy, gap, gap_low, gap_high (fractions), paired (bool).
     """
@@ -190,21 +108,6 @@ def severity_table(table: pd.DataFrame) -> pd.DataFrame:
         sev = 0 if r["domain"] == "clean" else int(r["domain"].rsplit("-", 1)[1])
         rows += [dict(r, corruption=k, severity=sev) for k in kinds]
     return pd.DataFrame(rows)
-
-
-# A claim about a domain needs its 95 % interval to clear this many accuracy points (as a fraction).
-MARGIN = 0.05
-# Generate mode: a domain is a format failure when unparseable replies are at least this share of its errors.
-FORMAT_SHARE = 0.5
-
-
-def is_format_failure(accuracy: float, parse_failure_rate: float, margin: float = MARGIN,
-                      share: float = FORMAT_SHARE) -> bool:
-    """Unparseable replies are more than ``margin`` of the answers and at least ``share`` of the errors: the
-    accuracy then measures whether the model keeps the reply format, not whether it knows the class."""
-    if parse_failure_rate is None or np.isnan(parse_failure_rate):
-        return False
-    return bool(parse_failure_rate > margin and parse_failure_rate >= share * (1 - accuracy))
 
 
 def shift_findings(table: pd.DataFrame, gaps: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
@@ -264,8 +167,7 @@ def mode_agreement(results: pd.DataFrame, modes=("generate", "loglik"), *, margi
             continue
         ca, cb = both["correct_a"].to_numpy(bool), both["correct_b"].to_numpy(bool)
         lo, hi = bootstrap_paired_diff_ci(ca, cb, n_boot=n_boot, seed=seed)
-        finding = ("agree" if lo > -margin and hi < margin else
-                   "differ" if lo > margin or hi < -margin else "inconclusive")
+        finding = agreement(lo, hi, margin)
         rows.append({"dataset": ds_name, "domain": dom, a: ca.mean(), b: cb.mean(), "difference": ca.mean() - cb.mean(),
                      "diff_low": lo, "diff_high": hi, "identical": bool((ca == cb).all()), "finding": finding})
     return pd.DataFrame(rows)

@@ -2,9 +2,10 @@
 with its own interval, EMID, the bound's divergence terms beside their permutation nulls, the bound
 (or, without images, the text-side part of it), correlations with intervals, and JSON-ready records.
 
-Both front ends call it: :mod:`mllm_ood.emi` (JSONL files and the ``emi`` command) and
-:mod:`mllm_ood.emi_grid` (the scenario grids of notebook 04); the estimators themselves (CLUB,
-representation JSD, W2, permutation null) live in :mod:`mllm_ood.information` with their checks.
+Every front end calls it: :mod:`mllm_ood.paper_b.cli` (JSONL files and the ``emi`` command) and the
+grids of notebook 04 (:mod:`mllm_ood.paper_b.grids`); the estimators themselves live in
+:mod:`~mllm_ood.paper_b.estimators` (CLUB) and :mod:`~mllm_ood.paper_b.divergences` (representation JSD,
+W2, permutation null), the bound's formula in :mod:`~mllm_ood.paper_b.bound`.
 
 Inputs are embeddings, one row per query: ``x`` (the query embedding), ``y_model`` and ``y_reference``
 (the model's and the reference answer), ``z_text`` (the question) and optionally ``z_image``; a label
@@ -28,29 +29,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 
-from . import information as info
-from .cache import cached_analysis, cached_table, exact_digest
-from .seeding import derive_seed
-from .validation import ParameterError, check_choice, check_positive_int
+from ..cache import array_digest, cached, cached_analysis, cached_table, entry_path, exact_digest, is_valid
+from ..progress import tqdm
+from ..seeding import derive_seed
+from ..stats import CORRELATION_METHODS, correlation_ci
+from ..validation import ParameterError, check_choice, check_positive_int
+from .arrays import query_embedding
+from .bound import TERMS, bound_sum
+from .divergences import WASSERSTEIN_METHODS, permutation_null, representation_jsd, w2_function
+from .estimators import CLUB, effective_mi, train_club_pooled
 
 MIN_SAMPLES = 10  # per scenario: a CLUB estimate and a permutation null need more than a handful
 MIN_SCENARIOS = 2  # a source and at least one target
-TERMS = ("v", "t", "py", "qy")
-TERM_LABELS = {"v": "image input (JSv)", "t": "question text (JSt)", "py": "outputs on source (JSpy)",
-               "qy": "outputs on target (JSqy)"}
-CORRELATION_METHODS = ("pearson", "spearman")
-TEXT_ONLY_NOTE = ("text-only: no images, so x = question embedding and the image term JSv of the bound is "
-                  "UNKNOWN; 'text-side sum' = sqrt(JSt) + JSpy^1/4 + JSqy^1/4 is not the bound")
-
-
-def bound_label(complete: bool, divergence: str = "jsd") -> str:
-    """What the sum of the estimated terms is called: the bound, or its text-side part."""
-    if divergence == "jsd":
-        return ("bound sqrt(JSv)+sqrt(JSt)+JSpy^1/4+JSqy^1/4" if complete
-                else "text-side sum sqrt(JSt)+JSpy^1/4+JSqy^1/4 (image term unknown)")
-    return "W bound Wv+Wt+sqrt(Wpy)+sqrt(Wqy)" if complete else "text-side W sum Wt+sqrt(Wpy)+sqrt(Wqy) (image term unknown)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -108,7 +101,7 @@ class EmbeddedSamples:
     @property
     def x(self) -> np.ndarray:
         """Paper B's query embedding: (z_image + z_text) / 2, or z_text alone without images."""
-        return info.query_embedding(self.z_text, self.z_image)
+        return query_embedding(self.z_text, self.z_image)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -122,8 +115,6 @@ def pooled_club(emb: EmbeddedSamples, spans: dict[str, np.ndarray], *, seed: int
 
     Returns (club, info) with info = {trained_now, seconds, checkpoint, config, best_epoch, val_log_likelihood}.
     """
-    from .cache import array_digest, cached, entry_path, is_valid
-
     x = emb.x
     kwargs = {"seed": derive_seed(seed, task, "club"), "progress": progress, "device": "cpu", **(club_kwargs or {})}
     params = {"x": array_digest(x), "y_model": array_digest(emb.y_model), "y_reference": array_digest(emb.y_reference),
@@ -133,11 +124,11 @@ def pooled_club(emb: EmbeddedSamples, spans: dict[str, np.ndarray], *, seed: int
     t0 = time.time()
 
     def build(folder: Path) -> None:
-        info.train_club_pooled([x[s] for s in spans.values()], [emb.y_model[s] for s in spans.values()],
+        train_club_pooled([x[s] for s in spans.values()], [emb.y_model[s] for s in spans.values()],
                                [emb.y_reference[s] for s in spans.values()], **kwargs).save(folder)
 
     folder = cached("club", params, build)
-    club = info.CLUB.load(folder, device="cpu")
+    club = CLUB.load(folder, device="cpu")
     return club, club_info(club, trained_now=not hit, seconds=time.time() - t0, checkpoint=folder)
 
 
@@ -161,8 +152,6 @@ def check_club(club, emb: EmbeddedSamples) -> None:
 def pair_log_likelihoods(club, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``L[i, j] = log q(y_j | x_i)`` (nats, up to the Gaussian constant, which cancels in CLUB) for one
     scenario's x: (n, d_x), y: (n, d_y) -> (n, n) float64. CLUB = mean(diag L) - mean(L)."""
-    import torch
-
     with torch.no_grad():
         mu, logvar = (t.double().cpu().numpy() for t in club.mu_logvar(torch.as_tensor(x, dtype=torch.float32)))
     inv = np.exp(-logvar)
@@ -186,7 +175,7 @@ def scenario_emis(club, emb: EmbeddedSamples, spans: dict[str, np.ndarray], *, n
     """EMI (nats) of every scenario with its own bootstrap interval over the scenario's queries (the CLUB
     held fixed: the interval covers the sampling of queries, not the CLUB's training).
 
-    The estimate is paper B's (all n^2 pairs as negatives, :func:`mllm_ood.information.effective_mi`).
+    The estimate is paper B's (all n^2 pairs as negatives, :func:`mllm_ood.paper_b.estimators.effective_mi`).
     The interval is a percentile interval (``scipy.stats.bootstrap``) of ``EMI + (U* - U)``, where U is
     the same estimate with negatives over distinct rows only and U* its value on a resample: resampled
     rows repeat, and the all-pairs form would count the copies as negatives and drift (measured: on 12
@@ -197,7 +186,7 @@ def scenario_emis(club, emb: EmbeddedSamples, spans: dict[str, np.ndarray], *, n
     x = emb.x
     rows = []
     for s, idx in spans.items():
-        r = info.effective_mi(club, x[idx], emb.y_model[idx], emb.y_reference[idx])
+        r = effective_mi(club, x[idx], emb.y_model[idx], emb.y_reference[idx])
         lm = pair_log_likelihoods(club, x[idx], emb.y_model[idx])
         lr = pair_log_likelihoods(club, x[idx], emb.y_reference[idx])
         whole = np.arange(len(idx))
@@ -231,10 +220,10 @@ def _aligned(emb: EmbeddedSamples, src: np.ndarray, tgt: np.ndarray) -> tuple[np
 
 def _term(p: np.ndarray, q: np.ndarray, *, paired: bool, n_perm: int, seed: int, wasserstein: str | None) -> dict:
     out = {"paired": paired}
-    j = info.permutation_null(info.representation_jsd, p, q, paired=paired, n_perm=n_perm, seed=derive_seed(seed, "jsd"))
+    j = permutation_null(representation_jsd, p, q, paired=paired, n_perm=n_perm, seed=derive_seed(seed, "jsd"))
     out.update(jsd=j.value, jsd_null=j.null_mean, jsd_null_high=j.null_high, jsd_p=j.p)
     if wasserstein is not None:
-        w = info.permutation_null(info.w2_function(wasserstein, seed), p, q, paired=paired, n_perm=n_perm,
+        w = permutation_null(w2_function(wasserstein, seed), p, q, paired=paired, n_perm=n_perm,
                                   seed=derive_seed(seed, "w2"))
         out.update(w=w.value, w_null=w.null_mean, w_null_high=w.null_high, w_p=w.p)
     return out
@@ -250,8 +239,6 @@ def bound_terms(emb: EmbeddedSamples, spans: dict[str, np.ndarray], source: str,
     ``py`` of every target); ``t`` (questions) and ``v`` (images, only with images) between the source
     and each target, paired when both hold the same items. Each term is computed once.
     """
-    from .progress import tqdm
-
     check_positive_int("n_perm", n_perm)
     rows = []
     for s, idx in tqdm(spans.items(), desc="bound terms", disable=not progress, leave=False):
@@ -296,11 +283,8 @@ def bound_table(emis: pd.DataFrame, terms: pd.DataFrame, source: str, *, text_on
                 for suffix in ("", "_null", "_null_high", "_p"):
                     row[f"{div}_{k}{suffix}"] = np.nan if r is None else float(getattr(r, f"{div}{suffix}"))
         if s != source:
-            row["jsd_sum"] = sum(math.sqrt(row[f"jsd_{k}"]) for k in ("v", "t") if not math.isnan(row[f"jsd_{k}"])) + \
-                sum(row[f"jsd_{k}"] ** 0.25 for k in ("py", "qy"))
-            if has_w:
-                row["w_sum"] = sum(row[f"w_{k}"] for k in ("v", "t") if not math.isnan(row[f"w_{k}"])) + \
-                    sum(math.sqrt(row[f"w_{k}"]) for k in ("py", "qy"))
+            for div in ("jsd", "w") if has_w else ("jsd",):
+                row[f"{div}_sum"] = bound_sum({k: row[f"{div}_{k}"] for k in TERMS}, div)
         rows.append(row)
     out = pd.DataFrame(rows)
     return pd.concat([out[out["is_source"]], out[~out["is_source"]]], ignore_index=True)
@@ -336,7 +320,7 @@ def analyse(emb: EmbeddedSamples, labels: Sequence[str], source: str, *, club=No
     one given), EMI per scenario with intervals, every bound term with its permutation null, and the
     per-scenario table of :func:`bound_table`. Input errors are raised before anything is trained."""
     if wasserstein is not None:
-        check_choice("wasserstein method", wasserstein, info.WASSERSTEIN_METHODS)
+        check_choice("wasserstein method", wasserstein, WASSERSTEIN_METHODS)
     check_positive_int("n_boot", n_boot)
     check_positive_int("n_perm", n_perm)
     spans = scenario_spans(labels, source=source, first_lines=first_lines)
@@ -375,102 +359,6 @@ def looseness(table: pd.DataFrame, column: str = "jsd_sum") -> dict:
             "n_positive_emid": int(len(pos)), "n_targets": int(len(t))}
 
 
-# --------------------------------------------------------------------------------------------------
-# correlations with intervals
-
-
-def _corr(a: np.ndarray, b: np.ndarray, method: str) -> float:
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float((stats.pearsonr if method == "pearson" else stats.spearmanr)(a, b).statistic)
-
-
-def correlation_ci(a, b, *, method: str = "pearson", n_boot: int = 1000, level: float = 0.95, seed: int = 0,
-                   rows: Sequence | None = None, cols: Sequence | None = None) -> dict:
-    """Correlation of paired series a, b (one value per scenario) with a percentile bootstrap interval.
-
-    Without ``rows``/``cols`` the scenarios are resampled with replacement (independent scenarios). With
-    both (the scenario's row and column in a crossed grid, e.g. image condition x question condition),
-    rows and columns are resampled independently and every cell of the resampled rows x columns is
-    kept (the pigeonhole bootstrap for crossed designs, Owen 2007): scenarios that share an image
-    condition or a question condition are not treated as independent.
-
-    Returns {method, n, r, low, high, p (two-sided, scipy, assumes independence), n_boot_valid,
-    resampling}; r, low, high are nan when undefined (fewer than 3 scenarios, a constant series).
-    Resamples in which a series is constant or has < 3 cells are dropped (``n_boot_valid`` counts the
-    rest); with fewer than 10 % valid the interval is nan. Cached (key: the series, labels and settings).
-    """
-    labels = [np.asarray([] if v is None else list(v), dtype=object) for v in (rows, cols)]
-    params = {"series": exact_digest(np.asarray(a, dtype=float), np.asarray(b, dtype=float), *labels),
-              "crossed": rows is not None and cols is not None, "method": method, "n_boot": n_boot,
-              "level": level, "seed": seed, "version": ANALYSIS_VERSION}
-    row = cached_table("correlations", params, lambda: pd.DataFrame([_correlation_ci(
-        a, b, method=method, n_boot=n_boot, level=level, seed=seed, rows=rows, cols=cols)]), file="table.pkl").iloc[0]
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-
-
-def _correlation_ci(a, b, *, method, n_boot, level, seed, rows, cols) -> dict:
-    check_choice("correlation method", method, CORRELATION_METHODS)
-    check_positive_int("n_boot", n_boot)
-    if not isinstance(level, float) or not 0 < level < 1:
-        raise ParameterError(f"level must be a float in (0, 1), got {level!r}")
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.ndim != 1 or a.shape != b.shape:
-        raise ParameterError(f"correlation needs two 1-D series of equal length, got shapes {a.shape} and {b.shape}")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ParameterError("correlation series contain NaN or infinite values")
-    crossed = rows is not None and cols is not None
-    if crossed and not (len(rows) == len(cols) == len(a)):
-        raise ParameterError(f"rows and cols need one label per scenario ({len(a)})")
-    out = {"method": method, "n": len(a), "r": _corr(a, b, method), "low": float("nan"), "high": float("nan"),
-           "p": float("nan"), "n_boot_valid": 0, "resampling": "rows x columns" if crossed else "scenarios"}
-    if math.isnan(out["r"]):
-        return out
-    out["p"] = float((stats.pearsonr if method == "pearson" else stats.spearmanr)(a, b).pvalue)
-    g = np.random.default_rng(derive_seed(seed, "correlation-bootstrap", method, len(a), out["resampling"]))
-    if crossed:
-        r_lab, c_lab = np.asarray(rows, dtype=object), np.asarray(cols, dtype=object)
-        ur, uc = list(dict.fromkeys(r_lab)), list(dict.fromkeys(c_lab))
-        cell = {(r, c): i for i, (r, c) in enumerate(zip(r_lab, c_lab))}
-    rs = []
-    for _ in range(n_boot):
-        if crossed:
-            pick_r = [ur[i] for i in g.integers(0, len(ur), len(ur))]
-            pick_c = [uc[i] for i in g.integers(0, len(uc), len(uc))]
-            i = np.array([cell[(r, c)] for r in pick_r for c in pick_c if (r, c) in cell], dtype=int)
-        else:
-            i = g.integers(0, len(a), len(a))
-        r = _corr(a[i], b[i], method) if len(i) >= 3 else float("nan")
-        if not math.isnan(r):
-            rs.append(r)
-    out["n_boot_valid"] = len(rs)
-    if len(rs) >= max(1, n_boot // 10):
-        alpha = (1 - level) / 2
-        out["low"], out["high"] = (float(v) for v in np.quantile(rs, [alpha, 1 - alpha]))
-    return out
-
-
-def verdict(c: dict, published_r: float | None = None) -> str:
-    """Plain words for a correlation with its interval, optionally against a published r."""
-    if math.isnan(c["r"]):
-        return "undefined (constant series or fewer than 3 scenarios)"
-    if math.isnan(c["low"]):
-        return "interval undefined"
-    if c["low"] > 0:
-        sign = "positive (interval excludes 0)"
-    elif c["high"] < 0:
-        sign = "NEGATIVE (interval excludes 0)"
-    else:
-        sign = "no clear relation (interval includes 0)"
-    if published_r is None:
-        return sign
-    if c["low"] > 0 and c["low"] <= published_r <= c["high"]:
-        return "reproduced: " + sign + f", published {published_r:.2f} inside the interval"
-    if c["low"] > 0:
-        return "partly: " + sign + f", but published {published_r:.2f} outside the interval"
-    return "not reproduced: " + sign + f" (published {published_r:.2f})"
-
-
 def json_safe(obj):
     """``obj`` with numpy scalars made Python scalars and non-finite floats made None (valid JSON)."""
     if isinstance(obj, dict):
@@ -482,11 +370,6 @@ def json_safe(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
-
-
-def term_transform(column: str) -> float:
-    """How a term enters the JSD bound: sqrt for the input terms, fourth root for the output terms."""
-    return 0.5 if column.endswith(("_v", "_t")) else 0.25
 
 
 @cached_analysis("analysis")

@@ -1,7 +1,7 @@
 """Paper B's full setup (paper profile, notebook 04) -- UNTESTED ONLINE: a hub MLLM answers every question
 of paper B's shifted LLaVA-Bench sets, the answers are embedded as in paper B's code (CLIP ViT-B/32 patch
 mean for images, XLM-R first-layer token mean for texts), and EMI, EMID and the bound are computed per
-scenario by :mod:`mllm_ood.emi_core`, with a judge score per scenario.
+scenario by :mod:`mllm_ood.paper_b.core`, with a judge score per scenario.
 
 The sets are ``changdae/llavabench-shift-synthetic-v1`` and ``changdae/llavabench-shift-natural-v1`` (specs
 ``llavabench_shift_synthetic`` / ``llavabench_shift_natural`` in :mod:`mllm_ood.data.hub`): one split per
@@ -18,7 +18,7 @@ questions (paper B answered the full in-the-wild set once and indexed its easy /
 splits hold those subsets). Items are paired across the splits of one image set by position (the same
 image and question, shifted), never across image sets.
 
-The judge here is :class:`OverlapJudge` (token F1 against the GPT-4 reference, offline, deterministic): a
+The judge here is :class:`mllm_ood.paper_b.judges.OverlapJudge` (token F1 against the GPT-4 reference, offline, deterministic): a
 stand-in for paper B's GPT-4 review, not the same measurement. Any callable
 ``judge(question, response, reference) -> [0, 1]`` can replace it.
 """
@@ -26,16 +26,14 @@ stand-in for paper B's GPT-4 review, not the same measurement. Any callable
 from __future__ import annotations
 
 import hashlib
-import re
-from collections import Counter
 from types import SimpleNamespace
 
 import pandas as pd
 
-from .cache import cached_table
-from .data import hub
-from .mllm.refs import fingerprint_of
-from .validation import ParameterError, check_choice
+from ...cache import cached_table
+from ...data import hub
+from ...mllm import fingerprint_of
+from ...validation import ParameterError, check_choice
 
 DATASETS = {"synthetic": "llavabench_shift_synthetic", "natural": "llavabench_shift_natural"}
 ID_SPLIT = {"synthetic": "llava_bench_coco", "natural": "llava_bench_coco_English"}
@@ -133,28 +131,8 @@ def grid_images(grid: str, responses: pd.DataFrame, *, max_questions: int | None
 
 
 def grid(grid_name: str):
-    """What :func:`mllm_ood.emi_grid.scenario_table` needs of a grid: its name and ID scenario."""
+    """What :func:`mllm_ood.paper_b.grids.analysis.scenario_table` needs of a grid: its name and ID scenario."""
     return SimpleNamespace(name=f"hub-{grid_name}", id_scenario=ID_SPLIT[grid_name])
-
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-class OverlapJudge:
-    """Token F1 between response and reference (lower-cased word tokens, as SQuAD's F1): a deterministic,
-    offline stand-in for paper B's GPT-4 review, in [0, 1]; a reference scores 1 against itself, so it is
-    a relative score like paper B's. It rewards shared wording, not correctness: read it as such."""
-
-    def __call__(self, question: str, response: str, reference: str) -> float:
-        del question
-        a, b = _WORD.findall(str(response).lower()), _WORD.findall(str(reference).lower())
-        if not a or not b:
-            return 0.0
-        common = sum((Counter(a) & Counter(b)).values())
-        if common == 0:
-            return 0.0
-        p, r = common / len(a), common / len(b)
-        return float(2 * p * r / (p + r))
 
 
 def n_scenarios(grids) -> int:
@@ -162,5 +140,5 @@ def n_scenarios(grids) -> int:
     return sum(len(hub.SPECS[DATASETS[g]].splits) - 1 for g in grids)
 
 
-__all__ = ["DATASETS", "ID_SPLIT", "OverlapJudge", "axes", "grid", "grid_images", "grid_of", "grid_responses",
+__all__ = ["DATASETS", "ID_SPLIT", "axes", "grid", "grid_images", "grid_of", "grid_responses",
            "n_scenarios", "scenario_responses", "scenarios"]

@@ -1,6 +1,6 @@
 """Few-shot in-context-learning (ICL) episodes: demonstrations, then a query, as one conversation.
 
-An episode is a multi-image prompt for the model interface (:mod:`mllm_ood.mllm`): the images are
+An episode is a multi-image prompt for the model interface (:mod:`mllm_ood.models`): the images are
 the demonstrations in order followed by the query, and the text marks each image's place with
 ``<image>``. The layout is the one under which the embedded model learned in context: every
 demonstration image is followed directly by its label word (no constant token in between), and the
@@ -26,7 +26,7 @@ Three label-word variants (:func:`label_words`):
 
 This module holds the layout (:func:`make_episode`) and the per-episode draws the studies share
 (:func:`label_words`, :func:`balanced_counts`). Episodes are drawn by one builder,
-:func:`mllm_ood.icl.build_condition_episodes`, whose studies (small classes) decide the classes, the
+:func:`mllm_ood.paper_a.icl.studies.build_condition_episodes`, whose studies (small classes) decide the classes, the
 demonstration counts and pools and how images are shown; demonstrations never include the query nor
 another rendering of its source image. (The embedded model's training samples and its held-out probe
 during training draw their own token-level episodes: see :mod:`mllm_ood.mllm.embedded.samples` and
@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .mllm.base import IMAGE_PLACEHOLDER
+from ..validation import ParameterError
 from .prompts import format_answer, zero_shot_prompt
-from .validation import ParameterError
 
+IMAGE_PLACEHOLDER = "<image>"
 EPISODE_INSTRUCTION = "Each example image is followed by its label."
 # Made-up label words for reassigned episodes (each is one token of the embedded model's tokenizer).
 NONCE_WORDS = (
@@ -79,7 +79,7 @@ class Episode:
 
     @property
     def conversation(self) -> tuple[list, str]:
-        """(images, prompt): what :meth:`mllm_ood.mllm.base.MLLM.generate` and ``score_choices`` take."""
+        """(images, prompt): what :meth:`mllm_ood.mllm.hf.HFModel.generate` and ``score_choices`` take."""
         return (list(self.images), self.prompt)
 
     @property
@@ -126,8 +126,8 @@ def balanced_counts(shots: int, n_way: int, r: np.random.Generator) -> np.ndarra
 
 def make_episode(demo_images, demo_labels, demo_ids, query_image, query_label: int, query_id: str,
                  classes: Sequence[int], words: dict, mode: str) -> Episode:
-    """An :class:`~mllm_ood.episodes.Episode` in the shared layout (:func:`episode_prompt`); ``classes``
-    in choice-list order (see :func:`mllm_ood.icl.choice_order`).
+    """An :class:`~mllm_ood.formats.episodes.Episode` in the shared layout (:func:`episode_prompt`); ``classes``
+    in choice-list order (see :func:`mllm_ood.paper_a.icl.tasks.choice_order`).
 
     Without demonstrations the prompt is the plain zero-shot prompt (the query image, then the question
     with the choice list: what notebook 01 asks, restricted to the episode's choices), so a shots curve

@@ -1,10 +1,10 @@
-"""Paper A's zero-shot protocol on any model of :mod:`mllm_ood.mllm`, cached per
+"""Paper A's zero-shot protocol on any model of :mod:`mllm_ood.models`, cached per
 (model, dataset, domain, mode, sampling, code version).
 
 Two answer modes:
 
 - ``generate``: the multiple-choice prompt, free greedy generation, the ``Answer Choice:`` regex parser
-  of the prompt style (:func:`mllm_ood.prompts.parser_for`: paper A's own template and parser, or the
+  of the prompt style (:func:`mllm_ood.formats.prompts.parser_for`: paper A's own template and parser, or the
   short one-line prompt that fits the embedded model); an unparseable reply counts as wrong (paper A);
 - ``loglik``: the same prompt, each choice's reply ``Answer Choice: [name]`` scored by log-likelihood;
   the most likely choice is the prediction (always "parsed").
@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from .progress import tqdm
 
-from .cache import cached_table
-from .data import catalog, world
-from .mllm.refs import fingerprint_of
-from .prompts import PROMPT_STYLES, QUESTION, class_descriptions, domain_context, format_answer, parser_for, prompt_for
-from .validation import ParameterError, check_choice, check_choices, check_positive_int
+from ..cache import cached_table
+from ..data import catalog, world
+from ..mllm import fingerprint_of
+from ..progress import tqdm
+from ..validation import ParameterError, check_choice, check_choices, check_positive_int
+from ..formats.prompts import (PROMPT_STYLES, QUESTION, class_descriptions, domain_context, format_answer, parser_for,
+                               prompt_for)
 
 MODES = ("generate", "loglik")
 # Prompt variants of paper A's hypothesis 1: the plain prompt, + class descriptions, + domain context.
@@ -79,7 +80,7 @@ def evaluate(model, datasets, modes=MODES, n_per_class: int = 20, sampling: str 
              domains: dict | None = None) -> pd.DataFrame:
     """Per-sample zero-shot results (RESULT_COLUMNS) for every (dataset, domain, mode).
 
-    model: a :class:`mllm_ood.mllm.base.MLLM` (its ``fingerprint`` names the cache entries).
+    model: a :class:`mllm_ood.mllm.hf.HFModel` (its ``fingerprint`` names the cache entries).
     n_per_class / sampling: paper A's first-N per domain x class, or a seeded random N.
     prompt_style: 'short' (fits the embedded model) or 'paper_a' (paper A's template and parser).
     domains: {dataset: [domain, ...]} to evaluate only those domains of a dataset (default: all).
