@@ -293,16 +293,20 @@ def cached_analysis(kind: str):
     def wrap(fn):
         sig = inspect.signature(fn)
 
-        @functools.wraps(fn)
-        def cached_call(*args, **kwargs):
+        def key_params(*args, **kwargs) -> dict:
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
-            params = {"function": f"{fn.__module__}.{fn.__qualname__}", "source": source_digest(),
-                      "arguments": {k: content_digest(v) for k, v in bound.arguments.items()}}
-            folder = cached(kind, params, lambda tmp: (tmp / "value.pkl").write_bytes(pickle.dumps(fn(*args, **kwargs))))
+            return {"function": f"{fn.__module__}.{fn.__qualname__}", "source": source_digest(),
+                    "arguments": {k: content_digest(v) for k, v in bound.arguments.items()}}
+
+        @functools.wraps(fn)
+        def cached_call(*args, **kwargs):
+            folder = cached(kind, key_params(*args, **kwargs),
+                            lambda tmp: (tmp / "value.pkl").write_bytes(pickle.dumps(fn(*args, **kwargs))))
             return pickle.loads((folder / "value.pkl").read_bytes())
 
         cached_call.uncached = fn
+        cached_call.key_params = key_params  # what keys a call (tests check that every argument is in it)
         return cached_call
 
     return wrap

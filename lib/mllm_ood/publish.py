@@ -55,12 +55,13 @@ def publish_files(pairs: list[tuple[Path, Path]]) -> None:
                 ready.append((src, tmp, dst, True))  # listed first: a half-written copy is removed too
                 shutil.copy2(src, tmp)
     except OSError as err:
-        for src, tmp, _, copied in reversed(ready):
+        what = f"cannot publish {src.name} to {dst.parent}: {err.strerror or err}"
+        for back, tmp, _, copied in reversed(ready):
             if copied:
                 tmp.unlink(missing_ok=True)
             elif tmp.exists():
-                os.rename(tmp, src)
-        raise PublishError(f"cannot publish {src.name} to {dst.parent}: {err.strerror or err}") from err
+                os.rename(tmp, back)
+        raise PublishError(what) from err
     for src, tmp, dst, copied in ready:
         os.replace(tmp, dst)
         if copied:
