@@ -791,14 +791,11 @@ def _failing_cell(executed: Path) -> str:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 return f"cell {i} ({out.get('ename')}: {out.get('evalue', '')[:200]}) starting {first_line(cell)!r}"
-    state = [c.get("metadata", {}).get("papermill", {}).get("status") for c in nb.cells]
-    if "running" in state:
-        i = state.index("running")
-        return f"cell {i} (running when stopped) starting {first_line(nb.cells[i])!r}"
-    done = [i for i, st in enumerate(state) if st == "completed"]
-    if done:
-        return f"the cell after cell {done[-1]} (the last one completed, starting {first_line(nb.cells[done[-1]])!r})"
-    return "its first cell (none had completed)"
+    # papermill marks never-run cells "completed" at the end; the last cell with a start time is where it stopped
+    started = [i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if not started:
+        return "its first cell (none had started)"
+    return f"cell {started[-1]} (running when stopped) starting {first_line(nb.cells[started[-1]])!r}"
 
 
 def add_parser(sub) -> None:
