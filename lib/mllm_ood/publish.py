@@ -23,11 +23,16 @@ class PublishError(RuntimeError):
 
 
 def check_writable_folder(folder, what: str) -> Path:
-    """Create ``folder`` if needed and raise ParameterError unless a file can be created in it."""
+    """Raise ParameterError unless ``folder`` (or, when it does not exist yet, its nearest existing parent)
+    is a folder in which a file can be created; nothing is left behind."""
     folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-check-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is not a folder")
+        probe = existing / f".write-check-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
