@@ -13,7 +13,8 @@ cache as configured) and is classified:
 
     .venv/bin/python bench/sweep_bad_inputs.py [--with-runs]
 
-``--with-runs`` adds the trials that execute a smoke notebook (a minute or two each). Prints one line per
+``--with-runs`` adds the fault trial that executes a notebook (``00_embedded_world`` with its figures on
+``/dev/shm``, another filesystem: a minute or two); ``--runs-only`` runs only that one. Prints one line per
 trial and the counts.
 """
 
@@ -83,7 +84,8 @@ def classify(rc, out: str, err: str, must_survive: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--with-runs", action="store_true", help="also the fault trials that run a smoke notebook")
+    ap.add_argument("--with-runs", action="store_true", help="also the fault trials that run a notebook")
+    ap.add_argument("--runs-only", action="store_true", help="only the fault trials that run a notebook")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="sweep-"))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MLLM_OOD_RUNS": str(tmp / "runs"),
@@ -160,17 +162,18 @@ def main(argv=None) -> int:
                                     str(tmp / "a_file" / "o.json")], {}, {}),
     ]
     counts: dict[str, int] = {}
-    for name, cmd, extra, survive in trials:
+    for name, cmd, extra, survive in [] if args.runs_only else trials:
         rc, out, err, wall = run(cmd, {**env, **extra}, limit=0)
         verdict = classify(rc, out, err, survive)
         counts[verdict] = counts.get(verdict, 0) + 1
         last = (err.strip().splitlines() or [""])[-1][:150]
         print(f"{verdict:10s} {wall:6.1f}s  {name}: {last}", flush=True)
-    if args.with_runs:
+    if args.with_runs or args.runs_only:
         shm = Path("/dev/shm")
         if shm.is_dir():
             figs = shm / f"sweep-figures-{os.getpid()}"
-            rc, out, err, wall = run([*runner, "--smoke", "--only", "00_embedded_world"],
+            # not --smoke: a smoke run keeps its figures in its run folder, on the staging filesystem
+            rc, out, err, wall = run([*runner, "--only", "00_embedded_world"],
                                      {**env, "MLLM_OOD_FIGURES": str(figs)}, limit=600)
             published = figs.exists() and any(figs.glob("*.png"))
             verdict = "ok" if rc == 0 and published else "data lost" if rc == 0 else classify(rc, out, err, {})
