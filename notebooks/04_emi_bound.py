@@ -100,6 +100,7 @@ HUB_MAX_NEW_TOKENS: int = 512  # greedy answer length on the hub sets (LLaVA-Ben
 from mllm_ood.information import WASSERSTEIN_METHODS
 from mllm_ood.judge import check_judge, make_judge
 from mllm_ood.mllm import capabilities_of, model_reference
+from mllm_ood.preflight import check_image_embedder, check_text_embedder
 from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, number,
                                  require, satisfies, seed, text)
 
@@ -107,8 +108,9 @@ check_parameters(globals(), SMOKE=boolean(), BENCH_MODELS=listing(choices=llava_
                  BENCH_TEXT_EMBEDDERS=listing(choices=["e5", "minilm"]), MODEL=model_reference(),
                  GRIDS=listing(choices=emi_grid.GRIDS), SAMPLES_PER_CLASS=integer(1, MAX_PER_CLASS), SEED=seed(),
                  N_BOOT=integer(1, 100_000), N_PERM=integer(1, 100_000), LEVEL=number(0, 1, open_interval=True),
-                 BATCH_SIZE=integer(1, 4096), MAX_NEW_TOKENS=integer(1, 512), TEXT_EMBEDDER=text(),
-                 IMAGE_EMBEDDER=text(), WASSERSTEIN=text(choices=WASSERSTEIN_METHODS),
+                 BATCH_SIZE=integer(1, 4096), MAX_NEW_TOKENS=integer(1, 512),
+                 TEXT_EMBEDDER=satisfies(check_text_embedder, "a text embedder"),
+                 IMAGE_EMBEDDER=satisfies(check_image_embedder, "an image embedder"), WASSERSTEIN=text(choices=WASSERSTEIN_METHODS),
                  CLUB_MAX_EPOCHS=integer(1, 100_000), ESTIMATOR_CHECKS=boolean(),
                  HUB_DATASETS=listing(choices=[f"hub:{d}" for d in llava_bench_hub.DATASETS.values()], nonempty=False),
                  HUB_QUESTIONS=integer(0, 100_000), HUB_MAX_NEW_TOKENS=integer(1, 4096),

@@ -126,10 +126,10 @@ def validate(grids, n_per_class: int, *, n_boot: int = 1000, level: float = 0.95
     check_positive_int("max_new_tokens", max_new_tokens)
     check_positive_int("batch_size", batch_size)
     check_choice("wasserstein method", wasserstein, info.WASSERSTEIN_METHODS)
-    if not isinstance(image_embedder, str) or not image_embedder:
-        raise ParameterError(f"image embedder must be 'model', 'clip' or a model folder / hub id, got {image_embedder!r}")
-    if not isinstance(text_embedder, str) or not text_embedder:
-        raise ParameterError(f"text embedder must be 'minilm', 'xlm-roberta' or a folder / hub id, got {text_embedder!r}")
+    from .preflight import check_image_embedder, check_text_embedder
+
+    check_image_embedder(image_embedder)
+    check_text_embedder(text_embedder)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -125,11 +125,13 @@ def make_judge(spec: str, class_names: Sequence[str], context: str = ""):
 
 
 def check_judge(spec) -> None:
-    """Rule for a JUDGE parameter (before anything loads)."""
+    """Rule for a JUDGE parameter (before anything loads): 'reference', or an endpoint model whose API key
+    is set when it is served at its provider's own address (:func:`mllm_ood.mllm.preflight.check_api_key`)."""
+    from .mllm.preflight import check_api_key
     from .mllm.refs import parse_endpoint_ref
 
     if spec == "reference":
         return
     if not isinstance(spec, str):
         raise ParameterError(f"must be 'reference' or an endpoint model like 'openai:gpt-4-0314', got {spec!r}")
-    parse_endpoint_ref(spec)
+    check_api_key(parse_endpoint_ref(spec))
