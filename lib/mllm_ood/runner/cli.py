@@ -13,15 +13,40 @@ import time
 from pathlib import Path
 
 from .. import progress
+from ..mllm.preflight import STANDIN_ENV
 from ..paths import figures_dir
 from ..validation import ParameterError
 from .execution import CELL_TIMEOUT, FolderBusy, default_jobs, execute, folder_lock
-from .planning import PROFILES, check_notebook_parameters, declared_parameters, parse_override, plan, resolve_parameters, runs_root
+from .planning import (PROFILES, check_hub_once, check_notebook_parameters, declared_parameters, parse_override, plan,
+                       resolve_parameters, runs_root)
+from .publish import check_writable_folder
 from .standins import check_context, prepare_standin_datasets, standin_substitutions
+
 
 def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None = None, retrain: bool = False,
         timeout: int = CELL_TIMEOUT, overrides: list[tuple[str, str]] | None = None, standin: bool = False,
         jobs: int | None = None) -> int:
+    """:func:`_run` with the profile's hub setting in force from the first check on: the embedded profile
+    offline (``HF_HUB_OFFLINE``; a hub id it cannot have is refused at once, see :mod:`mllm_ood.mllm.preflight`),
+    a ``--standin`` run marked so (its hub models are replaced after the checks)."""
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"} \
+        if profile == "embedded" else {}
+    if standin:
+        env[STANDIN_ENV] = "1"
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return _run(profile, smoke, only, retrain, timeout, overrides, standin, jobs)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run(profile: str, smoke: bool, only: list[str] | None, retrain: bool, timeout: int,
+         overrides: list[tuple[str, str]] | None, standin: bool, jobs: int | None) -> int:
     """Check every planned notebook's parameters, then execute the notebooks; print and write a summary.
 
     standin: the paper profile's dry run on shape-faithful stand-ins (see the module docstring).
@@ -48,6 +73,8 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
     if retrain and not declaring_retrain:
         raise ParameterError("--retrain applies to notebooks with a RETRAIN parameter; none of "
                              f"{', '.join(nb.stem for nb, _ in planned)} has one")
+    if profile == "paper" and not standin:
+        check_hub_once(planned, smoke, extra)
     t0 = time.time()  # the checks below, with --smoke's full-size checks inside resolve_parameters
     resolved = [(nb, pf, resolve_parameters(nb, pf, smoke, retrain, extra)) for nb, pf in planned]
     for nb, _, params in resolved:  # the real model's context, before any stand-in is built
@@ -56,6 +83,10 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
     print(f"parameters checked for {len(resolved) - len(unchecked)} notebook(s) in {time.time() - t0:.1f}s"
           + (f"; no validation cell (checked only when run): {', '.join(unchecked)}" if unchecked else ""),
           flush=True)
+    run_dir = runs_root() / (profile + ("-standin" if standin else "") + ("-smoke" if smoke else ""))
+    figs = run_dir / "figures" if smoke or standin else figures_dir()
+    check_writable_folder(run_dir, "the run folder")  # a read-only folder: one clear error, before compute
+    check_writable_folder(figs, "the figures folder")
     standin_notes: list[str] = []
     saved_mirror = os.environ.get("MLLM_OOD_HUB_MIRROR")
     if standin:
@@ -79,8 +110,6 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
         for line in standin_notes:
             print("stand-in:", line, flush=True)
 
-    run_dir = runs_root() / (profile + ("-standin" if standin else "") + ("-smoke" if smoke else ""))
-    figs = run_dir / "figures" if smoke or standin else figures_dir()
     command = " ".join(["run_all.sh", *sys.argv[2:]]) if sys.argv[1:2] == ["run"] else " ".join(sys.argv)
     saved_env = {k: os.environ.get(k) for k in ["MLLM_OOD_FIGURES", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
                                                  "TRANSFORMERS_OFFLINE", progress.ENV, "HF_HUB_DISABLE_PROGRESS_BARS",

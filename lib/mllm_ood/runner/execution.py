@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import progress
 from .planning import KERNEL, params_label
+from .publish import publish_files
 
 # Per-cell limit (a hung cell fails the run). The longest cell, notebook 04 embedding the 8,616 shipped LLaVA
 # answers with e5 on first use, took over 30 minutes on one core shared with the other notebooks and a test run.
@@ -51,17 +52,15 @@ def folder_lock(folder: Path):
 
 
 def publish(stage: Path, stage_figs: Path, figs: Path, run_dir: Path, names: list[str]) -> None:
-    """Move a succeeded notebook's figures into ``figs`` and its executed copy, HTML and log into ``run_dir``."""
-    figs.mkdir(parents=True, exist_ok=True)
-    for f in sorted(stage_figs.glob("*")) if stage_figs.exists() else []:
-        os.replace(f, figs / f.name)
-    for name in names:
-        src, dst = stage / name, run_dir / name
-        if src.exists():
-            os.replace(src, dst)
-        elif dst.exists():
-            dst.unlink()  # e.g. no HTML this time: do not leave the previous run's beside the new copy
+    """Move a succeeded notebook's figures into ``figs`` and its executed copy, HTML and log into ``run_dir``
+    (:func:`mllm_ood.runner.publish.publish_files`: across filesystems, all or nothing; PublishError leaves
+    the stage intact), then drop the stage and an earlier failure's ``failed/<notebook>`` folder."""
+    figures = sorted(stage_figs.glob("*")) if stage_figs.exists() else []
+    publish_files([(f, figs / f.name) for f in figures] + [(stage / name, run_dir / name) for name in names])
     shutil.rmtree(stage, ignore_errors=True)
+    shutil.rmtree(run_dir / "failed" / stage.name, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (run_dir / "failed").rmdir()  # only when empty
 
 
 def keep_failed(stage: Path, run_dir: Path, stem: str) -> Path:
@@ -153,9 +152,10 @@ def render_and_publish(executed: Path, stage: Path, stage_figs: Path, figs: Path
 
 def run_one(pm, nb: Path, params_file: Path | None, params: dict, run_dir: Path, figs: Path, timeout: int,
              command: str, smoke: bool, extra: dict, standin_notes: list[str] | None, kernels: Kernels,
-             interrupted: threading.Event, publishing) -> tuple[tuple, str | None, int]:
+             interrupted: threading.Event, publishing) -> tuple[tuple, str | None, int, object]:
     """Execute one notebook into its staging folder; hand a success to ``publishing`` (an executor:
-    :func:`render_and_publish`), keep a failure under failed/: (summary row, note or None, status 0 / 1 / 130)."""
+    :func:`render_and_publish`), keep a failure under failed/: (summary row, note or None, status 0 / 1 / 130,
+    the publishing future or None)."""
     stage = run_dir / "running" / nb.stem
     stage_figs = stage / "figures"
     stage_figs.mkdir(parents=True)
@@ -188,8 +188,8 @@ def run_one(pm, nb: Path, params_file: Path | None, params: dict, run_dir: Path,
     if ok:
         print(f"<== {nb.name} ok in {wall:.0f}s", flush=True)
         # Rendered and published beside the next notebook's run, which can start at once.
-        publishing.submit(render_and_publish, out, stage, stage_figs, figs, run_dir, nb)
-        return (nb.stem, "ok", wall, run_dir / nb.name), None, 0
+        published = publishing.submit(render_and_publish, out, stage, stage_figs, figs, run_dir, nb)
+        return (nb.stem, "ok", wall, run_dir / nb.name), None, 0, published
     stopped = interrupted.is_set()
     cell = failing_cell(out)
     failed = keep_failed(stage, run_dir, nb.stem)
@@ -199,7 +199,7 @@ def run_one(pm, nb: Path, params_file: Path | None, params: dict, run_dir: Path,
     note = (f"{nb.stem} {'interrupted' if stopped else 'failed'} at {cell}\n"
             f"  its executed copy, log and figures: {failed}\n"
             f"  {figs} and {run_dir} still hold the previous good outputs of {nb.stem}")
-    return (nb.stem, "INTERRUPTED" if stopped else "FAILED", wall, failed / nb.name), note, 130 if stopped else 1
+    return (nb.stem, "INTERRUPTED" if stopped else "FAILED", wall, failed / nb.name), note, 130 if stopped else 1, None
 
 
 def execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str, profile: str, smoke: bool,
@@ -214,12 +214,14 @@ def execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str,
                   "every step runs.", *[f"stand-in: {line}" for line in standin_notes]]
     kernels, interrupted = Kernels(), threading.Event()
     done_rows: dict[str, tuple] = {}
-    pending, running = list(resolved), {}
+    pending, running, published = list(resolved), {}, {}
 
     def collect(futures) -> None:
         nonlocal status
         for f in futures:
-            row, note, st = f.result()
+            row, note, st, publish_future = f.result()
+            if publish_future is not None:
+                published[row[0]] = publish_future
             running.pop(f)
             done_rows[row[0]] = row
             notes.extend([note] if note else [])
@@ -244,6 +246,17 @@ def execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str,
                 collect(wait(list(running), timeout=1)[0])
             status = 130
     kernels.close_logs()
+    for stem, publish_future in published.items():  # a publish that failed fails the run; its outputs go to failed/
+        err = publish_future.exception()
+        if err is None:
+            continue
+        failed = keep_failed(run_dir / "running" / stem, run_dir, stem)
+        print(f"FAILED: {stem} ran, but publishing its outputs failed: {err}\n"
+              f"  executed copy, log and figures: {failed}", file=sys.stderr)
+        done_rows[stem] = (stem, "FAILED", done_rows[stem][2], failed / done_rows[stem][3].name)
+        notes.append(f"{stem} ran, but publishing its outputs failed ({err})\n  its executed copy, log and figures: "
+                     f"{failed}\n  {figs} and {run_dir} still hold the previous good outputs of {stem}")
+        status = status or 1
     shutil.rmtree(run_dir / "running", ignore_errors=True)
     rows = [done_rows[nb.stem] for nb, _, _ in resolved if nb.stem in done_rows]
     summary = summary_text(command, profile, smoke, extra, rows, figs, run_dir, notes)
@@ -253,15 +266,26 @@ def execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str,
 
 
 def failing_cell(executed: Path) -> str:
+    """Where the notebook stopped: the cell with the error, else the cell papermill marked running (an
+    interrupt or a killed kernel), else the last completed one; or what is known when no copy was written."""
     import nbformat
 
+    if not executed.exists():
+        return "start-up (no executed copy was written: stopped before the kernel ran its first cell)"
     try:
         nb = nbformat.read(executed, as_version=4)
-    except Exception:  # noqa: BLE001 - the copy may be unreadable after a crash
-        return "unknown cell"
+    except Exception as err:  # noqa: BLE001 - the copy may be unreadable after a crash
+        return f"a cell not known (the executed copy cannot be read: {type(err).__name__})"
+
+    def first_line(cell) -> str:
+        return (cell.source.strip().splitlines() or [""])[0][:80]
+
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
-                first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                return f"cell {i} ({out.get('ename')}: {out.get('evalue', '')[:200]}) starting {first[:80]!r}"
-    return "unknown cell"
+                return f"cell {i} ({out.get('ename')}: {out.get('evalue', '')[:200]}) starting {first_line(cell)!r}"
+    # papermill marks never-run cells "completed" at the end; the last cell with a start time is where it stopped
+    started = [i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if not started:
+        return "its first cell (none had started)"
+    return f"cell {started[-1]} (running when stopped) starting {first_line(nb.cells[started[-1]])!r}"

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import yaml
 
+from ..data import hub
+from ..data.catalog import HUB_PREFIX
+from ..mllm.preflight import HUB_ID, hub_unreachable, needs_hub
 from ..paths import NOTEBOOKS, PARAMS, RUNS
 from ..validation import ParameterError, check_choice
 from .standins import check_context
@@ -86,7 +89,7 @@ def parse_override(value: str):
     s = value.strip()
     if s.startswith(("[", "{")):
         try:
-            return yaml.safe_load(s)
+            return yaml.load(s, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
         except yaml.YAMLError as err:
             raise ParameterError(f"-p value {value!r} is not a valid YAML list or mapping: {err}") from err
     if s in ("True", "False", "None"):
@@ -99,11 +102,26 @@ def parse_override(value: str):
     return value
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader refusing a mapping that repeats a key (plain YAML keeps the last value silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} repeats (line "
+                                                        f"{key_node.start_mark.line + 1}); give each key once",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_params_file(params_file: Path | None) -> dict:
     if params_file is None:
         return {}
     try:
-        params = yaml.safe_load(params_file.read_text()) or {}
+        params = yaml.load(params_file.read_text(), Loader=UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as err:
         raise ParameterError(f"{params_file}: not valid YAML: {err}") from err
     if not isinstance(params, dict):
@@ -136,6 +154,10 @@ def resolve_parameters(nb: Path, params_file: Path | None, smoke: bool = False, 
     declared = declared_parameters(nb)
     params = read_params_file(params_file)
     source = params_label(params_file) if params_file else "params"
+    if smoke and params_file is not None and SMOKE_SECTION not in params:
+        raise ParameterError(f"{source} has no {SMOKE_SECTION}: mapping, so --smoke would run the full-size values; "
+                             f"add the smoke run's sizes ({SMOKE_SECTION}: {{PARAMETER: value}}), or "
+                             f"'{SMOKE_SECTION}: {{}}' to smoke-run the full-size values on purpose")
     smoke_values = params.pop(SMOKE_SECTION, None)
     if smoke_values is None:
         smoke_values = {}
@@ -166,6 +188,30 @@ def resolve_parameters(nb: Path, params_file: Path | None, smoke: bool = False, 
     except ParameterError as err:
         raise ParameterError(f"{source}, its {SMOKE_SECTION}: values (--smoke): {err}") from err
     return small
+
+
+def check_hub_once(planned, smoke: bool, extra: dict) -> None:
+    """The paper profile without --standin: if any hub model or dataset its parameters name is not in the
+    local cache, check once that the hub can be reached, and refuse the run at once when it cannot."""
+    needed = set()
+    for _, pf in planned:
+        params = read_params_file(pf)
+        sets = [params, {**params, **(params.get(SMOKE_SECTION) or {})}] if smoke else [params]
+        for values in sets:
+            for value in {**values, **extra}.values():
+                for v in value if isinstance(value, list) else [value]:
+                    if isinstance(v, str) and v.startswith(HUB_PREFIX) and not os.environ.get("MLLM_OOD_HUB_MIRROR"):
+                        spec = hub.SPECS.get(v[len(HUB_PREFIX):].split("/", 1)[0])
+                        if spec is not None and spec.hub_id and needs_hub(spec.hub_id, "dataset"):
+                            needed.add(spec.hub_id)
+                    elif isinstance(v, str) and HUB_ID.match(v) and needs_hub(v):
+                        needed.add(v)
+    if needed:
+        why = hub_unreachable()
+        if why is not None:
+            raise ParameterError(f"the paper profile reads {', '.join(sorted(needed))} from the Hugging Face hub, which "
+                                 f"cannot be used: {why}. Connect to the network, or run the offline dry run "
+                                 f"(--standin)")
 
 
 def code_cells(nb: Path):
