@@ -86,8 +86,14 @@ def test_domain_features_of_a_hub_standin_come_from_clip(tmp_path, monkeypatch):
     assert s.shape == (14, 4)
 
 
-def test_parameter_rule_and_dry_run_substitution():
+def test_parameter_rule_and_dry_run_substitution(monkeypatch):
+    from mllm_ood.preflight import STANDIN_ENV
+
     check_probe_features("model")
+    for hub_ref in ("clip", "openai/clip-vit-base-patch32", "nosuch/clip"):  # offline, not in the hub cache
+        with pytest.raises(ParameterError, match="not in the local Hugging Face cache.*HF_HUB_OFFLINE"):
+            check_probe_features(hub_ref)
+    monkeypatch.setenv(STANDIN_ENV, "1")  # a --standin run replaces them after the checks
     check_probe_features("clip")
     check_probe_features("openai/clip-vit-base-patch32")
     with pytest.raises(ParameterError, match="'model', 'clip' or a CLIP checkpoint"):

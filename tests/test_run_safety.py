@@ -160,6 +160,8 @@ def test_terminated_run_keeps_previous_figures(study):
     assert "INTERRUPTED" in out and str(failed) in err
     assert _tag(study / "figures" / "t_first.csv") == "good" and _tag(failed / "figures" / "t_first.csv") == "half"
     assert not (study / "runs" / "embedded" / "running").exists()
+    summary = (study / "runs" / "embedded" / "summary.txt").read_text()  # the cell it was in, not "unknown cell"
+    assert re.search(r"interrupted at cell \d+ \(running when stopped\) starting 'while WAIT_FOR", summary), summary
 
 
 SAVER = textwrap.dedent("""

@@ -250,7 +250,8 @@ _SOURCE_DIGEST: str | None = None
 def content_digest(value) -> str:
     """A stable digest of an analysis argument's content: tables by their index, columns, dtypes and
     values, arrays by :func:`exact_digest`, a model by its fingerprint, containers item by item, plain
-    values by their text, an object with a ``cache_identity()`` by what that returns. Anything else is
+    values by their text, an object with a ``cache_identity()`` by what that returns (before its
+    ``fingerprint``: a model wrapped to read other features keeps the model's fingerprint). Anything else is
     refused (a default ``repr`` holds a memory address)."""
     import dataclasses
 
@@ -265,10 +266,10 @@ def content_digest(value) -> str:
         return h.hexdigest()[:16]
     if isinstance(value, np.ndarray):
         return exact_digest(value)
+    if callable(getattr(value, "cache_identity", None)):  # first: a wrapped model names what it adds
+        return content_digest({"type": type(value).__qualname__, **value.cache_identity()})
     if getattr(value, "fingerprint", None):
         return f"model:{value.fingerprint}"
-    if callable(getattr(value, "cache_identity", None)):
-        return content_digest({"type": type(value).__qualname__, **value.cache_identity()})
     if isinstance(value, dict):
         return json.dumps({str(k): content_digest(v) for k, v in value.items()}, sort_keys=True)
     if isinstance(value, (list, tuple)):
@@ -292,16 +293,20 @@ def cached_analysis(kind: str):
     def wrap(fn):
         sig = inspect.signature(fn)
 
-        @functools.wraps(fn)
-        def cached_call(*args, **kwargs):
+        def key_params(*args, **kwargs) -> dict:
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
-            params = {"function": f"{fn.__module__}.{fn.__qualname__}", "source": source_digest(),
-                      "arguments": {k: content_digest(v) for k, v in bound.arguments.items()}}
-            folder = cached(kind, params, lambda tmp: (tmp / "value.pkl").write_bytes(pickle.dumps(fn(*args, **kwargs))))
+            return {"function": f"{fn.__module__}.{fn.__qualname__}", "source": source_digest(),
+                    "arguments": {k: content_digest(v) for k, v in bound.arguments.items()}}
+
+        @functools.wraps(fn)
+        def cached_call(*args, **kwargs):
+            folder = cached(kind, key_params(*args, **kwargs),
+                            lambda tmp: (tmp / "value.pkl").write_bytes(pickle.dumps(fn(*args, **kwargs))))
             return pickle.loads((folder / "value.pkl").read_bytes())
 
         cached_call.uncached = fn
+        cached_call.key_params = key_params  # what keys a call (tests check that every argument is in it)
         return cached_call
 
     return wrap

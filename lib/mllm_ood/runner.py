@@ -55,6 +55,7 @@ import yaml
 
 from . import progress
 from .paths import NOTEBOOKS, PARAMS, RUNS, figures_dir
+from .publish import check_writable_folder, publish_files
 from .validation import ParameterError, check_choice
 
 PROFILES = ["embedded", "paper"]
@@ -226,7 +227,7 @@ def parse_override(value: str):
     s = value.strip()
     if s.startswith(("[", "{")):
         try:
-            return yaml.safe_load(s)
+            return yaml.load(s, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
         except yaml.YAMLError as err:
             raise ParameterError(f"-p value {value!r} is not a valid YAML list or mapping: {err}") from err
     if s in ("True", "False", "None"):
@@ -239,11 +240,26 @@ def parse_override(value: str):
     return value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader refusing a mapping that repeats a key (plain YAML keeps the last value silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} repeats (line "
+                                                        f"{key_node.start_mark.line + 1}); give each key once",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_params_file(params_file: Path | None) -> dict:
     if params_file is None:
         return {}
     try:
-        params = yaml.safe_load(params_file.read_text()) or {}
+        params = yaml.load(params_file.read_text(), Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as err:
         raise ParameterError(f"{params_file}: not valid YAML: {err}") from err
     if not isinstance(params, dict):
@@ -276,6 +292,10 @@ def resolve_parameters(nb: Path, params_file: Path | None, smoke: bool = False, 
     declared = declared_parameters(nb)
     params = _read_params_file(params_file)
     source = str(params_file.relative_to(PARAMS.parent)) if params_file else "params"
+    if smoke and params_file is not None and SMOKE_SECTION not in params:
+        raise ParameterError(f"{source} has no {SMOKE_SECTION}: mapping, so --smoke would run the full-size values; "
+                             f"add the smoke run's sizes ({SMOKE_SECTION}: {{PARAMETER: value}}), or "
+                             f"'{SMOKE_SECTION}: {{}}' to smoke-run the full-size values on purpose")
     smoke_values = params.pop(SMOKE_SECTION, None)
     if smoke_values is None:
         smoke_values = {}
@@ -380,17 +400,15 @@ def folder_lock(folder: Path):
 
 
 def _publish(stage: Path, stage_figs: Path, figs: Path, run_dir: Path, names: list[str]) -> None:
-    """Move a succeeded notebook's figures into ``figs`` and its executed copy, HTML and log into ``run_dir``."""
-    figs.mkdir(parents=True, exist_ok=True)
-    for f in sorted(stage_figs.glob("*")) if stage_figs.exists() else []:
-        os.replace(f, figs / f.name)
-    for name in names:
-        src, dst = stage / name, run_dir / name
-        if src.exists():
-            os.replace(src, dst)
-        elif dst.exists():
-            dst.unlink()  # e.g. no HTML this time: do not leave the previous run's beside the new copy
+    """Move a succeeded notebook's figures into ``figs`` and its executed copy, HTML and log into ``run_dir``
+    (:func:`mllm_ood.publish.publish_files`: across filesystems, all or nothing; PublishError leaves the
+    stage intact), then drop the stage and an earlier failure's ``failed/<notebook>`` folder."""
+    figures = sorted(stage_figs.glob("*")) if stage_figs.exists() else []
+    publish_files([(f, figs / f.name) for f in figures] + [(stage / name, run_dir / name) for name in names])
     shutil.rmtree(stage, ignore_errors=True)
+    shutil.rmtree(run_dir / "failed" / stage.name, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (run_dir / "failed").rmdir()  # only when empty
 
 
 def _keep_failed(stage: Path, run_dir: Path, stem: str) -> Path:
@@ -414,6 +432,29 @@ def _summary(command: str, profile: str, smoke: bool, overrides: dict, rows, fig
 def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None = None, retrain: bool = False,
         timeout: int = CELL_TIMEOUT, overrides: list[tuple[str, str]] | None = None, standin: bool = False,
         jobs: int | None = None) -> int:
+    """:func:`_run` with the profile's hub setting in force from the first check on: the embedded profile
+    offline (``HF_HUB_OFFLINE``; a hub id it cannot have is refused at once, see :mod:`mllm_ood.preflight`),
+    a ``--standin`` run marked so (its hub models are replaced after the checks)."""
+    from .preflight import STANDIN_ENV
+
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"} \
+        if profile == "embedded" else {}
+    if standin:
+        env[STANDIN_ENV] = "1"
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return _run(profile, smoke, only, retrain, timeout, overrides, standin, jobs)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run(profile: str, smoke: bool, only: list[str] | None, retrain: bool, timeout: int,
+         overrides: list[tuple[str, str]] | None, standin: bool, jobs: int | None) -> int:
     """Check every planned notebook's parameters, then execute the notebooks; print and write a summary.
 
     standin: the paper profile's dry run on shape-faithful stand-ins (see the module docstring).
@@ -440,6 +481,8 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
     if retrain and not declaring_retrain:
         raise ParameterError("--retrain applies to notebooks with a RETRAIN parameter; none of "
                              f"{', '.join(nb.stem for nb, _ in planned)} has one")
+    if profile == "paper" and not standin:
+        _check_hub_once(planned, smoke, extra)
     t0 = time.time()  # the checks below, with --smoke's full-size checks inside resolve_parameters
     resolved = [(nb, pf, resolve_parameters(nb, pf, smoke, retrain, extra)) for nb, pf in planned]
     for nb, _, params in resolved:  # the real model's context, before any stand-in is built
@@ -448,6 +491,10 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
     print(f"parameters checked for {len(resolved) - len(unchecked)} notebook(s) in {time.time() - t0:.1f}s"
           + (f"; no validation cell (checked only when run): {', '.join(unchecked)}" if unchecked else ""),
           flush=True)
+    run_dir = runs_root() / (profile + ("-standin" if standin else "") + ("-smoke" if smoke else ""))
+    figs = run_dir / "figures" if smoke or standin else figures_dir()
+    check_writable_folder(run_dir, "the run folder")  # a read-only folder: one clear error, before compute
+    check_writable_folder(figs, "the figures folder")
     standin_notes: list[str] = []
     saved_mirror = os.environ.get("MLLM_OOD_HUB_MIRROR")
     if standin:
@@ -471,8 +518,6 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
         for line in standin_notes:
             print("stand-in:", line, flush=True)
 
-    run_dir = runs_root() / (profile + ("-standin" if standin else "") + ("-smoke" if smoke else ""))
-    figs = run_dir / "figures" if smoke or standin else figures_dir()
     command = " ".join(["run_all.sh", *sys.argv[2:]]) if sys.argv[1:2] == ["run"] else " ".join(sys.argv)
     saved_env = {k: os.environ.get(k) for k in ["MLLM_OOD_FIGURES", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
                                                  "TRANSFORMERS_OFFLINE", progress.ENV, "HF_HUB_DISABLE_PROGRESS_BARS",
@@ -509,6 +554,34 @@ def run(profile: str = "embedded", smoke: bool = False, only: list[str] | None =
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _check_hub_once(planned, smoke: bool, extra: dict) -> None:
+    """The paper profile without --standin: if any hub model or dataset its parameters name is not in the
+    local cache, check once that the hub can be reached, and refuse the run at once when it cannot."""
+    from .data import hub
+    from .data.catalog import HUB_PREFIX
+    from .preflight import HUB_ID, hub_unreachable, needs_hub
+
+    needed = set()
+    for _, pf in planned:
+        params = _read_params_file(pf)
+        sets = [params, {**params, **(params.get(SMOKE_SECTION) or {})}] if smoke else [params]
+        for values in sets:
+            for value in {**values, **extra}.values():
+                for v in value if isinstance(value, list) else [value]:
+                    if isinstance(v, str) and v.startswith(HUB_PREFIX) and not os.environ.get("MLLM_OOD_HUB_MIRROR"):
+                        spec = hub.SPECS.get(v[len(HUB_PREFIX):].split("/", 1)[0])
+                        if spec is not None and spec.hub_id and needs_hub(spec.hub_id, "dataset"):
+                            needed.add(spec.hub_id)
+                    elif isinstance(v, str) and HUB_ID.match(v) and needs_hub(v):
+                        needed.add(v)
+    if needed:
+        why = hub_unreachable()
+        if why is not None:
+            raise ParameterError(f"the paper profile reads {', '.join(sorted(needed))} from the Hugging Face hub, which "
+                                 f"cannot be used: {why}. Connect to the network, or run the offline dry run "
+                                 f"(--standin)")
 
 
 def _interrupt(signum, frame):
@@ -586,9 +659,10 @@ def _render_and_publish(executed: Path, stage: Path, stage_figs: Path, figs: Pat
 
 def _run_one(pm, nb: Path, params_file: Path | None, params: dict, run_dir: Path, figs: Path, timeout: int,
              command: str, smoke: bool, extra: dict, standin_notes: list[str] | None, kernels: _Kernels,
-             interrupted: threading.Event, publishing) -> tuple[tuple, str | None, int]:
+             interrupted: threading.Event, publishing) -> tuple[tuple, str | None, int, object]:
     """Execute one notebook into its staging folder; hand a success to ``publishing`` (an executor:
-    :func:`_render_and_publish`), keep a failure under failed/: (summary row, note or None, status 0 / 1 / 130)."""
+    :func:`_render_and_publish`), keep a failure under failed/: (summary row, note or None, status 0 / 1 / 130,
+    the publishing future or None)."""
     stage = run_dir / "running" / nb.stem
     stage_figs = stage / "figures"
     stage_figs.mkdir(parents=True)
@@ -621,8 +695,8 @@ def _run_one(pm, nb: Path, params_file: Path | None, params: dict, run_dir: Path
     if ok:
         print(f"<== {nb.name} ok in {wall:.0f}s", flush=True)
         # Rendered and published beside the next notebook's run, which can start at once.
-        publishing.submit(_render_and_publish, out, stage, stage_figs, figs, run_dir, nb)
-        return (nb.stem, "ok", wall, run_dir / nb.name), None, 0
+        published = publishing.submit(_render_and_publish, out, stage, stage_figs, figs, run_dir, nb)
+        return (nb.stem, "ok", wall, run_dir / nb.name), None, 0, published
     stopped = interrupted.is_set()
     cell = _failing_cell(out)
     failed = _keep_failed(stage, run_dir, nb.stem)
@@ -632,7 +706,7 @@ def _run_one(pm, nb: Path, params_file: Path | None, params: dict, run_dir: Path
     note = (f"{nb.stem} {'interrupted' if stopped else 'failed'} at {cell}\n"
             f"  its executed copy, log and figures: {failed}\n"
             f"  {figs} and {run_dir} still hold the previous good outputs of {nb.stem}")
-    return (nb.stem, "INTERRUPTED" if stopped else "FAILED", wall, failed / nb.name), note, 130 if stopped else 1
+    return (nb.stem, "INTERRUPTED" if stopped else "FAILED", wall, failed / nb.name), note, 130 if stopped else 1, None
 
 
 def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str, profile: str, smoke: bool,
@@ -647,12 +721,14 @@ def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str
                   "every step runs.", *[f"stand-in: {line}" for line in standin_notes]]
     kernels, interrupted = _Kernels(), threading.Event()
     done_rows: dict[str, tuple] = {}
-    pending, running = list(resolved), {}
+    pending, running, published = list(resolved), {}, {}
 
     def collect(futures) -> None:
         nonlocal status
         for f in futures:
-            row, note, st = f.result()
+            row, note, st, publish = f.result()
+            if publish is not None:
+                published[row[0]] = publish
             running.pop(f)
             done_rows[row[0]] = row
             notes.extend([note] if note else [])
@@ -677,6 +753,17 @@ def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str
                 collect(wait(list(running), timeout=1)[0])
             status = 130
     kernels.close_logs()
+    for stem, publish in published.items():  # a publish that failed fails the run; its outputs go to failed/
+        err = publish.exception()
+        if err is None:
+            continue
+        failed = _keep_failed(run_dir / "running" / stem, run_dir, stem)
+        print(f"FAILED: {stem} ran, but publishing its outputs failed: {err}\n"
+              f"  executed copy, log and figures: {failed}", file=sys.stderr)
+        done_rows[stem] = (stem, "FAILED", done_rows[stem][2], failed / done_rows[stem][3].name)
+        notes.append(f"{stem} ran, but publishing its outputs failed ({err})\n  its executed copy, log and figures: "
+                     f"{failed}\n  {figs} and {run_dir} still hold the previous good outputs of {stem}")
+        status = status or 1
     shutil.rmtree(run_dir / "running", ignore_errors=True)
     rows = [done_rows[nb.stem] for nb, _, _ in resolved if nb.stem in done_rows]
     summary = _summary(command, profile, smoke, extra, rows, figs, run_dir, notes)
@@ -686,18 +773,29 @@ def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str
 
 
 def _failing_cell(executed: Path) -> str:
+    """Where the notebook stopped: the cell with the error, else the cell papermill marked running (an
+    interrupt or a killed kernel), else the last completed one; or what is known when no copy was written."""
     import nbformat
 
+    if not executed.exists():
+        return "start-up (no executed copy was written: stopped before the kernel ran its first cell)"
     try:
         nb = nbformat.read(executed, as_version=4)
-    except Exception:  # noqa: BLE001 - the copy may be unreadable after a crash
-        return "unknown cell"
+    except Exception as err:  # noqa: BLE001 - the copy may be unreadable after a crash
+        return f"a cell not known (the executed copy cannot be read: {type(err).__name__})"
+
+    def first_line(cell) -> str:
+        return (cell.source.strip().splitlines() or [""])[0][:80]
+
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
-                first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                return f"cell {i} ({out.get('ename')}: {out.get('evalue', '')[:200]}) starting {first[:80]!r}"
-    return "unknown cell"
+                return f"cell {i} ({out.get('ename')}: {out.get('evalue', '')[:200]}) starting {first_line(cell)!r}"
+    # papermill marks never-run cells "completed" at the end; the last cell with a start time is where it stopped
+    started = [i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if not started:
+        return "its first cell (none had started)"
+    return f"cell {started[-1]} (running when stopped) starting {first_line(nb.cells[started[-1]])!r}"
 
 
 def add_parser(sub) -> None:

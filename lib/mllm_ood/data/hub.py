@@ -270,9 +270,9 @@ def load_hub_split(name: str, split: str, source: str | Path | None = None):
         f = Path(source) / "data" / f"{split}-00000-of-00001.parquet"
         if not f.is_file():
             raise ParameterError(f"{name}: no file for scenario {split!r} in {source} (expected {f})")
-        from ..paths import cache_dir
+        from .. import hf_datasets_cache
 
-        ds = datasets.Dataset.from_parquet(str(f), cache_dir=str(cache_dir() / "hf_datasets"))
+        ds = hf_datasets_cache.load("parquet", str(f))  # checked, and rebuilt when damaged
     missing = [c for c in (spec.image_column, spec.question_column, spec.reference_column) if c not in ds.column_names]
     if missing:
         raise ParameterError(f"{name}/{split}: columns {missing} missing from the dataset (has {ds.column_names})")

@@ -42,7 +42,7 @@ from .config import DEFAULT_CONFIG, DEFAULT_MODEL_DIR, RECORD, _merge, code_vers
 from .diagnostics import HeldOutProbe, cross_class_cosine
 from .samples import (LABEL, TASKS, Encoder, Sample, TaskSampler, _chat, _strip_eos, collate, data_hash,
                       load_id_data, pixel_values, shift_images)
-from .saving import _check_template, _differences, read_record, train_embedded_model, train_or_load
+from .saving import _check_template, _differences, check_model_dir, read_record, train_embedded_model, train_or_load
 from .tokenizer import (BOS, CAPTION_QUESTIONS, CHAT_TEMPLATE, DIGIT_QUESTIONS, EOS, IMAGE_TOKEN, MC_CONTEXTS,
                         MC_QUESTIONS, PAD, ROLE_TOKENS, SPECIAL_TOKENS, build_image_processor, build_model_config,
                         build_processor, build_tokenizer, caption, corpus, image_tokens_per_image)

@@ -4,7 +4,6 @@ record, and the guard that reuses a matching checkpoint and never replaces one s
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import uuid
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import ROOT
+from ..safe_replace import check_replaceable, install_folder
 from ..seeding import derive_seed, rng
 from ..validation import ParameterError
 from .config import DEFAULT_MODEL_DIR, RECORD, code_version, config_hash, load_config
@@ -20,11 +21,14 @@ from .samples import TASKS, Encoder, Sample, TaskSampler, data_hash, load_id_dat
 from .tokenizer import ROLE_TOKENS, build_model_config, build_processor, build_tokenizer
 from .training import TRAINING_VERSION, _threads, align_selection, centre_vision_features, train_align, train_lm_stage, train_vision, vision_token_features
 
-def train_embedded_model(config: dict, out_dir: str | Path, smoke: bool = False) -> dict:
+def train_embedded_model(config: dict, out_dir: str | Path, smoke: bool = False, replace_committed: bool = False) -> dict:
     """Train the embedded MLLM in stages and save it (model + processor + ``training_record.json``).
 
     config: as returned by :func:`load_config` (``smoke`` overrides already merged when wanted).
-    out_dir: the checkpoint folder; written atomically (built beside it, then renamed into place).
+    out_dir: the checkpoint folder; written atomically (built in a fresh temporary sibling, then renamed
+    into place). An existing ``out_dir`` is replaced only when it is a checkpoint of this project and not
+    the committed one (unless ``replace_committed``); anything else is refused before training
+    (:func:`mllm_ood.safe_replace.check_replaceable`) and never deleted.
     smoke: hides progress bars and skips slow diagnostics (the micro config is chosen by load_config).
     Returns the training record (seed, config and its hash, data hash, code version, losses per
     step, wall time per stage in seconds, diagnostics). Deterministic given ``config['seed']``.
@@ -34,6 +38,8 @@ def train_embedded_model(config: dict, out_dir: str | Path, smoke: bool = False)
     from transformers import GenerationConfig, LlavaForConditionalGeneration
 
     out_dir = Path(out_dir)
+    guard = _guard(replace_committed)
+    check_replaceable(out_dir, **guard)
     seed = int(config.get("seed", 0))
     align_selection(config["stages"]["align"])  # bad restart settings fail before any compute
     threads = _threads()
@@ -116,10 +122,9 @@ def train_embedded_model(config: dict, out_dir: str | Path, smoke: bool = False)
     try:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        record["files"] = sorted([p.name for p in tmp.iterdir()] + [RECORD])
         (tmp / RECORD).write_text(json.dumps(record, indent=1))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.rename(tmp, out_dir)
+        install_folder(tmp, out_dir, **guard)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return record
@@ -175,6 +180,42 @@ def _differences(recorded: dict, wanted: dict, prefix: str = "") -> list[str]:
     return out
 
 
+HOW = ("train another model into a new folder (MODEL_DIR, e.g. data/models/embedded_mllm_seed1) with "
+       "RETRAIN=True")
+
+
+def _guard(replace_committed: bool) -> dict:
+    """The keyword arguments of :func:`~mllm_ood.safe_replace.check_replaceable` for a checkpoint folder."""
+    return {"record": RECORD, "root": ROOT, "protected": [DEFAULT_MODEL_DIR], "allow_protected": replace_committed,
+            "how": HOW}
+
+
+def check_model_dir(model_dir: str | Path, config: dict, retrain: bool = False,
+                    replace_committed: bool = False) -> dict | None:
+    """The refusals of :func:`train_or_load` that need no training data, for a notebook's validation cell:
+    with ``retrain``, ``model_dir`` must be replaceable (:func:`mllm_ood.safe_replace.check_replaceable`:
+    a new or empty folder, or a checkpoint of this project; the committed one only with
+    ``replace_committed``; never the repository root or a folder above a checkpoint); without it, a
+    folder holding files must be a checkpoint whose record matches ``config`` and the training code.
+    Returns the record to reuse, or None when the model is to be trained."""
+    model_dir = Path(model_dir)
+    if retrain:
+        check_replaceable(model_dir, **_guard(replace_committed))
+        return None
+    rec = read_record(model_dir)
+    if rec is None:
+        check_replaceable(model_dir, **_guard(False))  # only a new or empty folder is trained into
+        return None
+    diffs = _differences(rec.get("config", {}), config)
+    if rec.get("training_version", 1) != TRAINING_VERSION:
+        diffs.append(f"training code: checkpoint version {rec.get('training_version', 1)}, "
+                     f"now {TRAINING_VERSION} (TRAINING_VERSION)")
+    if diffs or not (model_dir / "config.json").is_file():
+        raise ParameterError(f"the checkpoint in {model_dir} was trained with other settings ("
+                             f"{'; '.join(diffs) or 'its weights are missing'}); {HOW}")
+    return rec
+
+
 def train_or_load(model_dir: str | Path = DEFAULT_MODEL_DIR, config: dict | None = None, retrain: bool = False,
                   smoke: bool = False, replace_committed: bool = False) -> tuple[Path, dict]:
     """Reuse the checkpoint in ``model_dir`` when its record matches ``config``, the ID data (hash) and
@@ -189,27 +230,11 @@ def train_or_load(model_dir: str | Path = DEFAULT_MODEL_DIR, config: dict | None
     """
     config = load_config(smoke=smoke) if config is None else config
     model_dir = Path(model_dir)
-    rec = read_record(model_dir)
-    committed = model_dir.resolve() == DEFAULT_MODEL_DIR.resolve()
-    how = ("train another model into a new folder (MODEL_DIR, e.g. data/models/embedded_mllm_seed1) with "
-           "RETRAIN=True")
-    if retrain and committed and not replace_committed:
-        raise ParameterError(f"RETRAIN would replace the committed checkpoint {model_dir}; {how}, or set "
-                             f"REPLACE_COMMITTED=True as well to replace it")
-    if rec is None and model_dir.exists() and any(model_dir.iterdir()) and not retrain:
-        raise ParameterError(f"{model_dir} holds files but no readable {RECORD}: not a checkpoint of this project; "
-                             f"{how}, or point MODEL_DIR at an empty or new folder")
-    if rec is not None and not retrain:
-        diffs = _differences(rec.get("config", {}), config)
-        if rec.get("training_version", 1) != TRAINING_VERSION:
-            diffs.append(f"training code: checkpoint version {rec.get('training_version', 1)}, "
-                         f"now {TRAINING_VERSION} (TRAINING_VERSION)")
-        if not diffs:
-            x, y, ids = load_id_data(config)
-            if rec.get("data_hash") != data_hash(x, y, ids):
-                diffs = [f"ID training data: checkpoint {rec.get('data_hash')}, now {data_hash(x, y, ids)}"]
-        if diffs or not (model_dir / "config.json").is_file():
-            raise ParameterError(f"the checkpoint in {model_dir} was trained with other settings ("
-                                 f"{'; '.join(diffs) or 'its weights are missing'}); {how}")
+    rec = check_model_dir(model_dir, config, retrain, replace_committed)
+    if rec is not None:
+        x, y, ids = load_id_data(config)
+        if rec.get("data_hash") != data_hash(x, y, ids):
+            raise ParameterError(f"the checkpoint in {model_dir} was trained with other settings (ID training data: "
+                                 f"checkpoint {rec.get('data_hash')}, now {data_hash(x, y, ids)}); {HOW}")
         return model_dir, rec
-    return model_dir, train_embedded_model(config, model_dir, smoke=smoke)
+    return model_dir, train_embedded_model(config, model_dir, smoke=smoke, replace_committed=replace_committed)

@@ -45,6 +45,7 @@ from ..stats import correlation_ci, number_text
 from ..validation import ParameterError, check_choice, check_file, check_positive_int
 from . import core
 from .bound import TEXT_ONLY_NOTE, bound_label
+from .embedder_checks import check_image_embedder, check_text_embedder
 from .embedders import embed_cached, image_embedder, text_embedder
 from .estimators import CLUB
 
@@ -130,8 +131,9 @@ def load_records(path) -> list[Record]:
                 if not isinstance(value, str):
                     raise ParameterError(f"{where}: field {field!r} must be a string, got {value!r:.60}")
                 _check_encodable(value, field, where)
-            if not obj["scenario"]:
-                raise ParameterError(f"{where}: field 'scenario' is empty")
+            empty = next((f for f in FIELDS if isinstance(obj[f], str) and not obj[f].strip()), None)
+            if empty is not None:  # an empty text embeds to a constant: it would enter the estimates as data
+                raise ParameterError(f"{where}: field {empty!r} is empty")
             image = obj.get("image")
             if image is not None:
                 if not isinstance(image, str) or not image:
@@ -370,6 +372,14 @@ def run(args: argparse.Namespace) -> int:
     text_only = records[0].image is None
     if not text_only and not args.image_model:
         raise ParameterError("the input has images: pass --image-model (a local model folder, a hub id, or 'clip')")
+    if text_only and args.image_model:
+        raise ParameterError(f"--image-model {args.image_model!r}: the input has no images, so no image model is used; "
+                             f"drop the option or give every line an 'image'")
+    check_text_embedder(args.text_model)  # a misspelled name or an unreachable hub id: refused here, at once
+    if not text_only:
+        check_image_embedder(args.image_model, allow_model=False)
+    if not 0 <= args.seed <= 2**32 - 1:
+        raise ParameterError(f"--seed must be an integer in [0, 2**32 - 1], got {args.seed}")
     if args.club is not None and not Path(args.club).is_dir():
         raise ParameterError(f"--club: no such checkpoint folder {args.club!r}")
     check_positive_int("--n-boot", args.n_boot)

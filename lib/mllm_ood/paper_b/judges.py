@@ -32,6 +32,7 @@ import pandas as pd
 
 from ..endpoint import EndpointModel, is_endpoint_ref, load_endpoint_model, parse_endpoint_ref
 from ..paper_a.prompts import parse_answer
+from ..preflight import check_api_key
 from ..validation import ParameterError
 
 SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
@@ -131,12 +132,13 @@ def make_judge(spec: str, class_names: Sequence[str], context: str = ""):
 
 
 def check_judge(spec) -> None:
-    """Rule for a JUDGE parameter (before anything loads)."""
+    """Rule for a JUDGE parameter (before anything loads): 'reference', or an endpoint model whose API key
+    is set when it is served at its provider's own address (:func:`mllm_ood.preflight.check_api_key`)."""
     if spec == "reference":
         return
     if not isinstance(spec, str):
         raise ParameterError(f"must be 'reference' or an endpoint model like 'openai:gpt-4-0314', got {spec!r}")
-    parse_endpoint_ref(spec)
+    check_api_key(parse_endpoint_ref(spec))
 
 
 class ReferenceJudge:
