@@ -75,7 +75,7 @@ import pandas as pd
 
 from mllm_ood.data.digits import DIGIT_NAMES
 from mllm_ood.data.world import DATASETS, load, sample_per_class
-from mllm_ood.mllm.embedded import DEFAULT_MODEL_DIR, load_config, train_or_load
+from mllm_ood.mllm.embedded import DEFAULT_MODEL_DIR, check_model_dir, load_config, train_or_load
 from mllm_ood.mllm import load_model
 from mllm_ood.paper_a import zero_shot
 from mllm_ood.paper_a.evaluation import accuracy_table
@@ -100,7 +100,7 @@ N_BOOT: int = 1000  # bootstrap resamples per interval
 
 # %%
 # Every parameter checked by name before anything is trained or loaded (one ParameterError naming it).
-from mllm_ood.validation import boolean, check_parameters, integer, listing, require, seed, text
+from mllm_ood.validation import boolean, check_parameters, integer, listing, naming, require, seed, text
 
 check_parameters(globals(), SMOKE=boolean(), SEED=seed(), RETRAIN=boolean(), REPLACE_COMMITTED=boolean(),
                  MODEL_DIR=text(), CONFIG_PATH=text(), N_ID_PER_CLASS=integer(1, 100), N_OOD_PER_CLASS=integer(1, 100),
@@ -108,6 +108,11 @@ check_parameters(globals(), SMOKE=boolean(), SEED=seed(), RETRAIN=boolean(), REP
                  N_GENERATIONS=integer(0, 50), N_BOOT=integer(1, 100_000))
 require((DEFAULT_MODEL_DIR.parents[2] / CONFIG_PATH).is_file(), "CONFIG_PATH", CONFIG_PATH,
         "no such file (relative to the project root)")
+if not SMOKE:  # the checkpoint refusals (another seed or config; a folder RETRAIN may not replace), before training
+    with naming("MODEL_DIR", "RETRAIN", "REPLACE_COMMITTED"):
+        check_model_dir(DEFAULT_MODEL_DIR.parents[2] / MODEL_DIR,
+                        {**load_config(DEFAULT_MODEL_DIR.parents[2] / CONFIG_PATH), "seed": SEED},
+                        RETRAIN, REPLACE_COMMITTED)
 
 # %%
 ROOT = DEFAULT_MODEL_DIR.parents[2]

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 import mllm_ood
-from mllm_ood import cache, hypotheses
-from mllm_ood.features import ClipProbeFeatures, domain_features, with_probe_features
+from mllm_ood import cache
+from mllm_ood.paper_a import hypotheses
+from mllm_ood.paper_a.features import ClipProbeFeatures, domain_features, with_probe_features
 
 
 class Model:
@@ -55,8 +56,8 @@ ANALYSES = _cached_analyses()
 
 
 def test_every_cached_analysis_is_found():
-    assert {"mllm_ood.hypotheses.probe_tables", "mllm_ood.hypotheses.probe_curves",
-            "mllm_ood.evaluation.accuracy_table"} <= set(ANALYSES)
+    assert {"mllm_ood.paper_a.hypotheses.probe_tables", "mllm_ood.paper_a.hypotheses.probe_curves",
+            "mllm_ood.paper_a.evaluation.accuracy_table"} <= set(ANALYSES)
 
 
 @pytest.mark.parametrize("name", sorted(ANALYSES))

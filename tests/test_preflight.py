@@ -9,10 +9,10 @@ import time
 
 import pytest
 
+from mllm_ood.mllm import preflight
 from mllm_ood import runner
 from mllm_ood.__main__ import main
-from mllm_ood.judge import check_judge
-from mllm_ood.mllm import preflight
+from mllm_ood.paper_b.judges import check_judge
 from mllm_ood.paths import NOTEBOOKS, PARAMS
 from mllm_ood.validation import ParameterError
 
@@ -115,7 +115,7 @@ def test_damaged_datasets_cache_is_rebuilt(fresh_cache):
     import subprocess
     import sys
 
-    script = ("from mllm_ood import llava_bench\nt = llava_bench.table('llava-v1.5-13b')\n"
+    script = ("from mllm_ood.paper_b.grids import llava_bench\nt = llava_bench.table('llava-v1.5-13b')\n"
               "print(len(t), int(t['response'].str.len().sum()), t['id'].iloc[-1])")
     env = {**os.environ, "MLLM_OOD_CACHE": str(fresh_cache)}
 

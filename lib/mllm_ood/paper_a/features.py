@@ -18,6 +18,7 @@ from ..mllm import fingerprint_of
 from ..paper_b.embedders import load_image, load_image_model
 from ..paper_b.embedders import model_fingerprint as folder_fingerprint
 from ..paths import ROOT
+from ..mllm.preflight import check_hub_model
 from ..progress import tqdm
 from ..validation import ParameterError, check_choice
 from ..mllm import model_reference

@@ -45,6 +45,7 @@ from ..stats import correlation_ci, number_text
 from ..validation import ParameterError, check_choice, check_file, check_positive_int
 from . import core
 from .bound import TEXT_ONLY_NOTE, bound_label
+from .embedder_checks import check_image_embedder, check_text_embedder
 from .embedders import embed_cached, image_embedder, text_embedder
 from .estimators import CLUB
 
@@ -374,8 +375,6 @@ def run(args: argparse.Namespace) -> int:
     if text_only and args.image_model:
         raise ParameterError(f"--image-model {args.image_model!r}: the input has no images, so no image model is used; "
                              f"drop the option or give every line an 'image'")
-    from .preflight import check_image_embedder, check_text_embedder
-
     check_text_embedder(args.text_model)  # a misspelled name or an unreachable hub id: refused here, at once
     if not text_only:
         check_image_embedder(args.image_model, allow_model=False)

@@ -33,6 +33,7 @@ import pandas as pd
 from ..mllm.families.endpoint import EndpointModel, load_endpoint_model
 from ..mllm.refs import is_endpoint_ref, parse_endpoint_ref
 from ..formats.prompts import parse_answer
+from ..mllm.preflight import check_api_key
 from ..validation import ParameterError
 
 SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
@@ -132,12 +133,13 @@ def make_judge(spec: str, class_names: Sequence[str], context: str = ""):
 
 
 def check_judge(spec) -> None:
-    """Rule for a JUDGE parameter (before anything loads)."""
+    """Rule for a JUDGE parameter (before anything loads): 'reference', or an endpoint model whose API key
+    is set when it is served at its provider's own address (:func:`mllm_ood.mllm.preflight.check_api_key`)."""
     if spec == "reference":
         return
     if not isinstance(spec, str):
         raise ParameterError(f"must be 'reference' or an endpoint model like 'openai:gpt-4-0314', got {spec!r}")
-    parse_endpoint_ref(spec)
+    check_api_key(parse_endpoint_ref(spec))
 
 
 class ReferenceJudge:

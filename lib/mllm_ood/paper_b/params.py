@@ -7,6 +7,7 @@ import math
 from ..mllm import capabilities_of, model_reference
 from ..validation import MAX_PER_CLASS, boolean, integer, listing, number, require, satisfies, seed, text
 from .divergences import WASSERSTEIN_METHODS
+from .embedder_checks import check_image_embedder, check_text_embedder
 from .grids import digits, hub, llava_bench
 from .judges import check_judge
 
@@ -17,8 +18,10 @@ def rules() -> dict:
                 BENCH_TEXT_EMBEDDERS=listing(choices=["e5", "minilm"]), MODEL=model_reference(),
                 GRIDS=listing(choices=digits.GRIDS), SAMPLES_PER_CLASS=integer(1, MAX_PER_CLASS), SEED=seed(),
                 N_BOOT=integer(1, 100_000), N_PERM=integer(1, 100_000), LEVEL=number(0, 1, open_interval=True),
-                BATCH_SIZE=integer(1, 4096), MAX_NEW_TOKENS=integer(1, 512), TEXT_EMBEDDER=text(),
-                IMAGE_EMBEDDER=text(), WASSERSTEIN=text(choices=WASSERSTEIN_METHODS),
+                BATCH_SIZE=integer(1, 4096), MAX_NEW_TOKENS=integer(1, 512),
+                TEXT_EMBEDDER=satisfies(check_text_embedder, "a text embedder"),
+                IMAGE_EMBEDDER=satisfies(check_image_embedder, "an image embedder"),
+                WASSERSTEIN=text(choices=WASSERSTEIN_METHODS),
                 CLUB_MAX_EPOCHS=integer(1, 100_000), ESTIMATOR_CHECKS=boolean(),
                 HUB_DATASETS=listing(choices=[f"hub:{d}" for d in hub.DATASETS.values()], nonempty=False),
                 HUB_QUESTIONS=integer(0, 100_000), HUB_MAX_NEW_TOKENS=integer(1, 4096),

@@ -48,6 +48,7 @@ from ...seeding import derive_seed
 from ...validation import ParameterError, check_choice, check_choices, check_positive_int
 from ..core import MIN_SAMPLES
 from ..divergences import WASSERSTEIN_METHODS
+from ..embedder_checks import check_image_embedder, check_text_embedder
 from ..embedders import ImageEmbedder
 
 RESPONSE_COLUMNS = ["grid", "visual", "text", "scenario", "k", "id", "label", "label_name", "question", "prompt",
@@ -122,10 +123,8 @@ def validate(grids, n_per_class: int, *, n_boot: int = 1000, level: float = 0.95
     check_positive_int("max_new_tokens", max_new_tokens)
     check_positive_int("batch_size", batch_size)
     check_choice("wasserstein method", wasserstein, WASSERSTEIN_METHODS)
-    if not isinstance(image_embedder, str) or not image_embedder:
-        raise ParameterError(f"image embedder must be 'model', 'clip' or a model folder / hub id, got {image_embedder!r}")
-    if not isinstance(text_embedder, str) or not text_embedder:
-        raise ParameterError(f"text embedder must be 'minilm', 'xlm-roberta' or a folder / hub id, got {text_embedder!r}")
+    check_image_embedder(image_embedder)
+    check_text_embedder(text_embedder)
 
 
 # --------------------------------------------------------------------------------------------------

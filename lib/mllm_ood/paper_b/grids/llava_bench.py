@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ...paths import DATA, cache_dir
+from ... import hf_datasets_cache
+from ...paths import DATA
 from ...validation import ParameterError, check_choice, check_choices
 
 FOLDER = DATA / "llava_bench_shift"
@@ -89,10 +90,7 @@ def load(model: str):
     """The responses of ``model`` as a ``datasets.Dataset`` with :data:`COLUMNS` (4,110 rows, file order),
     read offline by the ``datasets`` JSON builder (gzip is handled by it; its cache goes to the project
     cache)."""
-    import datasets
-
-    ds = datasets.load_dataset("json", data_files=str(path(model)), split="train",
-                               cache_dir=str(cache_dir() / "hf_datasets"))
+    ds = hf_datasets_cache.load("json", str(path(model)))  # checked, and rebuilt when damaged
     missing = [c for c in COLUMNS if c not in ds.column_names]
     if missing:
         raise ParameterError(f"{path(model).name}: columns {missing} missing (has {ds.column_names})")

@@ -1,18 +1,19 @@
-"""Checks before compute of the embedder names (paper B's notebook 04 and the ``emi`` command).
+"""Rules for the embedder names of paper B (notebook 04's TEXT_EMBEDDER / IMAGE_EMBEDDER, the ``emi``
+command's ``--text-model`` / ``--image-model``), checked before anything loads.
 
-:func:`check_text_embedder` / :func:`check_image_embedder` accept the embedder names the study knows, a
-local folder, or a hub id that can be had now (:func:`mllm_ood.mllm.preflight.check_hub_model`: the hub
-and API-key checks live there, below the papers).
+A name the study knows, a local model folder, or a hub id that can be had now
+(:func:`mllm_ood.mllm.preflight.check_hub_model`): a misspelled name or an unreachable hub id is refused at
+once, not after the first embedding.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..paths import ROOT
+from ..mllm.preflight import HUB_ID, check_hub_model
+from ..validation import ParameterError
 from .embedders import CLIP_MODEL, XLMR_MODEL
-from .mllm.preflight import HUB_ID, check_hub_model
-from .paths import ROOT
-from .validation import ParameterError
 
 TEXT_EMBEDDERS = ("minilm", "e5", "xlm-roberta")
 IMAGE_EMBEDDERS = ("model", "clip")
@@ -36,7 +37,7 @@ def _check_embedder(value, names: tuple, hub_ids: dict, what: str) -> None:
 
 
 def check_text_embedder(value) -> None:
-    """Rule for a text embedder spec (:func:`mllm_ood.embedders.text_embedder`): 'minilm', 'e5',
+    """Rule for a text embedder spec (:func:`mllm_ood.paper_b.embedders.text_embedder`): 'minilm', 'e5',
     'xlm-roberta' (paper B's, from the hub), a local folder, or a hub id that can be had now."""
     _check_embedder(value, TEXT_EMBEDDERS, {"xlm-roberta": XLMR_MODEL}, "text embedder")
 
