@@ -15,7 +15,7 @@ PACKAGE = ROOT / "lib" / "mllm_ood"
 # Bottom to top; a module may import its own layer and those below (validation: nothing of the package).
 LAYERS = [
     {"paths", "seeding", "progress", "validation"},
-    {"cache", "data", "stats", "plotting"},
+    {"cache", "hf_datasets_cache", "data", "stats", "plotting"},
     {"formats"},
     {"mllm"},
     {"paper_a", "paper_b"},
