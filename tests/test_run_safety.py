@@ -283,6 +283,18 @@ def test_the_model_notebook_runs_first_and_alone(study, capsys):
     assert done < out.index("==> 90_tiny.ipynb") and done < out.index("==> 91_tiny.ipynb")
 
 
+def test_the_longest_notebook_starts_right_after_the_model_notebook(study, capsys):
+    """04_emi_bound (the longest) starts before the notebooks numbered below it, so they run beside it instead
+    of it running alone at the end; the summary still lists the notebooks in order."""
+    _copy_tiny(study, "04_emi_bound", "TAG: longest\n")
+    _copy_tiny(study, "01_short", "TAG: short\n")
+    assert runner.run(jobs=1) == 0
+    out = capsys.readouterr().out
+    assert out.index("==> 04_emi_bound.ipynb") < out.index("==> 01_short.ipynb") < out.index("==> 90_tiny.ipynb")
+    summary = (study / "runs" / "embedded" / "summary.txt").read_text()
+    assert summary.index("01_short") < summary.index("04_emi_bound") < summary.index("90_tiny")
+
+
 def test_terminated_parallel_run_stops_every_running_notebook(study):
     """SIGTERM while two notebooks run: both are stopped and kept under failed/, figures/ untouched."""
     for stem in ("90_tiny", "91_tiny"):

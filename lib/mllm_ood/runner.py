@@ -15,7 +15,8 @@ Then the run takes a lock on its folder ``runs/<profile>[-smoke]/`` (and on ``fi
 into the same folder is refused with "another run is writing here". Notebooks execute in order, up to
 ``--jobs`` at once (default: one per core, each kernel computing on one thread; the paper profile one at
 a time, since each of its notebooks loads a hub MLLM onto the one GPU), except
-``00_embedded_model``, which runs first and alone since it may train the model the others load; after a
+``00_embedded_model``, which runs first and alone since it may train the model the others load, and
+``04_emi_bound``, the longest, which starts next so that the others run beside it; after a
 failure nothing new starts, and Ctrl-C or SIGTERM stops every running notebook. Each notebook executes into
 ``<run>/running/<name>/`` (executed copy, log, figures); only when it succeeds are its figures moved into
 ``figures/`` and its executed copy, HTML and log into the run folder, so a failed or interrupted notebook
@@ -517,6 +518,15 @@ def _interrupt(signum, frame):
 
 # Runs first and alone: it may train the model every later notebook loads.
 SOLO = ("00_embedded_model",)
+# Started next, before the others (which need no order among themselves): the longest notebook, so the
+# shorter ones fill the other cores beside it instead of it starting last and running alone.
+LONGEST_FIRST = ("04_emi_bound",)
+
+
+def schedule(resolved: list) -> list:
+    """``resolved`` ((notebook, params file, params) triples, in notebook order) in execution order: the
+    :data:`SOLO` notebooks, then the :data:`LONGEST_FIRST` ones, then the rest, each group in notebook order."""
+    return sorted(resolved, key=lambda item: (item[0].stem not in SOLO, item[0].stem not in LONGEST_FIRST))
 
 
 def default_jobs(profile: str = "embedded") -> int:
@@ -637,8 +647,8 @@ def _run_one(pm, nb: Path, params_file: Path | None, params: dict, run_dir: Path
 
 def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str, profile: str, smoke: bool,
              extra: dict, standin_notes: list[str] | None = None, jobs: int = 1) -> int:
-    """Execute the notebooks, up to ``jobs`` at once in order (a :data:`SOLO` notebook alone, before the
-    rest). After a failure nothing new starts; an interrupt (Ctrl-C, SIGTERM) stops every running one."""
+    """Execute the notebooks, up to ``jobs`` at once in the order of :func:`schedule` (a :data:`SOLO`
+    notebook alone, before the rest). After a failure nothing new starts; an interrupt (Ctrl-C, SIGTERM) stops every running one."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     notes, status = [], 0
@@ -647,7 +657,7 @@ def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str
                   "every step runs.", *[f"stand-in: {line}" for line in standin_notes]]
     kernels, interrupted = _Kernels(), threading.Event()
     done_rows: dict[str, tuple] = {}
-    pending, running = list(resolved), {}
+    pending, running = schedule(resolved), {}
 
     def collect(futures) -> None:
         nonlocal status
