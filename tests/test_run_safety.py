@@ -283,6 +283,18 @@ def test_the_model_notebook_runs_first_and_alone(study, capsys):
     assert done < out.index("==> 90_tiny.ipynb") and done < out.index("==> 91_tiny.ipynb")
 
 
+def test_the_model_notebook_runs_alone_only_when_it_may_train(tmp_path):
+    """Loading the committed checkpoint it trains nothing, so the others may run beside it; with RETRAIN, or a
+    MODEL_DIR without a checkpoint (it would train into it), or no MODEL_DIR at all, it runs alone."""
+    nb = runner.NOTEBOOKS / "00_embedded_model.ipynb"
+    committed = {"MODEL_DIR": "data/models/embedded_mllm", "RETRAIN": False}
+    assert not runner.runs_alone(nb, committed)
+    assert runner.runs_alone(nb, {**committed, "RETRAIN": True})
+    assert runner.runs_alone(nb, {**committed, "MODEL_DIR": str(tmp_path / "new")})
+    assert runner.runs_alone(nb, {})
+    assert not runner.runs_alone(runner.NOTEBOOKS / "04_emi_bound.ipynb", {"RETRAIN": True})
+
+
 def test_the_longest_notebook_starts_right_after_the_model_notebook(study, capsys):
     """04_emi_bound (the longest) starts before the notebooks numbered below it, so they run beside it instead
     of it running alone at the end; the summary still lists the notebooks in order."""

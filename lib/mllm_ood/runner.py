@@ -15,7 +15,8 @@ Then the run takes a lock on its folder ``runs/<profile>[-smoke]/`` (and on ``fi
 into the same folder is refused with "another run is writing here". Notebooks execute in order, up to
 ``--jobs`` at once (default: one per core, each kernel computing on one thread; the paper profile one at
 a time, since each of its notebooks loads a hub MLLM onto the one GPU), except
-``00_embedded_model``, which runs first and alone since it may train the model the others load, and
+``00_embedded_model``, which runs first, and alone when it may train the model the others load (with
+``--retrain``, or when its MODEL_DIR holds no checkpoint; loading the committed one it runs beside them), and
 ``04_emi_bound``, the longest, which starts next so that the others run beside it; after a
 failure nothing new starts, and Ctrl-C or SIGTERM stops every running notebook. Each notebook executes into
 ``<run>/running/<name>/`` (executed copy, log, figures); only when it succeeds are its figures moved into
@@ -55,7 +56,7 @@ from pathlib import Path
 import yaml
 
 from . import progress
-from .paths import NOTEBOOKS, PARAMS, RUNS, figures_dir
+from .paths import NOTEBOOKS, PARAMS, RUNS, figures_dir, resolve_model
 from .validation import ParameterError, check_choice
 
 PROFILES = ["embedded", "paper"]
@@ -516,11 +517,23 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-# Runs first and alone: it may train the model every later notebook loads.
+# Runs first, and alone when it may train the model every later notebook loads (:func:`runs_alone`).
 SOLO = ("00_embedded_model",)
 # Started next, before the others (which need no order among themselves): the longest notebook, so the
 # shorter ones fill the other cores beside it instead of it starting last and running alone.
 LONGEST_FIRST = ("04_emi_bound",)
+
+
+def runs_alone(nb: Path, params: dict) -> bool:
+    """Whether ``nb`` must run alone: a :data:`SOLO` notebook may write the model the others load, unless it
+    only loads a checkpoint (RETRAIN off and its MODEL_DIR holding a training record, as the committed one
+    does: ``train_or_load`` then trains nothing)."""
+    if nb.stem not in SOLO:
+        return False
+    from .embedded_model.saving import read_record  # imports torch: only when a run is scheduled
+
+    model_dir = params.get("MODEL_DIR")
+    return bool(params.get("RETRAIN")) or not isinstance(model_dir, str) or read_record(resolve_model(model_dir)) is None
 
 
 def schedule(resolved: list) -> list:
@@ -672,8 +685,8 @@ def _execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str
         try:
             while pending or running:
                 while (pending and not status and len(running) < jobs
-                       and not any(item[0].stem in SOLO for item in running.values())
-                       and (pending[0][0].stem not in SOLO or not running)):
+                       and not any(runs_alone(item[0], item[2]) for item in running.values())
+                       and (not runs_alone(pending[0][0], pending[0][2]) or not running)):
                     nb, pf, params = item = pending.pop(0)
                     running[pool.submit(_run_one, pm, nb, pf, params, run_dir, figs, timeout, command, smoke,
                                         extra, standin_notes, kernels, interrupted, publishing)] = item
@@ -728,5 +741,5 @@ def add_parser(sub) -> None:
                         "(offline, CPU); outputs to runs/paper-standin[-smoke]/")
     p.add_argument("--jobs", type=int, default=None,
                    help="notebooks executed at once (default: one per core, the paper profile one at a time; "
-                        "00_embedded_model always runs first, alone)")
+                        "00_embedded_model runs first, alone when it may train the model, then 04_emi_bound)")
     p.set_defaults(func=lambda a: run(a.profile, a.smoke, a.only, a.retrain, a.timeout, a.parameter, a.standin, a.jobs))
