@@ -7,19 +7,16 @@ import torch
 from PIL import Image
 
 from mllm_ood.data.digits import DIGIT_NAMES
-from mllm_ood.embedded_model import load_config, train_embedded_model
 from mllm_ood.models import STANDIN_ARCHS, load_model, make_standin
 from mllm_ood.prompts import format_answer, zero_shot_prompt
 from mllm_ood.validation import ParameterError
 
 
 @pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
+def model_dirs(tmp_path_factory, micro_model):
     root = tmp_path_factory.mktemp("models")
     dirs = {arch: make_standin(arch, root / arch) for arch in STANDIN_ARCHS}
-    cfg = load_config(smoke=True)
-    train_embedded_model(cfg, root / "embedded", smoke=True)
-    dirs["embedded"] = root / "embedded"
+    dirs["embedded"] = micro_model[0]
     return dirs
 
 
