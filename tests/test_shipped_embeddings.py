@@ -33,7 +33,9 @@ def test_a_shipped_file_of_the_installed_encoder_covers_every_text_of_notebook_0
 def test_the_installed_encoder_reproduces_a_random_sample_of_the_shipped_vectors(spec, n):
     """Re-embedded now, without the cache: the float16 copies agree (cosine) to 3 decimals or better."""
     enc = text_embedder(spec)
-    cos = se.agreement(enc, se.file_for(enc), n=n, seed=0)
+    path = se.file_for(enc)
+    assert path is not None, f"no shipped file for the installed {spec} (regenerate: {se.COMMAND} --encoder {spec})"
+    cos = se.agreement(enc, path, n=n, seed=0)
     assert cos.shape == (n,) and cos.min() > 0.999, cos
 
 
