@@ -54,6 +54,7 @@ from mllm_ood.stats import with_interval_column
 SMOKE: bool = False  # run flag (run_all.sh --smoke; sizes: the YAML's smoke: values); also trims Part 1 (7 scenarios x 10 answers), the grids (2 x 2), Part 3
 BENCH_MODELS: list = ["llava-v1.5-13b", "llava-v1.6-vicuna-13b"]  # real responses analysed (data/llava_bench_shift/)
 BENCH_TEXT_EMBEDDERS: list = ["e5", "minilm"]  # offline text encoders for them: "e5" (multilingual) first, "minilm" (English)
+SHIPPED_EMBEDDINGS: bool = True  # take their embeddings from data/llava_bench_shift/embeddings/ (same encoder only); False embeds every text anew
 MODEL: str = "data/models/embedded_mllm"  # digits part: local checkpoint (relative to the repo root), hub id, or openai:<model>@<base_url>
 GRIDS: list = ["synthetic", "natural"]  # digits grids: "synthetic" (7 visual x 5 text), "natural" (4 styles x 7 languages)
 SAMPLES_PER_CLASS: int = 10  # first N images per class in every visual condition (10 classes -> 10 N queries per scenario)
@@ -108,12 +109,13 @@ display(bench.counts(answers))
 bench.example(answers[first_model])  # one question under a few shifts, with the first model's answer
 
 # %% [markdown]
-# Every distinct text is embedded once per encoder (cached). Why the encoder matters: the cosine between
-# each translated COCO question and its English original, per language — an encoder that maps a translation
-# near its original sees a *paraphrase*, one that does not sees a different question.
+# Every distinct text is embedded once per encoder; the embeddings ship in `data/llava_bench_shift/embeddings/`
+# (float16, same pinned encoders; `SHIPPED_EMBEDDINGS: false` re-embeds all, ~45 min with e5 on one core). Why
+# the encoder matters: the cosine between each translated COCO question and its English original — an encoder
+# that maps a translation near its original sees a *paraphrase*, one that does not sees a different question.
 
 # %%
-emb = bench.Embedded(answers, {spec: text_embedder(spec) for spec in BENCH_TEXT_EMBEDDERS})
+emb = bench.Embedded(answers, {spec: text_embedder(spec) for spec in BENCH_TEXT_EMBEDDERS}, use_shipped=SHIPPED_EMBEDDINGS)
 print("\n".join(emb.lines))
 bench.translation_cosines(answers[first_model], emb, BENCH_TEXT_EMBEDDERS)
 

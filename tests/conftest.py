@@ -1,8 +1,13 @@
-"""Shared fixtures: a per-session cache so tests never read or pollute the user's data/cache."""
+"""Shared fixtures: a per-session cache so tests never read or pollute the user's data/cache, and the
+session's expensive builds (the micro embedded model), made once and shared by pytest-xdist's workers."""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,10 +15,43 @@ import pytest
 SUPPORT = Path(__file__).resolve().parent / "support"
 
 
+def shared_folder(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """``<session temp>/name``, built by ``build(folder)`` once per test session: under pytest-xdist in the
+    folder all workers share (the first worker that needs it builds it under a lock, the others wait and
+    reuse it), else in the session's own temporary folder."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory) -> Path:
-    """One cache folder for the whole test session (datasets are built once, then reused)."""
-    return tmp_path_factory.mktemp("cache")
+    """One cache folder for the whole test session, shared by xdist's workers (datasets are built once,
+    then reused; the cache's own locks let concurrent builders build each entry once)."""
+    return shared_folder(tmp_path_factory, "cache", lambda folder: None)
+
+
+@pytest.fixture(scope="session")
+def micro_model(tmp_path_factory) -> tuple[Path, dict]:
+    """The micro embedded model (smoke config, trained in seconds) and the record its training returned,
+    trained once per session; tests must not modify it."""
+    def build(folder: Path) -> None:
+        from mllm_ood.mllm import embedded as em
+
+        rec = em.train_embedded_model(em.load_config(smoke=True), folder / "model", smoke=True)
+        (folder / "returned_record.json").write_text(json.dumps(rec))
+
+    folder = shared_folder(tmp_path_factory, "micro_model", build)
+    return folder / "model", json.loads((folder / "returned_record.json").read_text())
 
 
 @pytest.fixture(autouse=True)

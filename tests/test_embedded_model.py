@@ -19,10 +19,8 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    out = tmp_path_factory.mktemp("micro") / "model"
-    rec = em.train_embedded_model(em.load_config(smoke=True), out, smoke=True)
-    return out, rec
+def micro(micro_model):
+    return micro_model
 
 
 def test_tokenizer_handles_any_text(tokenizer):

@@ -308,9 +308,19 @@ def test_real_server_errors_are_clear(server, fresh_cache):
         gone.generate([([_img(3)], "x")])
 
 
+# Smoke size (the YAML's smoke: values, as run_all.sh --smoke), trimmed further (the server answers one request
+# at a time): one dataset, task, grid.
+SERVER_NOTEBOOKS = {"01_zero_shot_ood": {"DATASETS": ["digit_styles"], "ID_REFERENCE": {"digit_styles": "digit_styles/mnist"}},
+                    "03_in_context_learning": {"TASKS": ["rotated_60"], "LABEL_SHIFT_TASKS": ["rotated_60"],
+                                               "MODES": ["reassigned"]},
+                    "04_emi_bound": {"GRIDS": ["synthetic"], "ESTIMATOR_CHECKS": False, "IMAGE_EMBEDDER": EMBEDDED}}
+
+
 @pytest.mark.slow
-def test_notebooks_01_03_04_run_against_the_server_and_never_write_the_key(server, tmp_path, session_cache):
-    """Smoke size, the endpoint model named in MODEL, the key set: every output is searched for it."""
+@pytest.mark.parametrize("name", list(SERVER_NOTEBOOKS))
+def test_notebooks_01_03_04_run_against_the_server_and_never_write_the_key(name, server, tmp_path, session_cache):
+    """Smoke size, the endpoint model named in MODEL, the key set: every output is searched for it (one test per
+    notebook, so parallel test workers take them side by side)."""
     from conftest import network_guard_env, smoke_parameters
     from mllm_ood.paths import NOTEBOOKS
     from mllm_ood.runner.planning import KERNEL
@@ -320,25 +330,27 @@ def test_notebooks_01_03_04_run_against_the_server_and_never_write_the_key(serve
     env.update(MLLM_OOD_CACHE=str(session_cache), MLLM_OOD_FIGURES=str(tmp_path / "figures"), OPENAI_API_KEY=SECRET,
                MLLM_OOD_PROGRESS_LOG=str(tmp_path / "progress.log"))
     ref = f"openai:{EMBEDDED}@{server}"
-    # Smoke size (the YAML's smoke: values, as run_all.sh --smoke), trimmed further (the server answers one
-    # request at a time): one dataset, task, grid.
-    extra = {"01_zero_shot_ood": {"DATASETS": ["digit_styles"], "ID_REFERENCE": {"digit_styles": "digit_styles/mnist"}},
-             "03_in_context_learning": {"TASKS": ["rotated_60"], "LABEL_SHIFT_TASKS": ["rotated_60"],
-                                        "MODES": ["reassigned"]},
-             "04_emi_bound": {"GRIDS": ["synthetic"], "ESTIMATOR_CHECKS": False, "IMAGE_EMBEDDER": EMBEDDED}}
-    for name in ["01_zero_shot_ood", "03_in_context_learning", "04_emi_bound"]:
-        out = tmp_path / f"{name}.ipynb"
-        params = smoke_parameters(name, MODEL=ref, **extra[name])
-        proc = subprocess.run(
-            [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(out), "-k", KERNEL,
-             "-y", params, "--cwd", str(NOTEBOOKS), "--no-progress-bar"],
-            env=env, capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, f"{name}:\n{proc.stderr[-4000:]}"
-        text = out.read_text()
-        assert "endpoint:openai:" in text, f"{name} does not name the endpoint model"
-        if name != "04_emi_bound":
-            assert "generate + parse" in text  # transformers serve gives no log-probabilities
+    out = tmp_path / f"{name}.ipynb"
+    params = smoke_parameters(name, MODEL=ref, **SERVER_NOTEBOOKS[name])
+    proc = subprocess.run(
+        [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(out), "-k", KERNEL,
+         "-y", params, "--cwd", str(NOTEBOOKS), "--no-progress-bar"],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{name}:\n{proc.stderr[-4000:]}"
+    text = out.read_text()
+    assert "endpoint:openai:" in text, f"{name} does not name the endpoint model"
+    if name != "04_emi_bound":
+        assert "generate + parse" in text  # transformers serve gives no log-probabilities
     assert not record.exists() or not record.read_text(), record.read_text()
     outputs = [p for p in [*tmp_path.rglob("*"), *session_cache.rglob("*")] if p.is_file()]
     assert list((tmp_path / "figures").glob("*.png"))
-    assert not [p for p in outputs if SECRET.encode() in p.read_bytes()], "the API key was written"
+    assert not [p for p in outputs if SECRET.encode() in _bytes(p)], "the API key was written"
+
+
+def _bytes(path: Path) -> bytes:
+    """A file's bytes, or none when it is gone: another xdist worker's cache build sharing the session cache
+    may rename its temporary folder between the listing and the reading."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""

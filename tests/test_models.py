@@ -8,19 +8,16 @@ from PIL import Image
 
 from mllm_ood.data.digits import DIGIT_NAMES
 from mllm_ood.mllm import load_model
-from mllm_ood.mllm.embedded import load_config, train_embedded_model
 from mllm_ood.mllm.standins import STANDIN_ARCHS, make_standin
 from mllm_ood.formats.prompts import format_answer, zero_shot_prompt
 from mllm_ood.validation import ParameterError
 
 
 @pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
+def model_dirs(tmp_path_factory, micro_model):
     root = tmp_path_factory.mktemp("models")
     dirs = {arch: make_standin(arch, root / arch) for arch in STANDIN_ARCHS}
-    cfg = load_config(smoke=True)
-    train_embedded_model(cfg, root / "embedded", smoke=True)
-    dirs["embedded"] = root / "embedded"
+    dirs["embedded"] = micro_model[0]
     return dirs
 
 

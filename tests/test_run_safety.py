@@ -22,7 +22,7 @@ import yaml
 
 from conftest import tiny_study
 from mllm_ood import runner
-from mllm_ood.paths import ROOT
+from mllm_ood.paths import NOTEBOOKS, ROOT
 from mllm_ood.validation import ParameterError
 
 CELLS = [
@@ -283,6 +283,30 @@ def test_the_model_notebook_runs_first_and_alone(study, capsys):
     out = capsys.readouterr().out
     done = out.index("<== 00_embedded_model.ipynb ok")
     assert done < out.index("==> 90_tiny.ipynb") and done < out.index("==> 91_tiny.ipynb")
+
+
+def test_the_model_notebook_runs_alone_only_when_it_may_train(tmp_path):
+    """Loading the committed checkpoint it trains nothing, so the others may run beside it; with RETRAIN, or a
+    MODEL_DIR without a checkpoint (it would train into it), or no MODEL_DIR at all, it runs alone."""
+    nb = NOTEBOOKS / "00_embedded_model.ipynb"
+    committed = {"MODEL_DIR": "data/models/embedded_mllm", "RETRAIN": False}
+    assert not runner.runs_alone(nb, committed)
+    assert runner.runs_alone(nb, {**committed, "RETRAIN": True})
+    assert runner.runs_alone(nb, {**committed, "MODEL_DIR": str(tmp_path / "new")})
+    assert runner.runs_alone(nb, {})
+    assert not runner.runs_alone(NOTEBOOKS / "04_emi_bound.ipynb", {"RETRAIN": True})
+
+
+def test_the_longest_notebook_starts_right_after_the_model_notebook(study, capsys):
+    """04_emi_bound (the longest) starts before the notebooks numbered below it, so they run beside it instead
+    of it running alone at the end; the summary still lists the notebooks in order."""
+    _copy_tiny(study, "04_emi_bound", "TAG: longest\n")
+    _copy_tiny(study, "01_short", "TAG: short\n")
+    assert runner.run(jobs=1) == 0
+    out = capsys.readouterr().out
+    assert out.index("==> 04_emi_bound.ipynb") < out.index("==> 01_short.ipynb") < out.index("==> 90_tiny.ipynb")
+    summary = (study / "runs" / "embedded" / "summary.txt").read_text()
+    assert summary.index("01_short") < summary.index("04_emi_bound") < summary.index("90_tiny")
 
 
 def test_terminated_parallel_run_stops_every_running_notebook(study):

@@ -17,9 +17,8 @@ import pandas as pd
 
 from ..progress import tqdm
 from ..stats import correlation_verdict
-from . import core
+from . import core, shipped_embeddings
 from .bound import transformed
-from .embedders import embed_cached
 from .grids import llava_bench
 
 ENCODER_LABELS = {"e5": "multilingual-e5-small", "minilm": "all-MiniLM-L6-v2 (English)"}
@@ -46,16 +45,16 @@ def counts(bench: dict[str, pd.DataFrame]) -> pd.DataFrame:
 class Embedded:
     """Every distinct text of the answers embedded once per encoder: ``z[spec][rows[text]]``."""
 
-    def __init__(self, bench: dict[str, pd.DataFrame], encoders: dict):
+    def __init__(self, bench: dict[str, pd.DataFrame], encoders: dict, *, use_shipped: bool = True):
         texts = llava_bench.texts(pd.concat(bench.values()))
         self.rows = {t: i for i, t in enumerate(texts)}
         self.z, self.lines = {}, []
         t0 = time.time()
         for spec, enc in encoders.items():
             t1 = time.time()
-            self.z[spec] = embed_cached(enc, texts, progress=True)
+            self.z[spec], source = shipped_embeddings.embed_texts(enc, texts, use_shipped=use_shipped, progress=True)
             self.lines.append(f"{enc.name}: {len(texts)} distinct texts -> {self.z[spec].shape} "
-                              f"({time.time() - t1:.0f} s, cached after the first run)")
+                              f"({source}; {time.time() - t1:.0f} s)")
         self.seconds = time.time() - t0
 
     def of(self, spec: str, texts) -> np.ndarray:

@@ -15,7 +15,8 @@ from .judges import check_judge
 def rules() -> dict:
     """The rule of every parameter of notebook 04, for :func:`mllm_ood.validation.check_parameters`."""
     return dict(SMOKE=boolean(), BENCH_MODELS=listing(choices=llava_bench.MODELS),
-                BENCH_TEXT_EMBEDDERS=listing(choices=["e5", "minilm"]), MODEL=model_reference(),
+                BENCH_TEXT_EMBEDDERS=listing(choices=["e5", "minilm"]), SHIPPED_EMBEDDINGS=boolean(),
+                MODEL=model_reference(),
                 GRIDS=listing(choices=digits.GRIDS), SAMPLES_PER_CLASS=integer(1, MAX_PER_CLASS), SEED=seed(),
                 N_BOOT=integer(1, 100_000), N_PERM=integer(1, 100_000), LEVEL=number(0, 1, open_interval=True),
                 BATCH_SIZE=integer(1, 4096), MAX_NEW_TOKENS=integer(1, 512),

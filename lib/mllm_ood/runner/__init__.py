@@ -15,7 +15,9 @@ Then the run takes a lock on its folder ``runs/<profile>[-smoke]/`` (and on ``fi
 into the same folder is refused with "another run is writing here". Notebooks execute in order, up to
 ``--jobs`` at once (default: one per core, each kernel computing on one thread; the paper profile one at
 a time, since each of its notebooks loads a hub MLLM onto the one GPU), except
-``00_embedded_model``, which runs first and alone since it may train the model the others load; after a
+``00_embedded_model``, which runs first, and alone when it may train the model the others load (with
+``--retrain``, or when its MODEL_DIR holds no checkpoint; loading the committed one it runs beside them), and
+``04_emi_bound``, the longest, which starts next so that the others run beside it; after a
 failure nothing new starts, and Ctrl-C or SIGTERM stops every running notebook. Each notebook executes into
 ``<run>/running/<name>/`` (executed copy, log, figures); only when it succeeds are its figures moved into
 ``figures/`` and its executed copy, HTML and log into the run folder, so a failed or interrupted notebook
@@ -38,12 +40,14 @@ query would not fit the model's context is refused, naming the largest shot coun
 """
 
 from .cli import add_parser, run
-from .execution import CELL_TIMEOUT, LOCK, SOLO, FolderBusy, default_jobs, folder_lock
+from .execution import (CELL_TIMEOUT, LOCK, LONGEST_FIRST, SOLO, FolderBusy, default_jobs, folder_lock, runs_alone,
+                        schedule)
 from .planning import (KERNEL, PROFILES, check_notebook_parameters, declared_parameters, notebooks, parse_override, plan,
                        resolve_parameters, runs_root, validation_prefix)
 from .standins import check_context, prepare_standin_datasets, standin_substitutions
 
-__all__ = ["CELL_TIMEOUT", "KERNEL", "LOCK", "PROFILES", "SOLO", "FolderBusy", "add_parser", "check_context",
+__all__ = ["CELL_TIMEOUT", "KERNEL", "LOCK", "LONGEST_FIRST", "PROFILES", "SOLO", "FolderBusy", "add_parser",
+           "check_context", "runs_alone", "schedule",
            "check_notebook_parameters", "declared_parameters", "default_jobs", "folder_lock", "notebooks",
            "parse_override", "plan", "prepare_standin_datasets", "resolve_parameters", "run", "runs_root",
            "standin_substitutions", "validation_prefix"]

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .. import progress
+from ..paths import resolve_model
 from .planning import KERNEL, params_label
 from .publish import publish_files
 
@@ -81,8 +82,29 @@ def summary_text(command: str, profile: str, smoke: bool, overrides: dict, rows,
     return "\n".join(lines) + "\n"
 
 
-# Runs first and alone: it may train the model every later notebook loads.
+# Runs first, and alone when it may train the model every later notebook loads (:func:`runs_alone`).
 SOLO = ("00_embedded_model",)
+# Started next, before the others (which need no order among themselves): the longest notebook, so the
+# shorter ones fill the other cores beside it instead of it starting last and running alone.
+LONGEST_FIRST = ("04_emi_bound",)
+
+
+def runs_alone(nb: Path, params: dict) -> bool:
+    """Whether ``nb`` must run alone: a :data:`SOLO` notebook may write the model the others load, unless it
+    only loads a checkpoint (RETRAIN off and its MODEL_DIR holding a training record, as the committed one
+    does: ``train_or_load`` then trains nothing)."""
+    if nb.stem not in SOLO:
+        return False
+    from ..mllm.embedded.saving import read_record  # imports torch: only when a run is scheduled
+
+    model_dir = params.get("MODEL_DIR")
+    return bool(params.get("RETRAIN")) or not isinstance(model_dir, str) or read_record(resolve_model(model_dir)) is None
+
+
+def schedule(resolved: list) -> list:
+    """``resolved`` ((notebook, params file, params) triples, in notebook order) in execution order: the
+    :data:`SOLO` notebooks, then the :data:`LONGEST_FIRST` ones, then the rest, each group in notebook order."""
+    return sorted(resolved, key=lambda item: (item[0].stem not in SOLO, item[0].stem not in LONGEST_FIRST))
 
 
 def default_jobs(profile: str = "embedded") -> int:
@@ -204,8 +226,8 @@ def run_one(pm, nb: Path, params_file: Path | None, params: dict, run_dir: Path,
 
 def execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str, profile: str, smoke: bool,
              extra: dict, standin_notes: list[str] | None = None, jobs: int = 1) -> int:
-    """Execute the notebooks, up to ``jobs`` at once in order (a :data:`SOLO` notebook alone, before the
-    rest). After a failure nothing new starts; an interrupt (Ctrl-C, SIGTERM) stops every running one."""
+    """Execute the notebooks, up to ``jobs`` at once in the order of :func:`schedule` (a :data:`SOLO`
+    notebook alone when :func:`runs_alone`, before the rest). After a failure nothing new starts; an interrupt (Ctrl-C, SIGTERM) stops every running one."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     notes, status = [], 0
@@ -214,7 +236,7 @@ def execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str,
                   "every step runs.", *[f"stand-in: {line}" for line in standin_notes]]
     kernels, interrupted = Kernels(), threading.Event()
     done_rows: dict[str, tuple] = {}
-    pending, running, published = list(resolved), {}, {}
+    pending, running, published = schedule(resolved), {}, {}
 
     def collect(futures) -> None:
         nonlocal status
@@ -231,8 +253,8 @@ def execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str,
         try:
             while pending or running:
                 while (pending and not status and len(running) < jobs
-                       and not any(item[0].stem in SOLO for item in running.values())
-                       and (pending[0][0].stem not in SOLO or not running)):
+                       and not any(runs_alone(item[0], item[2]) for item in running.values())
+                       and (not runs_alone(pending[0][0], pending[0][2]) or not running)):
                     nb, pf, params = item = pending.pop(0)
                     running[pool.submit(run_one, pm, nb, pf, params, run_dir, figs, timeout, command, smoke,
                                         extra, standin_notes, kernels, interrupted, publishing)] = item
