@@ -84,11 +84,14 @@ def check_probe_features(value) -> None:
     """Rule for the notebook parameter naming the probe's vision features: 'model' (the MLLM's own tower),
     'clip' (:data:`CLIP_PROBE_MODEL`), or a CLIP checkpoint (hub id or local ``save_pretrained`` folder)."""
     if value in PROBE_SOURCES:
+        if value == "clip":
+            check_hub_model(CLIP_PROBE_MODEL, "PROBE_FEATURES 'clip', i.e.")
         return
     try:
         model_reference()(value)
     except ParameterError as err:
         raise ParameterError(f"must be 'model', 'clip' or a CLIP checkpoint (hub id or folder): {err}") from None
+    check_hub_model(value, "CLIP checkpoint")
 
 
 class ClipProbeFeatures:
@@ -111,6 +114,11 @@ class ClipProbeFeatures:
 
     def __repr__(self) -> str:
         return f"{self.mllm!r} (probe vision features: CLIP {self.clip_model})"
+
+    def cache_identity(self) -> dict:
+        """What keys an analysis of this wrapper (:func:`mllm_ood.cache.content_digest`): the MLLM's
+        fingerprint and CLIP's weights, so a probe table of the MLLM's own features is never returned for CLIP's."""
+        return {"mllm": fingerprint_of(self.mllm), "vision": self.clip_identity}
 
     def feature_identity(self, kind: str) -> str:
         """What keys the cached features of ``kind``: CLIP's weights for 'vision', else the MLLM's fingerprint."""
