@@ -1,6 +1,6 @@
 """Few-shot in-context-learning (ICL) episodes: demonstrations, then a query, as one conversation.
 
-An episode is a multi-image prompt for the model interface (:mod:`mllm_ood.models`): the images are
+An episode is a multi-image prompt for the model interface (:mod:`mllm_ood.mllm`): the images are
 the demonstrations in order followed by the query, and the text marks each image's place with
 ``<image>``. The layout is the one under which the embedded model learned in context: every
 demonstration image is followed directly by its label word (no constant token in between), and the

@@ -1,4 +1,4 @@
-"""Paper A's zero-shot protocol on any model of :mod:`mllm_ood.models`, cached per
+"""Paper A's zero-shot protocol on any model of :mod:`mllm_ood.mllm`, cached per
 (model, dataset, domain, mode, sampling, code version).
 
 Two answer modes:

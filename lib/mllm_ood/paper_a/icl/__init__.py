@@ -1,5 +1,5 @@
 """In-context learning (ICL) and its vulnerabilities (paper A's ICL sections), on any model of
-:mod:`mllm_ood.models`: tasks and pools (:mod:`.tasks`), studies and the episode builder (:mod:`.studies`),
+:mod:`mllm_ood.mllm`: tasks and pools (:mod:`.tasks`), studies and the episode builder (:mod:`.studies`),
 cached evaluation (:mod:`.evaluation`), notebook 00's curves (:mod:`.curves`), paper A's claims (:mod:`.claims`).
 
 The studies, each a grid of *conditions*; every condition is one cached table of per-query results:
