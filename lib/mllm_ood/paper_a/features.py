@@ -14,14 +14,13 @@ import torch
 
 from ..cache import cached_arrays
 from ..data import catalog, world
-from ..mllm import fingerprint_of
-from ..paper_b.embedders import load_image, load_image_model
-from ..paper_b.embedders import model_fingerprint as folder_fingerprint
-from ..paths import ROOT
+from ..mllm import fingerprint_of, model_reference
 from ..mllm.preflight import check_hub_model
+from ..mllm.refs import files_digest
+from ..paper_b.embedders import load_image, load_image_model
+from ..paths import ROOT
 from ..progress import tqdm
 from ..validation import ParameterError, check_choice
-from ..mllm import model_reference
 from .probes import pixel_features
 from .zero_shot import build_prompt
 
@@ -105,7 +104,7 @@ class ClipProbeFeatures:
     def __init__(self, model, clip_model: str):
         self.mllm = model  # not 'model': that attribute stays the MLLM's own (its transformers model)
         self.clip_model = str(clip_model)
-        self.clip_identity = f"clip:{folder_fingerprint(self.clip_model)}"
+        self.clip_identity = f"clip:{files_digest(self.clip_model)}"
 
     def __getattr__(self, name):  # answers, answer states, fingerprint, .model: the MLLM's
         if name == "mllm":  # not set yet (copy / unpickling)

