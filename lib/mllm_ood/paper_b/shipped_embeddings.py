@@ -147,6 +147,7 @@ def write(path: Path, embedder, texts: Sequence[str], vectors: np.ndarray, comma
         np.savez_compressed(tmp, text_sha256=np.array([text_digest(t) for t in texts], dtype=f"S{DIGEST_CHARS}"),
                             vectors=vectors.astype(np.float16), identity=np.array(_identity_json(embedder)),
                             provenance=np.array(json.dumps(provenance, sort_keys=True)))
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the file is data for every reader
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

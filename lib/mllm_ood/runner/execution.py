@@ -237,6 +237,7 @@ def execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str,
     kernels, interrupted = Kernels(), threading.Event()
     done_rows: dict[str, tuple] = {}
     pending, running, published = schedule(resolved), {}, {}
+    alone = {item[0] for item in pending if runs_alone(item[0], item[2])}  # decided once: it reads the record
 
     def collect(futures) -> None:
         nonlocal status
@@ -253,8 +254,8 @@ def execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str,
         try:
             while pending or running:
                 while (pending and not status and len(running) < jobs
-                       and not any(runs_alone(item[0], item[2]) for item in running.values())
-                       and (not runs_alone(pending[0][0], pending[0][2]) or not running)):
+                       and not any(item[0] in alone for item in running.values())
+                       and (pending[0][0] not in alone or not running)):
                     nb, pf, params = item = pending.pop(0)
                     running[pool.submit(run_one, pm, nb, pf, params, run_dir, figs, timeout, command, smoke,
                                         extra, standin_notes, kernels, interrupted, publishing)] = item
