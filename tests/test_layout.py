@@ -16,7 +16,7 @@ PACKAGE = ROOT / "lib" / "mllm_ood"
 LAYERS = [
     {"paths", "seeding", "progress", "validation"},
     {"cache", "hf_datasets_cache", "data", "stats", "plotting"},
-    {"formats"},
+    {"formats", "claims"},
     {"mllm"},
     {"paper_a", "paper_b"},
     {"runner", "__main__"},

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .cache import cached_analysis, cached_table, exact_digest
-from .seeding import derive_seed
-from .validation import ParameterError, check_choice, check_positive_int
+from ..cache import cached_analysis, cached_table, exact_digest
+from ..seeding import derive_seed
+from ..validation import ParameterError, check_choice, check_positive_int
+from .rule import FORMAT_SHARE, MARGIN
 
 CORRELATION_METHODS = ("pearson", "spearman")
 # Part of the correlations' cache key (the value paper B's analyses always used): bump it when
@@ -130,10 +131,6 @@ def paired_effect(a: pd.DataFrame, b: pd.DataFrame, value: str = "correct", n_bo
 # outcome rules
 
 
-# A claim about a domain needs its 95 % interval to clear this many accuracy points (as a fraction).
-MARGIN = 0.05
-# Generate mode: a domain is a format failure when unparseable replies are at least this share of its errors.
-FORMAT_SHARE = 0.5
 
 
 def is_format_failure(accuracy: float, parse_failure_rate: float, margin: float = MARGIN,
