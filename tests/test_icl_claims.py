@@ -178,3 +178,8 @@ def test_ledger_rows_are_written_and_read_back(tmp_path):
     assert list(back["claim_id"]) == ["A-ICL1", "A-ICL2", "A-ICL3"]
     assert set(back["outcome"]) == {NOT_TESTABLE}
     assert "ceiling" in prose(table)
+
+
+def test_one_query_that_differs_has_its_exact_p():
+    assert claims.one_sided_p([0, 0, 1]) == 0.5 and claims.one_sided_p([0, -1]) == 1.0
+    assert claims.one_sided_p([1, 1, 1]) == pytest.approx(1 / 8)
