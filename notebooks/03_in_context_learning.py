@@ -251,7 +251,8 @@ domain_shift.round(3)
 
 # %%
 ls_conds = icl_studies.label_shift_conditions([by_name[n] for n in LABEL_SHIFT_TASKS], MAJORITY_FRACTIONS,
-                                              LABEL_SHIFT_SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, query_seed=SEED)
+                                              LABEL_SHIFT_SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING,
+                                              query_seed=SEED)
 ls_res = icl_eval.run_conditions(model, ls_conds, data, BATCH_SIZE, desc="label-shift conditions")
 ls_res["query_class"] = np.where(ls_res["label"] == ls_res["majority"], "majority class", "minority class")
 ls_acc = icl_eval.summarise(ls_res, ["mode", "level"], n_boot=N_BOOT, seed=SEED)

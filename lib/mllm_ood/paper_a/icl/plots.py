@@ -44,8 +44,9 @@ def shots_figure(shots_tab: pd.DataFrame, tasks: Sequence[Task], modes: Sequence
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8,
                bbox_to_anchor=(0.5, -0.04))
     publish(fig, "03_icl_accuracy_vs_shots", shots_tab, suptitle=(
-        f"ICL accuracy vs shots, {model_words}: query's own domain vs another domain as demonstrations; "
-        "mean over demonstration seeds, 95 % bootstrap intervals over queries"))
+        f"ICL accuracy vs shots, {model_words}\n"
+        "query's own domain vs another domain as demonstrations; mean over demonstration seeds, "
+        "95 % bootstrap intervals over queries"))
 
 
 def label_shift_figure(acc: pd.DataFrame, acc_cls: pd.DataFrame, maj: pd.DataFrame, modes: Sequence[str],
@@ -75,8 +76,8 @@ def label_shift_figure(acc: pd.DataFrame, acc_cls: pd.DataFrame, maj: pd.DataFra
     data = pd.concat([acc.assign(series="accuracy", query_class="all"), acc_cls.assign(series="accuracy"),
                       maj.assign(series="majority_rate", query_class="all")])
     publish(fig, "03_icl_label_shift", data, suptitle=(
-        f"Label shift, {model_words}: {shots} in-domain demonstrations with unequal class proportions; "
-        "95 % bootstrap intervals over queries"))
+        f"Label shift, {model_words}\n"
+        f"{shots} in-domain demonstrations with unequal class proportions; 95 % bootstrap intervals over queries"))
 
 
 def colour_gap_figure(gap: pd.DataFrame, modes: Sequence[str], shots: int, model_words: str) -> None:
@@ -95,12 +96,14 @@ def colour_gap_figure(gap: pd.DataFrame, modes: Sequence[str], shots: int, model
         if len(z):
             ax.axhline(z["gap"].iloc[0] * 100, color="C3", ls="-.", lw=1, label="0 shots")
         ax.axhline(0, color="grey", ls=":", label="no colour effect")
+        span = max(20.0, *(100 * gap[["ci_low", "ci_high"]].abs().max().fillna(0) + 5))
         decorate(ax, title=f"{mode} words", xlabel="tie strength (share of demonstrations in their home colour)",
-                 legend=7)
+                 ylim=(-span, span), legend=7)
     axes[0, 0].set_ylabel("flipped minus aligned accuracy (points)")
     publish(fig, "03_icl_spurious_correlation", gap, suptitle=(
-        f"Spurious colour, {model_words}: {shots} coloured demonstrations; accuracy of colour-flipped minus "
-        "colour-aligned queries (same digits), 95 % bootstrap intervals over queries"))
+        f"Spurious colour, {model_words}\n"
+        f"{shots} coloured demonstrations; accuracy of colour-flipped minus colour-aligned queries (same digits), "
+        "95 % bootstrap intervals over queries"))
 
 
 def copy_figure(copies: pd.DataFrame, modes: Sequence[str], model_words: str) -> None:
@@ -126,8 +129,9 @@ def copy_figure(copies: pd.DataFrame, modes: Sequence[str], model_words: str) ->
         ax.set_xticks(x, tasks, rotation=30, ha="right", fontsize=8)
         decorate(ax, title=title, ylabel="%", ylim=(-3, 105), legend=7)
     publish(fig, "03_icl_one_shot_copying", copies, suptitle=(
-        f"One demonstration, {model_words}: does the model answer with the demonstrated label? "
-        "(mean over seeds; 95 % bootstrap intervals over queries)"))
+        f"One demonstration, {model_words}\n"
+        "does the model answer with the demonstrated label? (mean over seeds; 95 % bootstrap intervals over "
+        "queries)"))
 
 
 def probe_figure(icl_curve: pd.DataFrame, probe_tab: pd.DataFrame, tasks: Sequence[Task], modes: Sequence[str],
@@ -156,8 +160,8 @@ def probe_figure(icl_curve: pd.DataFrame, probe_tab: pd.DataFrame, tasks: Sequen
         ax.set_ylabel("accuracy (%)")
     shared_legend(fig, axes, len(tasks))
     publish(fig, "03_icl_vs_probe", pd.concat([icl_curve.assign(method="icl"), probe_tab.assign(method="probe")]),
-            suptitle=f"Labelled examples per class vs accuracy, {model_words}: vision-feature probe ({draws} draws "
-            "per point) vs in-context learning")
+            suptitle=f"Labelled examples per class vs accuracy, {model_words}\n"
+            f"vision-feature probe ({draws} draws per point) vs in-context learning")
 
 
 def save_table(table: pd.DataFrame, name: str) -> Path:

@@ -5,7 +5,9 @@ aligned queries per tie strength (:func:`colour_gap`), each with 95 % bootstrap 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -17,12 +19,13 @@ from .claims import effect
 def model_in_words(model) -> str:
     """The model in words, e.g. 'embedded_mllm (1.1 M-parameter llava model)': its name, and for a model
     whose weights are here its parameter count and architecture."""
+    name = Path(str(model.name)).name if os.sep in str(model.name) else str(model.name)  # a local path: its folder
     net = getattr(model, "model", None)
     if net is None or not hasattr(net, "parameters"):
-        return str(model.name)
+        return name
     n = sum(p.numel() for p in net.parameters())
     size = f"{n / 1e6:.1f} M" if n < 1e9 else f"{n / 1e9:.1f} B"
-    return f"{model.name} ({size}-parameter {getattr(model, 'model_type', '')} model)".replace("  ", " ")
+    return f"{name} ({size}-parameter {getattr(model, 'model_type', '')} model)".replace("  ", " ")
 
 
 def _mean_ci(values, seed: int, *key) -> tuple[float, float, float]:
