@@ -70,7 +70,7 @@ from mllm_ood.paper_a.icl import readings as icl_readings
 from mllm_ood.paper_a.icl import studies as icl_studies
 from mllm_ood.paper_a.icl import tasks as icl_tasks
 from mllm_ood.paper_a.icl import evaluation as icl_eval
-from mllm_ood.plotting import save_figure
+from mllm_ood.plotting import save_figure, save_table
 
 # %% tags=["parameters"]
 SMOKE: bool = False  # run flag (run_all.sh --smoke); the smoke sizes are the YAML's smoke: values
@@ -376,7 +376,7 @@ with pd.option_context("display.max_colwidth", None):
 
 # %%
 gain_by_task = icl_claims.family_view(family, "task")
-icl_plots.save_table(gain_by_task, "03_icl_gain_by_task")
+save_table(gain_by_task, "03_icl_gain_by_task")
 with pd.option_context("display.max_colwidth", None):
     display(gain_by_task)
 display(Markdown(f"Per task, A-ICL1 outcomes: " + ", ".join(

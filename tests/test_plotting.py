@@ -12,7 +12,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from mllm_ood.plotting import display_saved, image_grid, save_figure  # noqa: E402
+from mllm_ood.plotting import display_saved, image_grid, save_figure, save_table  # noqa: E402
+from mllm_ood.validation import ParameterError  # noqa: E402
 
 
 def _solid(value, size=8, mode="L"):
@@ -52,3 +53,12 @@ def test_outside_a_kernel_the_saved_figure_stays_open(tmp_path, monkeypatch):
     paths = save_figure(fig, "t_open", pd.DataFrame({"x": [1]}))
     assert plt.fignum_exists(fig.number) and not display_saved(fig, paths["png"], 130)
     plt.close(fig)
+
+
+def test_save_table_writes_the_csv_under_figures_and_refuses_a_bad_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLLM_OOD_FIGURES", str(tmp_path))
+    path = save_table(pd.DataFrame({"a": [1, 2]}), "03_table")
+    assert path == tmp_path / "03_table.csv" and pd.read_csv(path)["a"].tolist() == [1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["03_table.csv"]
+    with pytest.raises(ParameterError, match="slug"):
+        save_table(pd.DataFrame({"a": [1]}), "../outside")

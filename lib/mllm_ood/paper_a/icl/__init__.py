@@ -1,6 +1,8 @@
 """In-context learning (ICL) and its vulnerabilities (paper A's ICL sections), on any model of
 :mod:`mllm_ood.mllm`: tasks and pools (:mod:`.tasks`), studies and the episode builder (:mod:`.studies`),
-cached evaluation (:mod:`.evaluation`), notebook 00's curves (:mod:`.curves`), paper A's claims (:mod:`.claims`).
+cached evaluation (:mod:`.evaluation`), notebook 00's curves (:mod:`.curves`), paper A's claims decided by the
+one rule (:mod:`.claims`), the measurements behind notebook 03's oddities (:mod:`.readings`) and its figures
+(:mod:`.plots`).
 
 The studies, each a grid of *conditions*; every condition is one cached table of per-query results:
 

@@ -6,16 +6,12 @@ and draws its chance (or no-effect) line; each is saved with its data by
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ...paths import figures_dir
 from ...plotting import curve, decorate, publish, shared_legend, yerr
 from .tasks import Task
 
@@ -163,16 +159,3 @@ def probe_figure(icl_curve: pd.DataFrame, probe_tab: pd.DataFrame, tasks: Sequen
             suptitle=f"Labelled examples per class vs accuracy, {model_words}\n"
             f"vision-feature probe ({draws} draws per point) vs in-context learning")
 
-
-def save_table(table: pd.DataFrame, name: str) -> Path:
-    """``figures/<name>.csv`` (written beside and renamed into place): a bulk table the notebook does not
-    print in full."""
-    out = figures_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    path, tmp = out / f"{name}.csv", out / f".{name}.csv.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        table.to_csv(tmp, index=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
