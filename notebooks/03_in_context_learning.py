@@ -83,7 +83,7 @@ QUERIES_PER_CLASS: int = 30  # queries per class and task (fixed across conditio
 SCORING: str = "loglik"  # "loglik" (choice log-likelihood) or "generate" (paper A's parser)
 LABEL_SHIFT_TASKS: list = ["rotated_60", "printed", "textured", "molecules_large"]  # tasks for the label-shift study
 LABEL_SHIFT_SHOTS: int = 8  # demonstrations per episode in the label-shift study
-MAJORITY_FRACTIONS: list = [0.5, 0.625, 0.75, 0.875, 1.0]  # share of the majority class among demos (exact)
+MAJORITY_FRACTIONS: list = [0.5, 0.625, 0.75, 0.875, 1.0]  # majority share among demos (exact); A-ICL3: smallest vs most skewed with every class shown
 SPURIOUS_PAIRS: list = [["one", "seven"], ["three", "eight"]]  # digit pairs, one red-home (0-4), one green-home (5-9)
 SPURIOUS_SHOTS: int = 8  # demonstrations per episode in the spurious-correlation study
 TIE_STRENGTHS: list = [0.5, 0.625, 0.75, 0.875, 1.0]  # share of demos wearing their class's home colour (exact)
@@ -372,7 +372,9 @@ with pd.option_context("display.max_colwidth", None):
 
 # %% [markdown]
 # On which tasks does ICL help? A-ICL1 per task (same estimand, in the same Holm family); the table is
-# also saved as `03_icl_gain_by_task.csv`.
+# also saved as `03_icl_gain_by_task.csv`. A *constant answer* note marks a task on which the model names
+# the same class for nearly every query with and without demonstrations: its accuracy there is that
+# class's share whatever the query shows, and an effect of 0 means the demonstrations did not move it.
 
 # %%
 gain_by_task = icl_claims.family_view(family, "task")
@@ -390,4 +392,7 @@ display(Markdown(f"Per task, A-ICL1 outcomes: " + ", ".join(
 ledger = write_claims(icl_claims.ledger_rows(family, model=f"{model_words}, {fingerprint}", data=(
     f"{len(tasks)} ICL tasks, {QUERIES_PER_CLASS} queries per class (the same in every condition), {len(SEEDS)} "
     f"demonstration seed(s), scoring {SCORING}")), "03")
+counts = ledger["outcome"].value_counts()
+display(Markdown(f"Notebook 03 writes {len(ledger)} ledger rows: "
+                 + ", ".join(f"{n} {o}" for o, n in counts.items()) + "."))
 display(Markdown(prose(ledger)))

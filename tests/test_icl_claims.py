@@ -183,3 +183,14 @@ def test_ledger_rows_are_written_and_read_back(tmp_path):
 def test_one_query_that_differs_has_its_exact_p():
     assert claims.one_sided_p([0, 0, 1]) == 0.5 and claims.one_sided_p([0, -1]) == 1.0
     assert claims.one_sided_p([1, 1, 1]) == pytest.approx(1 / 8)
+
+
+def test_a_constant_answer_in_both_conditions_is_noted():
+    n = 40
+    labels = [q % 2 for q in range(n)]
+    const = _rows([y == 0 for y in labels], labels=labels, preds=[0] * n)
+    eight = _rows([y == 0 for y in labels], labels=labels, preds=[0] * n, shots=8, source="in_domain")
+    row = claims.claim_row("A-ICL1", "s", "e", eight, const)
+    assert row["note"].startswith("constant answer") and row["estimate"] == 0
+    varied = _rows([True] * n, labels=labels, preds=labels, shots=8, source="in_domain")
+    assert claims.claim_row("A-ICL1", "s", "e", varied, const)["note"] == ""

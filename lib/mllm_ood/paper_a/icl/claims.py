@@ -24,14 +24,15 @@ import pandas as pd
 
 from ...claims import ledger_row
 from ...seeding import derive_seed
-from ...stats import MARGIN, NOT_TESTABLE, bootstrap_ci, decide_family, percent_interval, rule_text, sign_flip_p
+from ...stats import (CONSTANT_SHARE, MARGIN, NOT_TESTABLE, bootstrap_ci, decide_family, percent_interval, rule_text,
+                      sign_flip_p)
 from ...validation import ParameterError
 from .tasks import Task
 
 NOTEBOOK = "03"
 # The columns of the claim family (one row per decided claim and scope).
 FAMILY_COLUMNS = ["claim_id", "scope", "estimand", "level", "a", "b", "estimate", "low", "high", "n", "gains",
-                  "losses", "p", "room", "margin", "direction", "outcome", "reason", "evidence"]
+                  "losses", "p", "room", "margin", "direction", "outcome", "reason", "note", "evidence"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,6 +73,17 @@ def effect(a: pd.DataFrame, b: pd.DataFrame, value: str = "correct", *, referenc
             "room": 1 - mb if reference == "b" else ma}
 
 
+def constant_note(a: pd.DataFrame, b: pd.DataFrame, share: float = CONSTANT_SHARE) -> str:
+    """A note when the model gives one answer (the same class) to at least ``share`` of the episodes in both
+    conditions: then neither accuracy depends on what the query shows, and an effect of 0 says that the
+    demonstrations did not move the model off that answer."""
+    tops = [t["pred"].value_counts(normalize=True) for t in (a, b) if len(t)]
+    if len(tops) < 2 or any(t.empty or t.max() < share for t in tops) or tops[0].idxmax() != tops[1].idxmax():
+        return ""
+    low = min(t.max() for t in tops)
+    return f"constant answer: the model names one class in {low:.0%}+ of both conditions' episodes"
+
+
 def claim_row(claim_id: str, scope: str, estimand: str, a: pd.DataFrame, b: pd.DataFrame, *, reference: str = "b",
               level: str = "pooled", evidence: str = "", n_boot: int = 1000, seed: int = 0) -> dict:
     """One row of the claim family (:data:`FAMILY_COLUMNS`): the effect of ``a`` over ``b`` (:func:`effect`)
@@ -79,7 +91,7 @@ def claim_row(claim_id: str, scope: str, estimand: str, a: pd.DataFrame, b: pd.D
     leaves less room than the margin, the outcome *not testable* with its reason."""
     e = effect(a, b, reference=reference, n_boot=n_boot, seed=seed)
     row = {"claim_id": claim_id, "scope": scope, "estimand": estimand, "level": level, **e, "margin": MARGIN,
-           "direction": 1, "outcome": None, "reason": "", "evidence": evidence}
+           "direction": 1, "outcome": None, "reason": "", "note": constant_note(a, b), "evidence": evidence}
     if e["room"] < MARGIN:
         ref = e["b"] if reference == "b" else e["a"]
         row["outcome"] = NOT_TESTABLE
@@ -216,7 +228,7 @@ def family_view(family: pd.DataFrame, level: str = "pooled") -> pd.DataFrame:
         "+/- queries": [("" if pd.isna(g) else f"+{int(g)}/-{int(l)} of {int(n)}")
                         for g, l, n in zip(f["gains"], f["losses"], f["n"])],
         "p": f["p"].round(4), "p (Holm)": f["p_holm"].round(4), "outcome": f["outcome"],
-        "reason": f["reason"].fillna("")}).reset_index(drop=True)
+        "reason": f["reason"].fillna(""), "note": f["note"].fillna("")}).reset_index(drop=True)
 
 
 def ledger_rows(family: pd.DataFrame, *, model: str, data: str) -> list[dict]:
