@@ -81,7 +81,7 @@ def constant_note(a: pd.DataFrame, b: pd.DataFrame, share: float = CONSTANT_SHAR
     if len(tops) < 2 or any(t.empty or t.max() < share for t in tops) or tops[0].idxmax() != tops[1].idxmax():
         return ""
     low = min(t.max() for t in tops)
-    return f"constant answer: the model names one class in {low:.0%}+ of both conditions' episodes"
+    return f"constant answer: the model names the same class in at least {low:.0%} of the episodes of each condition"
 
 
 def claim_row(claim_id: str, scope: str, estimand: str, a: pd.DataFrame, b: pd.DataFrame, *, reference: str = "b",

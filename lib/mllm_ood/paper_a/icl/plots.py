@@ -108,7 +108,7 @@ def copy_figure(copies: pd.DataFrame, modes: Sequence[str], model_words: str) ->
     accuracy when the demonstration shows the query's class vs another class."""
     tasks = list(dict.fromkeys(copies["task"]))
     x = np.arange(len(tasks))
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(tasks)), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.3 * len(tasks)) + 4, 3.8), squeeze=False)
     for j, mode in enumerate(modes):
         g = copies[copies["mode"] == mode].set_index("task").reindex(tasks)
         axes[0, 0].errorbar(x + (j - 0.5) * 0.2, g["copies"] * 100, yerr=yerr(g, "copies"), ls="none", marker="o",
@@ -123,7 +123,8 @@ def copy_figure(copies: pd.DataFrame, modes: Sequence[str], model_words: str) ->
                        s=400, color="grey", label="chance (1 / classes)")
     for ax, title in zip(axes[0], ["answers copying the one demonstration's label", "1-shot accuracy"]):
         ax.set_xticks(x, tasks, rotation=30, ha="right", fontsize=8)
-        decorate(ax, title=title, ylabel="%", ylim=(-3, 105), legend=7)
+        decorate(ax, title=title, ylabel="%", ylim=(-3, 105))
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     publish(fig, "03_icl_one_shot_copying", copies, suptitle=(
         f"One demonstration, {model_words}\n"
         "does the model answer with the demonstrated label? (mean over seeds; 95 % bootstrap intervals over "
