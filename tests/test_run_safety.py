@@ -309,6 +309,18 @@ def test_the_longest_notebook_starts_right_after_the_model_notebook(study, capsy
     assert summary.index("01_short") < summary.index("04_emi_bound") < summary.index("90_tiny")
 
 
+def test_the_ledger_notebook_starts_after_every_other_notebook_finished(study, capsys):
+    """05_claims_ledger gathers what the others publish: with jobs to spare it still starts only once every
+    other notebook has finished (and published), and it is listed last."""
+    _copy_tiny(study, "05_claims_ledger", "TAG: ledger\n")
+    _copy_tiny(study, "01_short", "TAG: short\n")
+    assert runner.run(jobs=3) == 0
+    out = capsys.readouterr().out
+    start = out.index("==> 05_claims_ledger.ipynb")
+    assert out.index("<== 01_short.ipynb ok") < start and out.index("<== 90_tiny.ipynb ok") < start
+    assert (study / "figures" / "t_first.csv").exists()
+
+
 def test_terminated_parallel_run_stops_every_running_notebook(study):
     """SIGTERM while two notebooks run: both are stopped and kept under failed/, figures/ untouched."""
     for stem in ("90_tiny", "91_tiny"):

@@ -26,6 +26,13 @@ def figures_dir() -> Path:
     return Path(os.environ.get("MLLM_OOD_FIGURES", ROOT / "figures"))
 
 
+def claims_dir() -> Path:
+    """Where the claims ledger reads every notebook's ``NN_claims.csv``: the figures folder the run publishes
+    to (``$MLLM_OOD_CLAIMS``, set by the runner, whose notebooks each write into their own staging folder),
+    else :func:`figures_dir`."""
+    return Path(os.environ.get("MLLM_OOD_CLAIMS") or figures_dir())
+
+
 def resolve_model(ref: str) -> str:
     """A model reference as notebooks take it: a path relative to the repo root if one exists there
     (e.g. ``data/models/embedded_mllm``), else ``ref`` unchanged (an absolute path or a hub id)."""
