@@ -17,13 +17,13 @@ MNIST_SPLIT = DATA / "mnist_split.csv"
 def cache_dir() -> Path:
     """The cache root (``data/cache``, or ``$MLLM_OOD_CACHE``), re-read from the environment at every call
     so tests can redirect it at run time."""
-    return Path(os.environ.get("MLLM_OOD_CACHE", DATA / "cache"))
+    return Path(os.environ.get("MLLM_OOD_CACHE") or DATA / "cache")  # set but empty: the default, not the cwd
 
 
 def figures_dir() -> Path:
     """The figures root (``figures/``, or ``$MLLM_OOD_FIGURES``), re-read from the environment at every
     call so smoke runs write elsewhere."""
-    return Path(os.environ.get("MLLM_OOD_FIGURES", ROOT / "figures"))
+    return Path(os.environ.get("MLLM_OOD_FIGURES") or ROOT / "figures")
 
 
 def claims_dir() -> Path:
