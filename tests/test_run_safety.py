@@ -267,7 +267,8 @@ def test_notebooks_run_side_by_side_each_with_its_own_figure_folder(study):
     assert summary.index("90_tiny") < summary.index("91_tiny"), "the summary lists notebooks in order"
     for stem in ("90_tiny", "91_tiny"):  # rendered and published beside the run
         html = (study / "runs" / "embedded" / f"{stem}.html").read_text()
-        assert html.startswith("<!DOCTYPE html>") and "t_first" in html
+        assert html.startswith("<!DOCTYPE html>") and "data:image/png" in html  # the figure, shown
+        assert "save_figure(" not in html and "its code is in the executed notebook" in html  # no code inputs
     with pytest.raises(ParameterError, match="jobs must be a whole number >= 1"):
         runner.run(jobs=0)
     # By default one notebook per core, but the paper profile's hub MLLMs would share one GPU: one at a time.

@@ -170,12 +170,20 @@ class Kernels:
 
 
 def render_and_publish(executed: Path, stage: Path, stage_figs: Path, figs: Path, run_dir: Path, nb: Path) -> None:
-    """Render the executed copy as HTML (nbconvert's HTMLExporter in this process: a subprocess spends
-    seconds importing per notebook), then :func:`publish` the notebook's outputs."""
+    """Render the executed copy as HTML for reading (nbconvert's HTMLExporter in this process: a subprocess
+    spends seconds importing per notebook), then :func:`publish` the notebook's outputs. The page shows the
+    explanations, tables and figures without the code cells, and says where the code is: the executed
+    notebook published beside it."""
+    import nbformat
     from nbconvert import HTMLExporter
 
     try:
-        body, _ = HTMLExporter().from_filename(str(executed))
+        book = nbformat.read(str(executed), as_version=4)
+        book.cells.insert(0, nbformat.v4.new_markdown_cell(
+            f"*This page shows the text, tables and figures of `{nb.name}`; its code is in the executed notebook "
+            f"`{nb.name}` beside this page.*"))
+        body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+                               exclude_output_prompt=True).from_notebook_node(book)
         executed.with_suffix(".html").write_text(body, encoding="utf-8")
     except Exception as err:  # noqa: BLE001 - the executed copy and figures still publish without HTML
         with open(stage / f"{nb.stem}.log", "a") as fh:
