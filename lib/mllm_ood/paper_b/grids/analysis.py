@@ -24,7 +24,6 @@ import pandas as pd
 
 from ...cache import cached_analysis
 from ...seeding import derive_seed, rng
-from ...stats import correlation_verdict
 from ...validation import ParameterError, check_positive_int
 from .. import core
 from ..arrays import l2_normalise, query_embedding
@@ -159,11 +158,12 @@ def correlation_summary(tables: dict[str, pd.DataFrame], *, n_boot: int = 1000, 
 
 
 def describe(summary: pd.DataFrame) -> list[str]:
-    """Plain-language sentences about a correlation summary (computed, for the notebook's conclusion)."""
+    """Plain-language sentences about a correlation summary (computed, for the notebook's conclusion; the
+    claims are decided in the ledger, :mod:`mllm_ood.paper_b.verdicts`)."""
     lines = []
     for _, r in summary[summary["method"] == "pearson"].iterrows():
         lines.append(f"{r['grid']}: {r['pair']}: Pearson r = {r['r']:.2f} [{r['low']:.2f}, {r['high']:.2f}] "
-                     f"over {r['n']} scenarios -> {correlation_verdict(r.to_dict())}")
+                     f"over {r['n']} scenarios")
     return lines
 
 
