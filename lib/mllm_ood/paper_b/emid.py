@@ -34,6 +34,8 @@ def club_u(L: np.ndarray, s: np.ndarray) -> float:
     rows (a U-statistic): counting a copy of the positive pair as a negative would bias it down by ~CLUB / n."""
     sub = L[np.ix_(s, s)]
     distinct = s[:, None] != s[None, :]
+    if not distinct.any():  # one item drawn every time: no negatives
+        return float("nan")
     return float(np.mean(np.diag(sub)) - sub[distinct].mean())
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from ..claims import ledger_row
-from ..stats import (CONTRADICTED, DELTA_R, MARGIN, NOT_TESTABLE, SUPPORTED, correlation_vs_published, decide,
+from ..stats import (CONTRADICTED, DELTA_R, MARGIN, NOT_TESTABLE, correlation_vs_published, decide,
                      rule_text)
 from .emid import reliability
 from .grids import llava_bench
@@ -203,7 +203,17 @@ def grid_rows(tables: dict[str, pd.DataFrame], summary: pd.DataFrame, *, model: 
     return rows
 
 
-def supported_share(rows) -> str:
-    """'k of n supported' over ledger rows, for a printed summary."""
-    rows = list(rows)
-    return f"{sum(r['outcome'] == SUPPORTED for r in rows)} of {len(rows)} supported"
+def model_words(model) -> str:
+    """The model in words for a ledger row and a figure: 'embedded 1.1 M-parameter model (<hash>)' for a
+    local checkpoint, else its name and fingerprint."""
+    try:
+        n = sum(p.numel() for p in model.model.parameters())
+    except (AttributeError, TypeError):
+        return f"{model.name} ({model.fingerprint})"
+    kind = "embedded " if "embedded" in str(model.name) else ""
+    return f"{kind}{n / 1e6:.1f} M-parameter model ({model.fingerprint})"
+
+
+def testability_table(tables: dict[str, pd.DataFrame], level: float = 0.95) -> pd.DataFrame:
+    """:func:`testability` per grid, one row each (for the notebook)."""
+    return pd.DataFrame([{"grid": g, **testability(t, level)} for g, t in tables.items()])

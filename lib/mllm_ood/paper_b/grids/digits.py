@@ -190,7 +190,8 @@ def scenario_responses(model, grid: Grid, visual: str, text: str, *, n_per_class
                 for k in range(len(sub))]
         return pd.DataFrame(rows, columns=RESPONSE_COLUMNS)
 
-    return cached_table("emi_responses", params, build, file="responses.jsonl", dtype={"id": str, "response": str})
+    return cached_table("emi_responses", params, build, file="responses.jsonl",
+                        dtype={"id": str, "response": str, "visual": str, "text": str})
 
 
 def grid_responses(model, grid: Grid, *, n_per_class: int, seed: int, max_new_tokens: int = 16,
