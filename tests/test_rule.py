@@ -106,6 +106,10 @@ def test_correlation_vs_published_branches():
     # a wide interval that contains the published value cannot say "reproduced"
     assert correlation_vs_published(0.58, -0.3, 0.9, 0.58, 35)["outcome"] == INCONCLUSIVE
     assert correlation_vs_published(math.nan, math.nan, math.nan, 0.58, 35)["outcome"] == NOT_TESTABLE
+    # a published r from 34 scenarios is itself +-0.28: even an exact measurement of it cannot be "supported"
+    exact = correlation_vs_published(0.58, 0.58, 0.58, 0.58, 34)
+    assert not exact["supportable"] and exact["outcome"] == INCONCLUSIVE
+    assert correlation_vs_published(0.88, 0.87, 0.89, 0.88, 61)["supportable"]
     # MOVER with both Fisher intervals equals Zou's (2007) closed form for two independent correlations
     r1, n1, r2, n2 = 0.3, 40, 0.7, 61
     l1, u1 = fisher_interval(r1, n1)

@@ -65,8 +65,10 @@ def versus_published(r: float, low: float, high: float, model: str, grid: str) -
 def _difference_text(v: dict) -> str:
     if math.isnan(v["difference"]):
         return f"vs published {v['published']}"
+    limit = ("" if v.get("supportable", True) else f"; the published r's own interval [{v['published_low']:.2f}, "
+             f"{v['published_high']:.2f}] is wider than ±{DELTA_R:g}, so agreement cannot be shown, only a difference")
     return (f"r - published = {v['difference']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}] (published "
-            f"{v['published']})")
+            f"{v['published']}){limit}")
 
 
 def bench_table(corr: pd.DataFrame, models, specs) -> pd.DataFrame:
@@ -84,7 +86,8 @@ def bench_table(corr: pd.DataFrame, models, specs) -> pd.DataFrame:
                      "estimand": "EMID vs text-side sum (NOT the bound: image term unknown)", "n": c["n"],
                      "r": c["r"], "low": c["low"], "high": c["high"], "published r": v["published_r"],
                      "n_published": v["n_published"], "difference": v["difference"], "diff_low": v["low"],
-                     "diff_high": v["high"], "outcome": v["outcome"]})
+                     "diff_high": v["high"], "published_low": v["published_low"],
+                     "published_high": v["published_high"], "supportable": v["supportable"], "outcome": v["outcome"]})
     return pd.DataFrame(rows)
 
 
@@ -94,7 +97,8 @@ def bench_rows(table: pd.DataFrame, data: str) -> list[dict]:
     rows = []
     for _, t in table.iterrows():
         v = {"difference": t["difference"], "low": t["diff_low"], "high": t["diff_high"],
-             "published": f"{t['model']} {t['grid']} r = {t['published r']:.2f} over {t['n_published']} scenarios"}
+             "published_low": t["published_low"], "published_high": t["published_high"],
+             "supportable": t["supportable"], "published": f"{t['model']} {t['grid']} r = {t['published r']:.2f} over {t['n_published']} scenarios"}
         rows.append(ledger_row(
             "B-CORR", notebook=NOTEBOOK, scope=f"{t['model']}, {t['grid']} grid, {t['encoder']} (text only)",
             estimand="Pearson r of EMID vs the TEXT-SIDE SUM sqrt(JSt) + JSpy^1/4 + JSqy^1/4: a different estimand "
