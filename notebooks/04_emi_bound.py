@@ -18,17 +18,16 @@
 #
 # **Claim under test** (Oh et al., ICML 2025, arXiv 2502.00577): for a query X (image + question), the
 # model's response Ŷ and a reference response Y, the **effective mutual information** `EMI = I(X; Ŷ) − I(X; Y)`
-# measures how much the answers say about the query relative to the reference's (≈ 0 for a model answering
-# like the reference); its drop under a shift, `EMID = EMI(ID) − EMI(shifted)`, is bounded by
-# `√JSv + √JSt + JSpy^¼ + JSqy^¼` (the "scale-adjusted" form of paper B's code, `mllm_ood.paper_b.bound`): the
-# Jensen–Shannon divergences between ID and shifted **images** and **questions**, and between **model and
-# reference responses** on each side.
+# measures how much the answers say about the query relative to the reference's (≈ 0 for a model answering like
+# the reference); its drop under a shift, `EMID = EMI(ID) − EMI(shifted)`, is bounded by `√JSv + √JSt + JSpy^¼ +
+# JSqy^¼` (the "scale-adjusted" form of paper B's code, `mllm_ood.paper_b.bound`): Jensen–Shannon divergences
+# between ID and shifted **images** and **questions**, and between **model and reference responses** on each side.
 #
-# **Estimation** (paper B's recipe, one implementation: `mllm_ood.paper_b.core`): L2-normalised embeddings,
-# the query `x = (z_image + z_question)/2`, both MIs from one CLUB trained on the pooled (x, response) and
-# (x, reference) pairs of all scenarios, divergences by the *representation JSD*, each beside a
-# **permutation null at the same sample size** (finite-sample bias dominates in 384 dimensions); every EMI
-# has a bootstrap interval over its queries, every correlation one over the grid's rows and columns.
+# **Estimation** (paper B's recipe, `mllm_ood.paper_b.core`): L2-normalised embeddings, the query
+# `x = (z_image + z_question)/2`, both MIs from one CLUB trained on the pooled (x, response) and (x, reference)
+# pairs, divergences by the *representation JSD* beside a **permutation null at the same sample size**; EMI has
+# a cluster-bootstrap interval (LLaVA-Bench: the questions about one image drawn together), EMID a paired one
+# where both scenarios hold the same items, every correlation one over the grid's rows and columns.
 #
 # **Two sources of numbers, never mixed up:** (1) **real answers** of LLaVA-1.5-13B and LLaVA-1.6-Vicuna-13B
 # on paper B's LLaVA-Bench scenarios with GPT-4 references (`data/llava_bench_shift/`, sources and licences in
@@ -40,13 +39,14 @@
 import time
 
 import pandas as pd
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from mllm_ood.mllm import load_model
-from mllm_ood.paper_b import bench, checks, figures, report
+from mllm_ood.claims import prose, write_claims
+from mllm_ood.paper_b import bench, checks, figures, report, verdicts
 from mllm_ood.paper_b.embedders import image_embedder, text_embedder
-from mllm_ood.paper_b.grids import digits, hub, llava_bench
-from mllm_ood.paper_b.grids.analysis import TERM_PAIRS, analyse_grid, correlation_summary
+from mllm_ood.paper_b.grids import digits
+from mllm_ood.paper_b.grids.analysis import analyse_grid, analyse_hub, correlation_summary, resolution_table
 from mllm_ood.paper_b.judges import OverlapJudge, judge_scores, make_judge
 from mllm_ood.stats import with_interval_column
 
@@ -56,7 +56,7 @@ BENCH_MODELS: list = ["llava-v1.5-13b", "llava-v1.6-vicuna-13b"]  # real respons
 BENCH_TEXT_EMBEDDERS: list = ["e5", "minilm"]  # offline text encoders for them: "e5" (multilingual) first, "minilm" (English)
 SHIPPED_EMBEDDINGS: bool = True  # take their embeddings from data/llava_bench_shift/embeddings/ (same encoder only); False embeds every text anew
 MODEL: str = "data/models/embedded_mllm"  # digits part: local checkpoint (relative to the repo root), hub id, or openai:<model>@<base_url>
-GRIDS: list = ["synthetic", "natural"]  # digits grids: "synthetic" (7 visual x 5 text), "natural" (4 styles x 7 languages)
+GRIDS: list = ["synthetic", "rotated", "natural"]  # digits grids: "synthetic" (7 corruptions x 5 text), "rotated" (6 angles x 5 text), "natural" (4 styles x 7 languages)
 SAMPLES_PER_CLASS: int = 10  # first N images per class in every visual condition (10 classes -> 10 N queries per scenario)
 SEED: int = 0  # seed for text perturbations, CLUB training, permutation nulls and bootstraps
 N_BOOT: int = 1000  # bootstrap resamples per interval (EMI per scenario; correlations)
@@ -75,8 +75,7 @@ HUB_QUESTIONS: int = 0  # questions per hub split, 0 for all of them
 HUB_MAX_NEW_TOKENS: int = 512  # greedy answer length on the hub sets (LLaVA-Bench answers are paragraphs)
 
 # %%
-# Every parameter checked by name before anything loads (one ParameterError naming it).
-from mllm_ood.paper_b.params import check_combinations, rules
+from mllm_ood.paper_b.params import check_combinations, rules  # every parameter checked before anything loads
 from mllm_ood.validation import check_parameters
 
 check_parameters(globals(), **rules())
@@ -122,8 +121,9 @@ bench.translation_cosines(answers[first_model], emb, BENCH_TEXT_EMBEDDERS)
 # %% [markdown]
 # ## EMI per scenario, each with its own interval
 # As in paper B, one CLUB per model and encoder on the pooled pairs of all its scenarios (both grids), then
-# held fixed: EMI (nats) per scenario with a 95 % bootstrap interval over its questions (multilingual
-# encoder), beside paper B's published EMI for orientation only — the two are different measurements.
+# held fixed: EMI (nats) per scenario with a 95 % interval that resamples **images** (COCO: 30 images × 3
+# questions; in-the-wild: 24 images; `data/llava_bench_shift/images.csv`), beside paper B's published EMI for
+# orientation only — the two are different measurements.
 
 # %%
 t0 = time.time()
@@ -173,19 +173,19 @@ display(main_cmp[cols].round(4))
 figures.show(figures.llava_vs_published(comparison, BENCH_MODELS, main_enc), "04_llava_vs_published", main_cmp)
 
 # %% [markdown]
-# ## Paper B's claims on its own scenarios: reproduced or not
-# *Reproduced* = the crossed interval excludes 0 and holds the published value; *partly* = same sign, excludes
-# 0, published value outside; *not reproduced* otherwise. With the text-side sum: a verdict on the *text
-# side* of the bound, not on the theorem.
+# **Against paper B's published r** (`mllm_ood.stats.correlation_vs_published`): the interval of r − published r
+# (MOVER: our crossed interval with the published r's Fisher-z interval over its scenario count) against ±0.2.
 
 # %%
-bench.claims(bench_corr, BENCH_MODELS, BENCH_TEXT_EMBEDDERS)
+print("TEXT ONLY: these rows correlate EMID with the TEXT-SIDE SUM (the image term is unknown), a different "
+      "estimand from paper B's bound; an outcome here is about the text side, not about the theorem.")
+bench_claims = verdicts.bench_table(bench_corr, BENCH_MODELS, BENCH_TEXT_EMBEDDERS)
+bench_claims.round(3)
 
 # %% [markdown]
-# **Why the two analyses differ:** images (paper B's query and bound have them, these do not); the text
-# encoder (paper B: XLM-R's first layer, near bag-of-tokens; here sentence encoders, under which a
-# translation lands near its original with e5, far from it with MiniLM); the CLUB (paper B's pre-trained on
-# >10k pooled samples; here one per model and encoder on its 8,220 pairs — EMI depends on the estimator's
+# **Why the two analyses differ:** images (paper B has them); the text encoder (paper B: XLM-R's first layer, near
+# bag-of-tokens; here sentence encoders: a translation lands near its original with e5, far with MiniLM); the CLUB
+# (paper B's pre-trained on >10k pooled samples; here one per model and encoder; EMI depends on the estimator's
 # scale, so values are compared by correlation and sign); the in-the-wild split (28 cells there, 14 here).
 
 # %% [markdown]
@@ -194,12 +194,12 @@ bench.claims(bench_corr, BENCH_MODELS, BENCH_TEXT_EMBEDDERS)
 # | grid | visual axis (images) | text axis (question) | ID cell |
 # |---|---|---|---|
 # | synthetic (paper B: 35) | `corrupted_mnist`: clean, defocus blur 1/3/5, frost 1/3/5 — the same digits in every condition | clean, synonym replacement 1/2, keyboard typos 1/2 | clean x clean |
+# | rotated | `rotated_mnist`: 0–75° (the same digits); the corruptions barely move this model, rotation degrades it across a range | as synthetic | 0 x clean |
 # | natural (paper B: 28) | `digit_styles`: MNIST handwriting, UCI 8x8 scans, printed fonts, photo-textured | the question in English, German, Chinese, Korean, Greek, Arabic, Hindi | mnist x english |
 #
-# A query is paper A's multiple-choice prompt whose question sentence alone carries the text shift; the
-# **reference** is the protocol's correct reply (`Answer Choice: [seven]`); the **judge** gives 1 for the
-# right class in the format, 0.5 for the right class named first without it, 0 otherwise (an endpoint `JUDGE`
-# runs paper B's GPT-4 review instead, `mllm_ood.paper_b.judges`). Responses are cached per scenario.
+# A query is paper A's multiple-choice prompt whose question sentence alone carries the text shift; the **reference**
+# is the protocol's correct reply (`Answer Choice: [seven]`); the **judge** gives 1 for the right class in the format,
+# 0.5 for it named first without, else 0 (an endpoint `JUDGE` runs paper B's GPT-4 review). Responses are cached.
 
 # %%
 model = load_model(MODEL)
@@ -227,32 +227,27 @@ pd.DataFrame([{"text condition": t, "question": digits.question(first, t, k, SEE
 
 # %% [markdown]
 # ## EMI, EMID and the bound per scenario
-# `x = (z_image + z_question)/2` needs one width: the tower's image embeddings are mapped into the text
-# embedder's 384 dimensions by a seeded random *isometry*, which keeps every distance between them (the image
-# term is unchanged) and needs no training data (`mllm_ood.paper_b.grids.analysis.match_width`). Then one CLUB
-# per grid (cached) and per scenario EMI, EMID and four JSD and W2 terms beside their nulls — the same chain
-# (`analyse_grid`) as part 2b.
+# `x = (z_image + z_question)/2` needs one width: image embeddings go into the text embedder's 384 dimensions by
+# a seeded random *isometry* (every distance kept, no training data: `grids.analysis.match_width`). Then one CLUB
+# per grid (cached), per scenario EMI, EMID and four JSD and W2 terms beside their nulls (`analyse_grid`, as 2b).
 
 # %%
-tables, timings = {}, {}
+tables, timings, grid_emb = {}, {}, {}
 for name, g in grids.items():
     images = digits.grid_images(g, responses[name], n_per_class=SAMPLES_PER_CLASS, seed=SEED)
-    tables[name], e, timings[name] = analyse_grid(g, responses[name], images, embed_text, embed_image,
-                                                  judge=judges[name], **settings)
-    print(f"{name}: image width {e.image_width} -> {e.z_image.shape[1]}, {len(e.x)} queries; {timings[name]}")
-results = pd.concat(tables.values(), ignore_index=True)
-results[["grid", "scenario", "n", "emi", "emi_low", "emi_high", "emid", "judge", "jsd_sum", "w_sum"]].round(4)
+    tables[name], grid_emb[name], timings[name] = analyse_grid(g, responses[name], images, embed_text, embed_image,
+                                                               judge=judges[name], **settings)
+    print(f"{name}: image width {grid_emb[name].image_width} -> 384, {len(grid_emb[name].x)} queries; {timings[name]}")
+results = pd.concat(tables.values(), ignore_index=True)  # per scenario: in the figures' CSV files below
 
 # %% [markdown]
 # ### EMI per scenario, and EMID against its bound
-# Heatmaps: the EMI (nats) of each scenario beside the judge's mean score (rows: visual, columns: text
-# condition; the ID cell top left) — if EMI measures what the judge does, both fall together away from it.
-# Scatter: each shifted scenario's EMID against its bound; the theorem puts every point on or below the
-# diagonal, paper B's empirical claim is stronger: the two **correlate** (Pearson r with a 95 % interval
-# that resamples visual and text conditions).
+# Heatmaps: EMI (nats) per scenario beside the judge's mean score (ID cell top left): if EMI measures what the
+# judge does, both fall together away from it. Scatter: EMID against its bound; the theorem puts every point on
+# or below the diagonal, paper B's empirical claim is stronger: the two **correlate** (crossed interval).
 
 # %%
-title = f"Embedded model {model_hash}"
+title = verdicts.model_words(model)
 for name, t in tables.items():
     fig = figures.emi_heatmap(t, grids[name], f"{title}; {10 * SAMPLES_PER_CLASS} queries per scenario")
     figures.show(fig, f"04_emi_heatmap_{name}", t)
@@ -262,58 +257,64 @@ figures.show(fig, "04_emid_vs_bound", results)
 
 # %% [markdown]
 # ### What goes into the bound, how loose it is, and EMI against the judge
-# Per grid and term: the mean value, the mean of its permutation null and the share of scenarios above
-# noise; each varying term's own correlation with EMID; how loose the bound is (median bound / EMID where
-# EMID > 0); then EMI against the judge, one point per scenario (ID cell included). Last, every correlation
-# per grid with its interval.
+# Per grid and term: mean value, mean of its permutation null, share of scenarios above noise; each term's own
+# correlation with EMID (in the last table); how loose the bound is (median bound / EMID where EMID > 0); EMI
+# against the judge (ID cell included); every correlation per grid with its interval.
 
 # %%
 terms = report.noise_table(results, ["grid"], LEVEL, source="is_id", divergences=("jsd", "w"))
 display(terms.round(4))
-per_term = summary[summary["pair"].isin(list(TERM_PAIRS)) & (summary["method"] == "pearson")]
-display(with_interval_column(per_term)[["grid", "pair", "n", "r", "interval"]].round(3))
 display(report.looseness_table(tables).round(3))
 fig = figures.emi_vs_judge(tables, summary, f"{title}: EMI vs the reference judge")
 figures.show(fig, "04_emi_vs_judge", results)
 with_interval_column(summary)[["grid", "pair", "method", "n", "r", "interval", "p", "n_boot_valid"]].round(3)
 
 # %% [markdown]
-# # Part 2b — Paper B's full setup: a hub MLLM on paper B's shifted LLaVA-Bench sets (paper profile)
-#
-# **UNTESTED ONLINE**; runs only when `HUB_DATASETS` names them (paper profile, internet and a GPU; here only
-# the dry run on tiny *random* stand-ins, whose numbers mean nothing). `MODEL` answers every split of
-# `changdae/llavabench-shift-synthetic-v1` and `-natural-v1` (61 shifted scenarios around two ID splits,
-# cached per split); CLIP ViT-B/32 and XLM-R embed them as paper B's code; then part 2's chain. The offline
-# judge is a token-F1 overlap with the GPT-4 reference (a stand-in); an endpoint `JUDGE` runs paper B's review.
+# ### Can a grid decide paper B's claim? Resolution of EMID by simulation
+# EMID's correlation with its bound means something only if EMID varies across scenarios more than its noise.
+# Power check: EMID's interval width at n items per cell (subsamples of the measured items, same estimator;
+# beyond them width ~ 1/√n); per grid the share of EMID's spread that is not noise (*reliability*; below 0.5
+# B-CORR is *not testable*) and the judge's range (the shifts must degrade the model).
 
 # %%
-t0, hub_tables = time.time(), {}
+t_power = time.time()
+power = pd.concat([resolution_table(g, responses[n], grid_emb[n], tables[n], seed=SEED, club_kwargs=settings["club_kwargs"],
+                                    level=LEVEL) for n, g in grids.items()], ignore_index=True)
+display(power.round(4))
+testable = verdicts.testability_table(tables, LEVEL)
+display(testable.drop(columns=["emid_reason", "judge_reason"]).round(3))
+for _, r in testable.iterrows():
+    why = "; ".join(x for x in (r["emid_reason"], r["judge_reason"]) if x)
+    print(f"{r['grid']}: " + (f"NOT TESTABLE: {why}" if why else "EMID and the judge vary beyond noise: testable"))
+t_power = time.time() - t_power
+
+# %% [markdown]
+# # Part 2b — Paper B's full setup: a hub MLLM on paper B's shifted LLaVA-Bench sets (paper profile)
+#
+# **UNTESTED ONLINE**; runs only when `HUB_DATASETS` names them (paper profile, internet, a GPU; tests: tiny *random*
+# stand-ins). `MODEL` answers every split of `changdae/llavabench-shift-synthetic-v1` and `-natural-v1` (61 shifted
+# scenarios, cached per split); CLIP ViT-B/32 and XLM-R embed them as paper B's code; then part 2's chain. Offline
+# judge: token-F1 overlap with the GPT-4 reference (a stand-in); an endpoint `JUDGE` runs paper B's review.
+
+# %%
+t0 = time.time()
 hub_judge = (OverlapJudge() if JUDGE == "reference" else make_judge(JUDGE, [])) if HUB_DATASETS else None
-for ds_name in HUB_DATASETS:
-    g = hub.grid_of(ds_name)
-    r = hub.grid_responses(model, g, hub.scenarios(g, smoke=SMOKE), max_new_tokens=HUB_MAX_NEW_TOKENS,
-                           batch_size=BATCH_SIZE, max_questions=HUB_QUESTIONS or None)
-    imgs = hub.grid_images(g, r, max_questions=HUB_QUESTIONS or None)
-    hub_tables[g], e, timing = analyse_grid(hub.grid(g), r, imgs, embed_text, embed_image, judge=hub_judge, **settings)
-    print(f"{g}: {r['scenario'].nunique()} splits, {len(r)} answers by {model_hash}; image width {e.image_width}, "
-          f"text width {e.z_question.shape[1]}; {timing['total_s']:.1f} s")
+hub_tables, hub_lines = analyse_hub(HUB_DATASETS, model, embed_text, embed_image, judge=hub_judge, smoke=SMOKE,
+                                    max_new_tokens=HUB_MAX_NEW_TOKENS, batch_size=BATCH_SIZE,
+                                    max_questions=HUB_QUESTIONS or None, **settings)
+print("\n".join(f"{line} (answers by {model_hash})" for line in hub_lines) or "HUB_DATASETS is empty: not run.")
 hub_summary = correlation_summary(hub_tables, **stat_kw) if hub_tables else None
 if hub_tables:
-    display(pd.concat(hub_tables.values())[["grid", "scenario", "visual", "text", "n", "emi", "emi_low", "emi_high",
-                                            "emid", "jsd_sum", "judge"]].round(4))
     display(with_interval_column(hub_summary)[["grid", "pair", "method", "n", "r", "interval", "p"]].round(3))
-else:
-    print("HUB_DATASETS is empty: paper B's hub sets are not run (paper profile only).")
 t_hub = time.time() - t0
 
 # %% [markdown]
 # # Part 3 — Teaching: do the estimators measure what they claim?
-# Against closed forms (`mllm_ood.paper_b.checks`): (1) Gaussian MI `−(d/2)·log(1 − ρ²)`: CLUB is an *upper*
-# estimate tending to `d ρ²/(1 − ρ²)` (dashed; paper B's log-variance bound bends it for ρ > 0.8), InfoNCE a
-# *lower* bound capped at log(batch) (dotted); (2) empirical W2 approaches the Bures formula as n grows, its
-# split-half baseline (true W2 = 0) shows the bias, slow to vanish in 16 dimensions; (3) the representation
-# JSD of two 384-d clouds is large even at shift 0 with fewer points than dimensions. The split-half baseline
-# measures that bias at *half* the size, which is why the bound terms use a same-size permutation null.
+# Against closed forms (`mllm_ood.paper_b.checks`): (1) Gaussian MI `−(d/2)·log(1 − ρ²)`: CLUB is an *upper* estimate
+# tending to `d ρ²/(1 − ρ²)` (dashed; paper B's log-variance bound bends it for ρ > 0.8), InfoNCE a *lower* bound
+# capped at log(batch) (dotted); (2) empirical W2 approaches the Bures formula as n grows, its split-half baseline
+# (true W2 = 0) shows the bias; (3) the representation JSD of two 384-d clouds is large even at shift 0 with fewer
+# points than dimensions — why the bound terms use a same-size permutation null, not a split-half baseline.
 
 # %%
 if ESTIMATOR_CHECKS:
@@ -326,8 +327,8 @@ if ESTIMATOR_CHECKS:
     print(mi_check.round(3).to_string(index=False))
 
 # %% [markdown]
-# # What the numbers say
-# Computed from the tables above, not written by hand; each line names the model and data behind it.
+# # What the numbers say, and the claims ledger (`figures/04_claims.csv`, decided by `mllm_ood.stats.rule`)
+# Computed from the tables; no row has an exact p-value (none is valid for a crossed-grid correlation): no Holm.
 
 # %%
 print("\n".join(bench.summary_lines(bench_corr, comparison_corr, sign)), end="\n\n")
@@ -339,12 +340,11 @@ if hub_tables:
                                              f"{embed_text.name} + {embed_image.name}")))
 print(f"\ntimes: LLaVA embeddings {emb.seconds:.0f} s, LLaVA analyses {t_bench:.0f} s, digits responses "
       f"{t_responses:.0f} s, digits scenarios {sum(t['total_s'] + t['embed_s'] for t in timings.values()):.1f} s, "
-      f"paper B hub sets {t_hub:.0f} s, notebook total {time.time() - t_start:.0f} s")
-
-# %% [markdown]
-# ## Paper B's published correlations (read from the shipped release files, not computed here)
-# Computed by paper B's code with images (CLIP ViT-B/32), XLM-R, its pre-trained CLUB and the 28-cell natural grid.
-
-# %%
-pd.DataFrame([llava_bench.published_correlation(m, g) for m in llava_bench.MODELS for g in llava_bench.GRIDS]).round(
-    {"pearson_r": 2})
+      f"power check {t_power:.0f} s, paper B hub sets {t_hub:.0f} s, notebook total {time.time() - t_start:.0f} s")
+data_words = f"digits world, {10 * SAMPLES_PER_CLASS} queries per scenario"
+rows = verdicts.bench_rows(bench_claims, "data/llava_bench_shift (text only)") + verdicts.grid_rows(
+    tables, summary, model=verdicts.model_words(model), data=data_words, level=LEVEL)
+if hub_tables:
+    rows += verdicts.grid_rows(hub_tables, hub_summary, model=verdicts.model_words(model), data="paper B hub sets")
+claims_table = write_claims(rows, "04")
+display(Markdown(prose(claims_table)))

@@ -54,6 +54,18 @@ def micro_model(tmp_path_factory) -> tuple[Path, dict]:
     return folder / "model", json.loads((folder / "returned_record.json").read_text())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_isolated_cache(session_cache):
+    """The session cache and offline hub for module- and session-scoped fixtures too: they are set up before
+    any function-scoped fixture, so without this a module fixture that builds a dataset would write into the
+    repository's own data/cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLLM_OOD_CACHE", str(session_cache))
+        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            mp.setenv(var, "1")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(session_cache, monkeypatch):
     monkeypatch.setenv("MLLM_OOD_CACHE", str(session_cache))
@@ -117,3 +129,25 @@ def tiny_study(tmp_path: Path, monkeypatch, cells) -> Path:
     monkeypatch.setenv("MLLM_OOD_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("MLLM_OOD_FIGURES", str(tmp_path / "figures"))
     return params / "embedded"
+
+
+# The repository's own cache must come out of a test session as it went in: every test writes to the session
+# cache (above). Checked once, by the process that runs the session (xdist's controller, or plain pytest).
+_REPO_CACHE = Path(__file__).resolve().parents[1] / "data" / "cache"
+
+
+def _repo_cache_entries() -> set[str]:
+    return {str(p.relative_to(_REPO_CACHE)) for p in _REPO_CACHE.glob("*/*")} if _REPO_CACHE.exists() else set()
+
+
+def pytest_sessionstart(session):
+    session.config._repo_cache_before = _repo_cache_entries()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    new = sorted(_repo_cache_entries() - getattr(session.config, "_repo_cache_before", set()))
+    if new:
+        print(f"\nFAILED: the test session wrote into the repository's own cache {_REPO_CACHE}: {new[:5]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

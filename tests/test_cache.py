@@ -230,3 +230,18 @@ def test_an_entry_is_hashed_once_per_process_but_its_marker_is_always_read(fresh
     (p / cache.MARKER).write_text(json.dumps({**marker, "code": "0"}))  # an older code version
     cache.cached("thing", {"x": 2}, _writer(calls))
     assert len(calls) == 2
+
+
+def test_an_empty_location_variable_means_the_default_not_the_working_directory(monkeypatch, tmp_path):
+    """``MLLM_OOD_CACHE=""`` (an unset-by-mistake shell variable) must not turn the working directory into the
+    cache, nor an empty figures or runs variable the working directory into figures or runs."""
+    from mllm_ood import paths
+    from mllm_ood.runner import planning
+
+    monkeypatch.chdir(tmp_path)
+    for var in ("MLLM_OOD_CACHE", "MLLM_OOD_FIGURES", "MLLM_OOD_RUNS", "MLLM_OOD_CLAIMS"):
+        monkeypatch.setenv(var, "")
+    assert paths.cache_dir() == paths.DATA / "cache"
+    assert paths.figures_dir() == paths.ROOT / "figures"
+    assert paths.claims_dir() == paths.ROOT / "figures"
+    assert planning.runs_root() == paths.RUNS

@@ -267,7 +267,8 @@ def test_notebooks_run_side_by_side_each_with_its_own_figure_folder(study):
     assert summary.index("90_tiny") < summary.index("91_tiny"), "the summary lists notebooks in order"
     for stem in ("90_tiny", "91_tiny"):  # rendered and published beside the run
         html = (study / "runs" / "embedded" / f"{stem}.html").read_text()
-        assert html.startswith("<!DOCTYPE html>") and "t_first" in html
+        assert html.startswith("<!DOCTYPE html>") and "data:image/png" in html  # the figure, shown
+        assert "save_figure(" not in html and "its code is in the executed notebook" in html  # no code inputs
     with pytest.raises(ParameterError, match="jobs must be a whole number >= 1"):
         runner.run(jobs=0)
     # By default one notebook per core, but the paper profile's hub MLLMs would share one GPU: one at a time.
@@ -307,6 +308,18 @@ def test_the_longest_notebook_starts_right_after_the_model_notebook(study, capsy
     assert out.index("==> 04_emi_bound.ipynb") < out.index("==> 01_short.ipynb") < out.index("==> 90_tiny.ipynb")
     summary = (study / "runs" / "embedded" / "summary.txt").read_text()
     assert summary.index("01_short") < summary.index("04_emi_bound") < summary.index("90_tiny")
+
+
+def test_the_ledger_notebook_starts_after_every_other_notebook_finished(study, capsys):
+    """05_claims_ledger gathers what the others publish: with jobs to spare it still starts only once every
+    other notebook has finished (and published), and it is listed last."""
+    _copy_tiny(study, "05_claims_ledger", "TAG: ledger\n")
+    _copy_tiny(study, "01_short", "TAG: short\n")
+    assert runner.run(jobs=3) == 0
+    out = capsys.readouterr().out
+    start = out.index("==> 05_claims_ledger.ipynb")
+    assert out.index("<== 01_short.ipynb ok") < start and out.index("<== 90_tiny.ipynb ok") < start
+    assert (study / "figures" / "t_first.csv").exists()
 
 
 def test_terminated_parallel_run_stops_every_running_notebook(study):

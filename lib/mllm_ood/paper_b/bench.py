@@ -2,7 +2,7 @@
 only) analysed with paper B's method: every distinct text embedded once per encoder, one CLUB per model and
 encoder on the pooled pairs of all its scenarios, then per grid EMI with intervals, EMID and the text-side
 terms (:func:`mllm_ood.paper_b.core.analyse`); correlations with intervals over the grid's rows and
-columns, the comparison with paper B's released values, and paper B's claims marked reproduced or not.
+columns, and the comparison with paper B's released values (the claims themselves: :mod:`.verdicts`).
 
 Without images the image term of the bound is unknown: every sum here is the *text-side sum*, never the
 bound (:data:`mllm_ood.paper_b.bound.TEXT_ONLY_NOTE`). Units: nats.
@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..progress import tqdm
-from ..stats import correlation_verdict
-from . import core, shipped_embeddings
+from . import core, shipped_embeddings, verdicts
 from .bound import transformed
 from .grids import llava_bench
 
@@ -80,13 +79,15 @@ def translation_cosines(df: pd.DataFrame, emb: Embedded, specs) -> pd.DataFrame:
 
 def analyse(bench: dict[str, pd.DataFrame], emb: Embedded, *, seed: int, n_boot: int, n_perm: int, level: float,
             club_kwargs: dict) -> tuple[pd.DataFrame, list[str]]:
-    """One CLUB per (model, encoder) on all its scenarios, then :func:`mllm_ood.paper_b.core.analyse` per grid.
-    Returns the per-scenario table (columns of :func:`~mllm_ood.paper_b.core.bound_table` plus row, col,
+    """One CLUB per (model, encoder) on all its scenarios, then :func:`mllm_ood.paper_b.core.analyse` per grid
+    (EMI intervals resample *images*: the questions about one image are drawn together; EMID's interval
+    is paired where both scenarios hold the same questions). Returns the per-scenario table (columns of :func:`~mllm_ood.paper_b.core.bound_table` plus row, col,
     model, encoder, grid) and one line per CLUB."""
     tables, lines = [], []
     for m, spec in tqdm([(m, s) for m in bench for s in emb.z], desc="LLaVA-Bench: model x encoder"):
         df = bench[m].assign(row_idx=np.arange(len(bench[m])))
         image_set = np.where(df["scenario"].str.contains("in_the_wild"), "wild", "coco")
+        images = llava_bench.image_clusters(np.where(image_set == "wild", "in_the_wild", "coco"), df["id"])
         samples = core.EmbeddedSamples(emb.of(spec, df["question"]), emb.of(spec, df["response"]),
                                        emb.of(spec, df["reference"]),
                                        ids=np.array([f"{s}:{i}" for s, i in zip(image_set, df["id"])], dtype=object))
@@ -103,7 +104,7 @@ def analyse(bench: dict[str, pd.DataFrame], emb: Embedded, *, seed: int, n_boot:
             sub = core.EmbeddedSamples(samples.z_text[ri], samples.y_model[ri], samples.y_reference[ri],
                                        ids=samples.ids[ri])
             a = core.analyse(sub, g["scenario"].tolist(), llava_bench.ID_SCENARIO, club=club, seed=seed,
-                             n_boot=n_boot, n_perm=n_perm, level=level, wasserstein=None)
+                             n_boot=n_boot, n_perm=n_perm, level=level, wasserstein=None, clusters=images[ri])
             axes = g.groupby("scenario", sort=False)[["row", "col"]].first()
             tables.append(a.table.join(axes, on="scenario").assign(model=m, encoder=spec, grid=grid))
     return pd.concat(tables, ignore_index=True), lines
@@ -150,47 +151,17 @@ def compare(results: pd.DataFrame, pubs: dict, *, n_boot: int, level: float, see
     return comparison, pd.concat(corr, ignore_index=True), sign
 
 
-def _side_sum(corr: pd.DataFrame, m: str, spec: str, grid: str, crossed: bool) -> pd.DataFrame:
-    sel = ((corr["model"] == m) & (corr["encoder"] == spec) & (corr["grid"] == grid) & (corr["pair"] == SIDE_SUM)
-           & (corr["method"] == "pearson") & ((corr["resampling"] == "rows x columns") == crossed))
-    return corr[sel]
-
-
-def claims(corr: pd.DataFrame, models, specs) -> pd.DataFrame:
-    """Paper B's claims on its own scenarios, each with the published value, this project's r with both
-    intervals per encoder, and a computed verdict (:func:`mllm_ood.stats.correlation_verdict`, on the
-    crossed interval)."""
-    rows = []
-    for m in models:
-        for grid in llava_bench.GRIDS:
-            pub = llava_bench.published_correlation(m, grid)
-            row = {"claim": "EMID correlates with its bound (Pearson r)", "model": llava_bench.MODEL_LABELS[m],
-                   "grid": grid, "published r": round(pub["pearson_r"], 2), "published from": pub["file"]}
-            for spec in specs:
-                c, ci = _side_sum(corr, m, spec, grid, True), _side_sum(corr, m, spec, grid, False)
-                if not len(c):
-                    continue
-                c, ci = c.iloc[0].to_dict(), ci.iloc[0].to_dict()
-                row[f"ours ({spec}): r [rows x cols] [scenarios], n"] = (
-                    f"{c['r']:.2f} [{c['low']:.2f}, {c['high']:.2f}] [{ci['low']:.2f}, {ci['high']:.2f}], {c['n']}")
-                row[f"verdict ({spec})"] = correlation_verdict(c, pub["pearson_r"])
-            rows.append(row)
-    rows.append({"claim": "EMI tracks the GPT-4 judge's relative preference", "model": "both", "grid": "both",
-                 "published r": None, "published from": "paper B (not in the release files)",
-                 **{f"verdict ({spec})": "not tested: the files hold no judge scores" for spec in specs}})
-    return pd.DataFrame(rows)
-
-
 def summary_lines(corr: pd.DataFrame, comparison_corr: pd.DataFrame, sign: pd.Series) -> list[str]:
     """Part 1's conclusions, computed from its tables."""
-    lines = ["PART 1 — real LLaVA answers (data/llava_bench_shift/), TEXT ONLY: image term unknown, "
-             "'text-side sum' is not the bound"]
+    lines = ["PART 1 — real LLaVA answers (data/llava_bench_shift/), TEXT ONLY: image term unknown, so these "
+             "correlate EMID with the TEXT-SIDE SUM, a different estimand from paper B's bound"]
     for _, r in corr[(corr["resampling"] == "rows x columns") & (corr["pair"] == SIDE_SUM)
                      & (corr["method"] == "pearson")].iterrows():
-        pub = llava_bench.published_correlation(r["model"], r["grid"])["pearson_r"]
+        pub = verdicts.published_r(r["model"], r["grid"])["r"]
         lines.append(f"  {llava_bench.MODEL_LABELS[r['model']]}, {r['grid']} grid, {ENCODER_LABELS[r['encoder']]}: "
                      f"EMID vs text-side sum r = {r['r']:.2f} [{r['low']:.2f}, {r['high']:.2f}] over {r['n']} targets "
-                     f"(published, with images: {pub:.2f}) -> {correlation_verdict(r.to_dict(), pub)}")
+                     f"(published, with images and the bound: {pub:.2f}) -> "
+                     f"{verdicts.versus_published(r['r'], r['low'], r['high'], r['model'], r['grid'])['outcome']}")
     for _, r in comparison_corr[comparison_corr["pair"] != "text-side sum (ours) vs published bound"].iterrows():
         lines.append(f"  {llava_bench.MODEL_LABELS[r['model']]}, {r['grid']}, {ENCODER_LABELS[r['encoder']]}: "
                      f"{r['pair']}: r = {r['r']:.2f} [{r['low']:.2f}, {r['high']:.2f}] over {r['n']} scenarios")

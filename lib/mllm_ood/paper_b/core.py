@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
 from ..cache import array_digest, cached, cached_analysis, cached_table, entry_path, exact_digest, is_valid
 from ..progress import tqdm
@@ -40,6 +39,7 @@ from ..validation import ParameterError, check_choice, check_positive_int
 from .arrays import query_embedding
 from .bound import TERMS, bound_sum
 from .divergences import WASSERSTEIN_METHODS, permutation_null, representation_jsd, w2_function
+from .emid import ScenarioLikelihoods, club_u, scenario_intervals
 from .estimators import CLUB, effective_mi, train_club_pooled
 
 MIN_SAMPLES = 10  # per scenario: a CLUB estimate and a permutation null need more than a handful
@@ -161,46 +161,46 @@ def pair_log_likelihoods(club, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return -0.5 * (quad.T + logvar.sum(axis=1)[:, None])
 
 
-def _club_u(L: np.ndarray, s: np.ndarray) -> float:
-    """CLUB on the resample ``s`` of one scenario's rows with negatives over pairs of *different* original
-    rows (a U-statistic): a resample repeats rows, and counting a copy of the positive pair as a negative
-    would bias the estimate down by about CLUB / n."""
-    sub = L[np.ix_(s, s)]
-    distinct = s[:, None] != s[None, :]
-    return float(np.mean(np.diag(sub)) - sub[distinct].mean())
+_club_u = club_u  # the U form of CLUB (mllm_ood.paper_b.emid.club_u)
 
 
-def scenario_emis(club, emb: EmbeddedSamples, spans: dict[str, np.ndarray], *, n_boot: int = 1000,
-                  level: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """EMI (nats) of every scenario with its own bootstrap interval over the scenario's queries (the CLUB
-    held fixed: the interval covers the sampling of queries, not the CLUB's training).
-
-    The estimate is paper B's (all n^2 pairs as negatives, :func:`mllm_ood.paper_b.estimators.effective_mi`).
-    The interval is a percentile interval (``scipy.stats.bootstrap``) of ``EMI + (U* - U)``, where U is
-    the same estimate with negatives over distinct rows only and U* its value on a resample: resampled
-    rows repeat, and the all-pairs form would count the copies as negatives and drift (measured: on 12
-    queries the plain percentile interval missed the estimate itself).
-    Columns: scenario, n, emi, mi_model, mi_reference, emi_low, emi_high.
-    """
-    check_positive_int("n_boot", n_boot)
+def scenario_likelihoods(club, emb: EmbeddedSamples, spans: dict[str, np.ndarray],
+                         clusters: np.ndarray | None = None) -> dict[str, ScenarioLikelihoods]:
+    """Per scenario: the CLUB's log-likelihood matrices of the model's and the reference answers, paper B's
+    EMI, and each row's cluster (``clusters``, one label per row of ``emb``; default: the item id, else the
+    row itself) and item id, for :mod:`mllm_ood.paper_b.emid`."""
     x = emb.x
-    rows = []
+    labels = clusters if clusters is not None else emb.ids if emb.ids is not None else np.arange(len(x))
+    labels = np.asarray(labels, dtype=object)
+    if len(labels) != len(x):
+        raise ParameterError(f"clusters has {len(labels)} labels for {len(x)} rows")
+    out = {}
     for s, idx in spans.items():
         r = effective_mi(club, x[idx], emb.y_model[idx], emb.y_reference[idx])
-        lm = pair_log_likelihoods(club, x[idx], emb.y_model[idx])
-        lr = pair_log_likelihoods(club, x[idx], emb.y_reference[idx])
-        whole = np.arange(len(idx))
-        u0 = _club_u(lm, whole) - _club_u(lr, whole)
+        out[s] = ScenarioLikelihoods(pair_log_likelihoods(club, x[idx], emb.y_model[idx]),
+                                     pair_log_likelihoods(club, x[idx], emb.y_reference[idx]), r.emi, labels[idx],
+                                     None if emb.ids is None else emb.ids[idx])
+        out[s].result = r
+    return out
 
-        def stat(i, lm=lm, lr=lr, u0=u0, emi=r.emi):
-            i = np.asarray(i, dtype=int)
-            return emi + (_club_u(lm, i) - _club_u(lr, i)) - u0
 
-        ci = stats.bootstrap((whole,), stat, n_resamples=n_boot, confidence_level=level, method="percentile",
-                             vectorized=False,
-                             rng=np.random.default_rng(derive_seed(seed, "emi-bootstrap", s))).confidence_interval
-        rows.append({"scenario": s, **r.to_dict(), "emi_low": float(ci.low), "emi_high": float(ci.high)})
-    return pd.DataFrame(rows)
+def scenario_emis(club, emb: EmbeddedSamples, spans: dict[str, np.ndarray], *, clusters: np.ndarray | None = None,
+                  n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """EMI (nats) of every scenario with its own interval, and EMID's interval for every target (the first
+    span is the source), the CLUB held fixed: the intervals cover the sampling of queries, not the CLUB's
+    training.
+
+    The estimate is paper B's (all n^2 pairs as negatives, :func:`mllm_ood.paper_b.estimators.effective_mi`).
+    The intervals come from the cluster bootstrap over ``clusters`` (items of one cluster drawn together;
+    default: each item its own), EMID's paired where source and target hold the same item ids
+    (:func:`mllm_ood.paper_b.emid.scenario_intervals`, which says why the resampled CLUB uses distinct rows).
+    Columns: scenario, n, emi, mi_model, mi_reference, emi_low, emi_high, n_clusters, emid_low, emid_high,
+    emid_paired.
+    """
+    check_positive_int("n_boot", n_boot)
+    lik = scenario_likelihoods(club, emb, spans, clusters)
+    iv = scenario_intervals(lik, next(iter(spans)), n_boot=n_boot, level=level, seed=seed).set_index("scenario")
+    return pd.DataFrame([{"scenario": s, **st.result.to_dict(), **iv.loc[s].to_dict()} for s, st in lik.items()])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -304,6 +304,8 @@ class Analysis:
 
 # Part of the cache keys of the per-scenario EMIs and bound terms: bump it when a change alters them.
 ANALYSIS_VERSION = 1
+# The same for the per-scenario EMIs alone (2: cluster-bootstrap intervals and EMID's paired interval).
+EMI_VERSION = 2
 
 
 def club_digest(club) -> str:
@@ -315,15 +317,20 @@ def club_digest(club) -> str:
 
 def analyse(emb: EmbeddedSamples, labels: Sequence[str], source: str, *, club=None, seed: int = 0,
             n_boot: int = 1000, n_perm: int = 100, level: float = 0.95, wasserstein: str | None = "exact",
-            club_kwargs: dict | None = None, task: str = "emi", first_lines=None, progress: bool = False) -> Analysis:
+            club_kwargs: dict | None = None, task: str = "emi", first_lines=None, progress: bool = False,
+            clusters=None) -> Analysis:
     """The whole EMI analysis of one set of scenarios: spans, the pooled CLUB (trained and cached, or the
-    one given), EMI per scenario with intervals, every bound term with its permutation null, and the
-    per-scenario table of :func:`bound_table`. Input errors are raised before anything is trained."""
+    one given), EMI per scenario with intervals (cluster bootstrap over ``clusters``, one label per row,
+    default the item ids; EMID's paired where the items are the same: :func:`scenario_emis`), every bound
+    term with its permutation null, and the per-scenario table of :func:`bound_table`. Input errors are
+    raised before anything is trained."""
     if wasserstein is not None:
         check_choice("wasserstein method", wasserstein, WASSERSTEIN_METHODS)
     check_positive_int("n_boot", n_boot)
     check_positive_int("n_perm", n_perm)
     spans = scenario_spans(labels, source=source, first_lines=first_lines)
+    if clusters is not None and len(clusters) != len(emb.z_text):
+        raise ParameterError(f"clusters has {len(clusters)} labels for {len(emb.z_text)} rows")
     if club is not None:
         check_club(club, emb)
     t0 = time.time()
@@ -335,9 +342,12 @@ def analyse(emb: EmbeddedSamples, labels: Sequence[str], source: str, *, club=No
     arrays = exact_digest(emb.z_text, emb.y_model, emb.y_reference,
                           *([] if emb.z_image is None else [emb.z_image]), *([] if emb.ids is None else [emb.ids]))
     keyed_spans = {k: [int(i) for i in v] for k, v in spans.items()}
+    units = None if clusters is None else exact_digest(np.asarray([str(c) for c in clusters], dtype=object))
     emis = cached_table("emi_scenarios", {"club": club_digest(club), "arrays": arrays, "spans": keyed_spans,
-                                          "n_boot": n_boot, "level": level, "seed": seed, "version": ANALYSIS_VERSION},
-                        lambda: scenario_emis(club, emb, spans, n_boot=n_boot, level=level, seed=seed), file="table.pkl")
+                                          "clusters": units, "n_boot": n_boot, "level": level, "seed": seed,
+                                          "version": EMI_VERSION},
+                        lambda: scenario_emis(club, emb, spans, clusters=clusters, n_boot=n_boot, level=level,
+                                              seed=seed), file="table.pkl")
     t2 = time.time()
     terms = cached_table("bound_terms", {"arrays": arrays, "spans": keyed_spans, "source": source, "n_perm": n_perm,
                                          "seed": seed, "wasserstein": wasserstein, "version": ANALYSIS_VERSION},

@@ -17,7 +17,8 @@ into the same folder is refused with "another run is writing here". Notebooks ex
 a time, since each of its notebooks loads a hub MLLM onto the one GPU), except
 ``00_embedded_model``, which runs first, and alone when it may train the model the others load (with
 ``--retrain``, or when its MODEL_DIR holds no checkpoint; loading the committed one it runs beside them), and
-``04_emi_bound``, the longest, which starts next so that the others run beside it; after a
+``04_emi_bound``, the longest, which starts next so that the others run beside it, and
+``05_claims_ledger``, which starts last, once every other notebook has finished and published; after a
 failure nothing new starts, and Ctrl-C or SIGTERM stops every running notebook. Each notebook executes into
 ``<run>/running/<name>/`` (executed copy, log, figures); only when it succeeds are its figures moved into
 ``figures/`` and its executed copy, HTML and log into the run folder, so a failed or interrupted notebook

@@ -170,5 +170,6 @@ def add_parser(sub) -> None:
                         "(offline, CPU); outputs to runs/paper-standin[-smoke]/")
     p.add_argument("--jobs", type=int, default=None,
                    help="notebooks executed at once (default: one per core, the paper profile one at a time; "
-                        "00_embedded_model runs first, alone when it may train the model, then 04_emi_bound)")
+                        "00_embedded_model runs first, alone when it may train the model, then 04_emi_bound; "
+                        "05_claims_ledger last)")
     p.set_defaults(func=lambda a: run(a.profile, a.smoke, a.only, a.retrain, a.timeout, a.parameter, a.standin, a.jobs))

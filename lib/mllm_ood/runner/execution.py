@@ -87,6 +87,8 @@ SOLO = ("00_embedded_model",)
 # Started next, before the others (which need no order among themselves): the longest notebook, so the
 # shorter ones fill the other cores beside it instead of it starting last and running alone.
 LONGEST_FIRST = ("04_emi_bound",)
+# Started last, once every other notebook has finished and published: it reads what they published.
+LAST = ("05_claims_ledger",)
 
 
 def runs_alone(nb: Path, params: dict) -> bool:
@@ -103,8 +105,18 @@ def runs_alone(nb: Path, params: dict) -> bool:
 
 def schedule(resolved: list) -> list:
     """``resolved`` ((notebook, params file, params) triples, in notebook order) in execution order: the
-    :data:`SOLO` notebooks, then the :data:`LONGEST_FIRST` ones, then the rest, each group in notebook order."""
-    return sorted(resolved, key=lambda item: (item[0].stem not in SOLO, item[0].stem not in LONGEST_FIRST))
+    :data:`SOLO` notebooks, then the :data:`LONGEST_FIRST` ones, then the rest, then the :data:`LAST` ones,
+    each group in notebook order."""
+    return sorted(resolved, key=lambda item: (item[0].stem in LAST, item[0].stem not in SOLO,
+                                              item[0].stem not in LONGEST_FIRST))
+
+
+def _all_published(published: dict) -> bool:
+    """Whether every publish handed to the publishing executor so far has finished (a :data:`LAST` notebook
+    reads the published figures folder). Waits for them: they are short copies and renames."""
+    for future in published.values():
+        future.exception()  # blocks until done; a failed publish is reported after the run
+    return True
 
 
 def default_jobs(profile: str = "embedded") -> int:
@@ -158,12 +170,20 @@ class Kernels:
 
 
 def render_and_publish(executed: Path, stage: Path, stage_figs: Path, figs: Path, run_dir: Path, nb: Path) -> None:
-    """Render the executed copy as HTML (nbconvert's HTMLExporter in this process: a subprocess spends
-    seconds importing per notebook), then :func:`publish` the notebook's outputs."""
+    """Render the executed copy as HTML for reading (nbconvert's HTMLExporter in this process: a subprocess
+    spends seconds importing per notebook), then :func:`publish` the notebook's outputs. The page shows the
+    explanations, tables and figures without the code cells, and says where the code is: the executed
+    notebook published beside it."""
+    import nbformat
     from nbconvert import HTMLExporter
 
     try:
-        body, _ = HTMLExporter().from_filename(str(executed))
+        book = nbformat.read(str(executed), as_version=4)
+        book.cells.insert(0, nbformat.v4.new_markdown_cell(
+            f"*This page shows the text, tables and figures of `{nb.name}`; its code is in the executed notebook "
+            f"`{nb.name}` beside this page.*"))
+        body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+                               exclude_output_prompt=True).from_notebook_node(book)
         executed.with_suffix(".html").write_text(body, encoding="utf-8")
     except Exception as err:  # noqa: BLE001 - the executed copy and figures still publish without HTML
         with open(stage / f"{nb.stem}.log", "a") as fh:
@@ -182,7 +202,8 @@ def run_one(pm, nb: Path, params_file: Path | None, params: dict, run_dir: Path,
     stage_figs = stage / "figures"
     stage_figs.mkdir(parents=True)
     out, log = stage / nb.name, stage / f"{nb.stem}.log"
-    env = {"MLLM_OOD_FIGURES": str(stage_figs), progress.ENV: str(stage / f"{nb.stem}.progress.log")}
+    env = {"MLLM_OOD_FIGURES": str(stage_figs), "MLLM_OOD_CLAIMS": str(figs),
+           progress.ENV: str(stage / f"{nb.stem}.progress.log")}
     source = params_label(params_file)
     flags = (" +SMOKE" if smoke else "") + "".join(f" -p {k} {v!r}" for k, v in extra.items())
     print(f"==> {nb.name}  params: {source}{flags}  (log: {log})", flush=True)
@@ -255,7 +276,8 @@ def execute(pm, resolved, run_dir: Path, figs: Path, timeout: int, command: str,
             while pending or running:
                 while (pending and not status and len(running) < jobs
                        and not any(item[0] in alone for item in running.values())
-                       and (pending[0][0] not in alone or not running)):
+                       and (pending[0][0] not in alone or not running)
+                       and (pending[0][0].stem not in LAST or not running and _all_published(published))):
                     nb, pf, params = item = pending.pop(0)
                     running[pool.submit(run_one, pm, nb, pf, params, run_dir, figs, timeout, command, smoke,
                                         extra, standin_notes, kernels, interrupted, publishing)] = item

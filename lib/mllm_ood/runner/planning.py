@@ -28,7 +28,7 @@ SMOKE_SECTION = "smoke"
 
 def runs_root() -> Path:
     """Where run folders go: ``runs/``, or ``$MLLM_OOD_RUNS`` (tests, or a user keeping runs elsewhere)."""
-    return Path(os.environ.get("MLLM_OOD_RUNS", RUNS))
+    return Path(os.environ.get("MLLM_OOD_RUNS") or RUNS)
 
 
 def notebooks() -> list[Path]:

@@ -179,12 +179,16 @@ def correlation_vs_published(r: float, low: float, high: float, published_r: flo
     distance to its ends, added in quadrature), so both standard errors count. Outcome: *supported* when
     the interval lies within +-``delta``, *contradicted* when it lies wholly beyond it, *inconclusive*
     otherwise (always when it is wider than 2 * ``delta``), *not testable* when r or its interval is
-    undefined. Returns {difference, low, high, published_low, published_high, outcome}."""
+    undefined. Returns {difference, low, high, published_low, published_high, supportable, outcome};
+    ``supportable`` is False when the published r's own interval already reaches beyond ``delta`` (e.g. 0.58
+    from 34 scenarios: [0.30, 0.77]): then no measurement, however precise, can show agreement within
+    ``delta``, and the row can only be *contradicted* or *inconclusive* -- a limit of the published evidence,
+    which the row must say."""
     if delta <= 0:
         raise ParameterError(f"delta must be > 0, got {delta}")
     pl, ph = fisher_interval(published_r, n_published, level)
     out = {"difference": np.nan, "low": np.nan, "high": np.nan, "published_low": pl, "published_high": ph,
-           "outcome": NOT_TESTABLE}
+           "supportable": bool(published_r - pl < delta and ph - published_r < delta), "outcome": NOT_TESTABLE}
     if _is_missing(r, low, high):
         return out
     d = r - published_r

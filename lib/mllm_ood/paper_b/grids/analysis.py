@@ -24,9 +24,8 @@ import pandas as pd
 
 from ...cache import cached_analysis
 from ...seeding import derive_seed, rng
-from ...stats import correlation_verdict
 from ...validation import ParameterError, check_positive_int
-from .. import core
+from .. import core, emid
 from ..arrays import l2_normalise, query_embedding
 from ..bound import transformed
 from ..embedders import embed_cached
@@ -159,12 +158,32 @@ def correlation_summary(tables: dict[str, pd.DataFrame], *, n_boot: int = 1000, 
 
 
 def describe(summary: pd.DataFrame) -> list[str]:
-    """Plain-language sentences about a correlation summary (computed, for the notebook's conclusion)."""
+    """Plain-language sentences about a correlation summary (computed, for the notebook's conclusion; the
+    claims are decided in the ledger, :mod:`mllm_ood.paper_b.verdicts`)."""
     lines = []
     for _, r in summary[summary["method"] == "pearson"].iterrows():
         lines.append(f"{r['grid']}: {r['pair']}: Pearson r = {r['r']:.2f} [{r['low']:.2f}, {r['high']:.2f}] "
-                     f"over {r['n']} scenarios -> {correlation_verdict(r.to_dict())}")
+                     f"over {r['n']} scenarios")
     return lines
+
+
+def resolution_table(grid, responses: pd.DataFrame, emb: GridEmbeddings, table: pd.DataFrame, *, seed: int = 0,
+                     club_kwargs: dict | None = None, n_sim: int = 20, n_boot: int = 200,
+                     level: float = 0.95) -> pd.DataFrame:
+    """The power check of one grid: how wide EMID's interval is at n items per cell (n = 1/8 ... 4 x the
+    items measured), by :func:`mllm_ood.paper_b.emid.resolution` between the ID cell and the target with the
+    median EMID, with the grid's own CLUB (the cached one :func:`scenario_table` trained)."""
+    samples = core.EmbeddedSamples(emb.z_question, emb.z_response, emb.z_reference, emb.z_image,
+                                   ids=responses["k"].to_numpy())
+    spans = core.scenario_spans(responses["scenario"], source=grid.id_scenario)
+    club, _ = core.pooled_club(samples, spans, seed=seed, task=f"emi-grid-{grid.name}", club_kwargs=club_kwargs)
+    ood = table[~table["is_id"]].dropna(subset=["emid"]).sort_values("emid")
+    target = ood["scenario"].iloc[len(ood) // 2]
+    lik = core.scenario_likelihoods(club, samples, {grid.id_scenario: spans[grid.id_scenario], target: spans[target]})
+    n = len(spans[grid.id_scenario])
+    sizes = [max(5, n // 8), max(5, n // 4), max(5, n // 2), n, 2 * n, 4 * n]
+    res = emid.resolution(lik[grid.id_scenario], lik[target], sizes, n_sim=n_sim, n_boot=n_boot, level=level, seed=seed)
+    return res.assign(grid=grid.name, target=target)[["grid", "target", *res.columns]]
 
 
 def to_json(obj) -> str:
@@ -182,3 +201,23 @@ def analyse_grid(grid, responses: pd.DataFrame, images: list, text_embedder, ima
                                    club_kwargs=club_kwargs, n_boot=n_boot, n_perm=n_perm, level=level,
                                    progress=progress)
     return table, emb, {**timing, "embed_s": round(emb.seconds, 2)}
+
+
+def analyse_hub(datasets, model, text_embedder, image_embedder, *, judge=None, smoke: bool = False,
+                max_new_tokens: int = 512, batch_size: int = 8, max_questions: int | None = None,
+                **settings) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Part 2b: ``model`` answers every split of each of paper B's hub sets (:mod:`.hub`), then
+    :func:`analyse_grid` per set. Returns (per-grid tables, one line per set)."""
+    from . import hub
+
+    tables, lines = {}, []
+    for ds_name in datasets:
+        g = hub.grid_of(ds_name)
+        r = hub.grid_responses(model, g, hub.scenarios(g, smoke=smoke), max_new_tokens=max_new_tokens,
+                               batch_size=batch_size, max_questions=max_questions)
+        imgs = hub.grid_images(g, r, max_questions=max_questions)
+        tables[g], e, timing = analyse_grid(hub.grid(g), r, imgs, text_embedder, image_embedder, judge=judge,
+                                            **settings)
+        lines.append(f"{g}: {r['scenario'].nunique()} splits, {len(r)} answers; image width {e.image_width}, "
+                     f"text width {e.z_question.shape[1]}; {timing['total_s']:.1f} s")
+    return tables, lines

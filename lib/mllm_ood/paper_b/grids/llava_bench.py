@@ -127,6 +127,23 @@ def texts(responses: pd.DataFrame) -> list[str]:
     return sorted(set(responses["question"]) | set(responses["response"]) | set(responses["reference"]))
 
 
+IMAGES = FOLDER / "images.csv"
+
+
+def image_clusters(image_sets, ids) -> np.ndarray:
+    """The image each question is about (``"coco:000000441147.jpg"``), per (image set, question id):
+    the resampling unit of an interval over questions (``images.csv``; its README gives the sources)."""
+    if not IMAGES.is_file():
+        raise ParameterError(f"{IMAGES} is missing: the repository ships it (data/llava_bench_shift/)")
+    table = pd.read_csv(IMAGES, dtype=str)
+    of = {(s, i): f"{s}:{im}" for s, i, im in zip(table["image_set"], table["id"], table["image"])}
+    keys = list(zip(image_sets, map(str, ids)))
+    missing = sorted({k for k in keys if k not in of})
+    if missing:
+        raise ParameterError(f"no image recorded for questions {missing[:5]} in {IMAGES.name}")
+    return np.array([of[k] for k in keys], dtype=object)
+
+
 # --------------------------------------------------------------------------------------------------
 # paper B's released results
 
