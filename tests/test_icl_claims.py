@@ -10,6 +10,8 @@ import math
 import pandas as pd
 import pytest
 
+from mllm_ood.stats import sign_flip_p
+
 from mllm_ood.claims import prose, read_claims, write_claims
 from mllm_ood.paper_a.icl import claims, readings
 from mllm_ood.stats import CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SUPPORTED, decide_family
@@ -181,8 +183,8 @@ def test_ledger_rows_are_written_and_read_back(tmp_path):
 
 
 def test_one_query_that_differs_has_its_exact_p():
-    assert claims.one_sided_p([0, 0, 1]) == 0.5 and claims.one_sided_p([0, -1]) == 1.0
-    assert claims.one_sided_p([1, 1, 1]) == pytest.approx(1 / 8)
+    assert sign_flip_p([0, 0, 1]) == 0.5 and sign_flip_p([0, -1]) == 1.0
+    assert sign_flip_p([1, 1, 1]) == pytest.approx(1 / 8)
 
 
 def test_a_constant_answer_in_both_conditions_is_noted():

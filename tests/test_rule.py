@@ -73,6 +73,8 @@ def test_sign_flip_p_is_the_exact_sign_test_for_paired_outcomes():
         assert sign_flip_p(d) == pytest.approx(exact)
         assert sign_flip_p(-d, direction=-1) == pytest.approx(exact)
     assert sign_flip_p(np.zeros(5)) == 1.0
+    assert sign_flip_p(np.r_[1.0, np.zeros(9)]) == 0.5 == stats.binomtest(1, 1, 0.5, alternative="greater").pvalue
+    assert sign_flip_p(np.r_[-1.0, np.zeros(9)]) == 1.0
 
 
 def test_answer_outcomes():

@@ -130,6 +130,8 @@ def sign_flip_p(differences, *, direction: int = 1, n_resamples: int = 9999, see
         raise ParameterError(f"direction must be 1 or -1, got {direction!r}")
     if not len(d):
         return 1.0
+    if len(d) == 1:  # two equally likely signs (scipy's test needs two observations)
+        return 0.5 if direction * d[0] > 0 else 1.0
     res = stats.permutation_test((d,), np.mean, permutation_type="samples", vectorized=True,
                                  alternative="greater" if direction == 1 else "less", n_resamples=n_resamples,
                                  rng=np.random.default_rng(derive_seed(seed, "sign-flip", len(d))))

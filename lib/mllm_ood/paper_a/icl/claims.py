@@ -39,16 +39,6 @@ FAMILY_COLUMNS = ["claim_id", "scope", "estimand", "level", "a", "b", "estimate"
 # One paired effect
 
 
-def one_sided_p(differences, *, seed: int = 0) -> float:
-    """:func:`mllm_ood.stats.sign_flip_p` (one-sided, the effect is positive), with the one case it does not
-    take, a single query that differs, answered exactly: 1/2 when it differs in the claimed direction."""
-    d = np.asarray(differences, dtype=float)
-    d = d[d != 0]
-    if len(d) == 1:
-        return 0.5 if d[0] > 0 else 1.0
-    return sign_flip_p(d, seed=seed)
-
-
 def effect(a: pd.DataFrame, b: pd.DataFrame, value: str = "correct", *, reference: str = "b",
            n_boot: int = 1000, seed: int = 0) -> dict:
     """The paired effect mean(a) - mean(b) over shared queries as fractions: ``estimate`` with its 95 %
@@ -69,7 +59,7 @@ def effect(a: pd.DataFrame, b: pd.DataFrame, value: str = "correct", *, referenc
     lo, hi = bootstrap_ci(x, n_boot=n_boot, seed=derive_seed(seed, "paired", len(x)))
     ma, mb = float(qa.loc[d.index].mean()), float(qb.loc[d.index].mean())
     return {"estimate": float(x.mean()), "low": lo, "high": hi, "a": ma, "b": mb, "n": int(len(x)),
-            "gains": int((x > 0).sum()), "losses": int((x < 0).sum()), "p": one_sided_p(x, seed=seed),
+            "gains": int((x > 0).sum()), "losses": int((x < 0).sum()), "p": sign_flip_p(x, seed=seed),
             "room": 1 - mb if reference == "b" else ma}
 
 
