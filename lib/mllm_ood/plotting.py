@@ -179,12 +179,12 @@ def publish(fig, name: str, data: pd.DataFrame, *, suptitle: str | None = None, 
     plt.show()
 
 
-def save_table(table: pd.DataFrame, name: str) -> Path:
-    """``figures/<name>.csv`` (written beside and renamed into place): a bulk table the notebook does not
-    print in full (beside the figures, so a rerun replaces it with them)."""
+def save_table(table: pd.DataFrame, name: str, folder: Path | None = None) -> Path:
+    """``figures/<name>.csv`` (or under ``folder``; written beside and renamed into place): a bulk table the
+    notebook does not print in full (beside the figures, so a rerun replaces it with them)."""
     if not _NAME.match(name):
         raise ParameterError(f"table name {name!r} must be a lower-case slug (letters, digits, _ and -)")
-    out = figures_dir()
+    out = folder or figures_dir()
     out.mkdir(parents=True, exist_ok=True)
     path, tmp = out / f"{name}.csv", out / f".{name}.csv.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
     try:

@@ -6,14 +6,13 @@ study cannot test included."""
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from ..paths import figures_dir
+from ..plotting import save_table
 from ..stats import NOT_TESTABLE, OUTCOMES
 from ..validation import ParameterError
 from .catalogue import CLAIMS, claim
@@ -57,14 +56,7 @@ def write_claims(rows: Iterable[dict], notebook: str, folder: Path | None = None
         raise ParameterError(f"notebook {notebook} has no claim rows to write")
     if set(table["notebook"]) != {notebook}:
         raise ParameterError(f"rows of notebooks {sorted(set(table['notebook']))} written as notebook {notebook}")
-    path = claims_path(notebook, folder)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        table.to_csv(tmp, index=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_table(table, claims_path(notebook, folder).stem, folder)
     return table
 
 
