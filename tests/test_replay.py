@@ -128,3 +128,15 @@ def test_modality_lists_and_published_r(model, grid):
     assert corr["n"].to_dict() == counts[grid]
     # main.py's ALL-list Pearson r, recomputed from its own per-scenario values
     assert corr.loc["ALL", "r"] == pytest.approx(llava_bench.published_raw(model, grid)["PearsonR"], abs=1e-9)
+
+
+def test_shipped_answers_index_the_wild_set_once():
+    m = "llava-v1.5-13b"
+    full = llava_bench.table(m, scenarios=["llava_bench_in_the_wild_German"])["response"].tolist()
+    idx = replay.wild_indices()
+    assert replay.shipped_answers(m, "llava_bench_in_the_wild_normal_German") == full
+    assert replay.shipped_answers(m, "llava_bench_in_the_wild_easy_German") == [full[i] for i in idx["easy"]]
+    assert replay.shipped_answers(m, "llava_bench_in_the_wild_hard_German") == [full[i] for i in idx["hard"]]
+    coco = llava_bench.table(m, scenarios=[llava_bench.ID_SCENARIO])["response"].tolist()
+    assert replay.shipped_answers(m, "llava_bench_coco_English") == coco and len(coco) == 90
+    assert len(replay.shipped_answers(m, "llava_bench_coco_frost_5_sr_7")) == 90

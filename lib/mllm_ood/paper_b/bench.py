@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..progress import tqdm
 from ..stats import correlation_verdict
-from . import core, shipped_embeddings
+from . import core, replay, shipped_embeddings
 from .bound import transformed
 from .grids import llava_bench
 
@@ -30,9 +30,16 @@ SIDE_SUM = "EMID vs text-side sum"
 
 
 def load(models, smoke: bool = False) -> dict[str, pd.DataFrame]:
-    """Each model's answers (a smoke run: :data:`SMOKE_SCENARIOS`, 10 answers each)."""
-    return {m: llava_bench.table(m, scenarios=SMOKE_SCENARIOS if smoke else None, max_per_scenario=10 if smoke else None)
-            for m in models}
+    """Each model's answers (a smoke run: :data:`SMOKE_SCENARIOS`, 10 answers each, in-the-wild 10 of each of
+    paper B's easy and hard halves)."""
+    return {m: _smoke(llava_bench.table(m, scenarios=SMOKE_SCENARIOS)) if smoke else llava_bench.table(m) for m in models}
+
+
+def _smoke(df: pd.DataFrame) -> pd.DataFrame:
+    idx = replay.wild_indices()
+    wild_ids = {str(i) for part in llava_bench.WILD_PARTS for i in idx[part][:10]}
+    keep = np.where(df["scenario"].str.contains("in_the_wild"), df["id"].isin(wild_ids), df["id"].astype(int) < 10)
+    return df[keep].reset_index(drop=True)
 
 
 def counts(bench: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -95,8 +102,9 @@ def analyse(bench: dict[str, pd.DataFrame], emb: Embedded, *, seed: int, n_boot:
         lines.append(f"CLUB {llava_bench.MODEL_LABELS[m]} / {ENCODER_LABELS[spec]}: "
                      f"{'trained' if c['trained_now'] else 'from cache'} ({c['seconds']} s), best epoch "
                      f"{c['best_epoch']}, held-out log-likelihood {c['val_log_likelihood']:.1f}")
+        halves = llava_bench.with_wild_splits(df, replay.wild_indices())  # rows of the same answers, after the CLUB
         for grid in llava_bench.GRIDS:
-            g = llava_bench.grid_table(df, grid)
+            g = llava_bench.grid_table(halves, grid)
             if g["scenario"].nunique() < 2:
                 continue
             ri = g["row_idx"].to_numpy()

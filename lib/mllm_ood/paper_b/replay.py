@@ -228,13 +228,85 @@ def published_table(model: str, grid: str) -> pd.DataFrame:
 
 
 def compare_published(table: pd.DataFrame, model: str, grid: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The replay beside paper B's release, scenario by scenario (replay and published EMI, EMID, bound and
-    their differences), and the per-modality r of both."""
+    """The replay beside paper B's release, scenario by scenario (the replayed scenarios: replay and published
+    EMI, EMID, bound and their differences), and the per-modality r of both (the release's over all its
+    scenarios)."""
     pub = published_table(model, grid)
-    merged = pub.merge(table[["scenario", "n", "emi", "emid", "bound"]], on="scenario", how="left")
+    merged = pub.merge(table[["scenario", "n", "emi", "emid", "bound"]], on="scenario", how="inner")
     for k in ("emi", "emid", "bound"):
         merged[f"d_{k}"] = merged[k] - merged[f"pub_{k}"]
     ours = modality_correlations(table, grid)
     theirs = modality_correlations(pub, grid, emid="pub_emid", bound="pub_bound")
     corr = ours.merge(theirs[["modality", "n", "r"]].rename(columns={"n": "pub_n", "r": "pub_r"}), on="modality")
     return merged.assign(model=model, grid=grid), corr.assign(model=model)
+
+
+# --------------------------------------------------------------------------------------------------
+# main.py's inputs: paper B's hub sets (images, questions, references) and the shipped answers (paper
+# profile, UNTESTED ONLINE)
+
+
+def shipped_answers(model: str, split: str) -> list[str]:
+    """``main.py``'s ``resp_model_`` of one split: the shipped answers of ``model`` (the response files
+    ``main.py`` reads, in their order) to the split's questions; an in-the-wild easy / hard split takes the
+    60 answers of its language at the shipped indices, "normal" all 60."""
+    wild = split.removeprefix("llava_bench_in_the_wild_")
+    part = wild.split("_", 1)[0] if wild != split else None
+    ours = (llava_bench.ID_SCENARIO if split == "llava_bench_coco_English" else
+            f"llava_bench_in_the_wild_{wild.split('_', 1)[1]}" if part else split)
+    answers = llava_bench.table(model, scenarios=[ours])["response"].tolist()
+    return [answers[i] for i in wild_indices()[part]] if part else answers
+
+
+def check_encoders(text_embedder, image_embedder) -> bool:
+    """Refuse encoders other than main.py's (XLM-R first-layer token mean, CLIP patch-token mean); True when
+    they are the dry run's stand-ins (narrower than 768: their embeddings are then mapped to 768 columns by
+    a random isometry so that the checkpoint's code path runs; numbers without meaning)."""
+    standin = all("standin" in str(getattr(e, "model", "")) for e in (text_embedder, image_embedder))
+    if getattr(text_embedder, "pooling", None) != "first_layer_mean_no_cls" or not getattr(image_embedder, "exclude_cls", False):
+        raise ParameterError("the replay of paper B's main.py needs its encoders: TEXT_EMBEDDER 'xlm-roberta' and "
+                             f"IMAGE_EMBEDDER 'clip' (got {text_embedder.name!r}, {image_embedder.name!r})")
+    return standin
+
+
+def hub_split(grid: str, split: str, model: str, text_embedder, image_embedder, *, max_questions: int | None = None,
+              seed: int = 0) -> tuple[Split, str]:
+    """One split's :class:`Split` as ``main.py`` builds it: image, question and reference from paper B's hub set,
+    the answer from the shipped file (:func:`shipped_answers`), paired by position; the first
+    ``max_questions`` (or as many as both hold). Returns it with a line saying what was used."""
+    from ..data import hub as hub_data
+    from .grids import hub
+    from .grids.analysis import match_width
+
+    standin = check_encoders(text_embedder, image_embedder)
+    spec = hub_data.SPECS[hub.DATASETS[grid]]
+    ds = hub_data.load_hub_split(hub.DATASETS[grid], split)
+    answers = shipped_answers(model, split)
+    n = min(len(ds), len(answers), max_questions or len(ds))
+    qs, refs = list(ds[spec.question_column][:n]), list(ds[spec.reference_column][:n])
+    z = text_embedder.embed(qs + answers[:n] + refs)
+    zv = image_embedder.embed(list(ds[spec.image_column][:n]))
+    if standin and (z.shape[1] != FEATURE_DIM or zv.shape[1] != FEATURE_DIM):
+        z, zv = (match_width(a, FEATURE_DIM, seed) for a in (z, zv))
+    note = f"{split}: {n} of {len(ds)} hub rows, {len(answers)} shipped answers" + (" (stand-in widths mapped to 768)"
+                                                                                   if standin else "")
+    return Split(zv, z[:n], z[n:2 * n], z[2 * n:]), note
+
+
+def replay_hub(models, grids, text_embedder, image_embedder, *, smoke: bool = False, max_questions: int | None = None,
+               weighting: str = JSD_WEIGHTING, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """``main.py`` over every split of ``grids`` for each of ``models`` (the shipped answers), then the
+    comparison with the release: (per-scenario table with published values, per-modality r, notes)."""
+    from .grids import hub
+
+    tables, corrs, notes = [], [], []
+    for m in models:
+        for g in grids:
+            splits = {}
+            for s in hub.scenarios(g, smoke=smoke):
+                splits[s], note = hub_split(g, s, m, text_embedder, image_embedder, max_questions=max_questions, seed=seed)
+                notes.append(f"{m}, {note}")
+            merged, corr = compare_published(replay_grid(splits, hub.ID_SPLIT[g], weighting=weighting), m, g)
+            tables.append(merged)
+            corrs.append(corr)
+    return pd.concat(tables, ignore_index=True), pd.concat(corrs, ignore_index=True), notes
