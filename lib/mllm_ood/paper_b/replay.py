@@ -50,7 +50,7 @@ from .grids import llava_bench
 
 FOLDER = DATA / "llava_bench_shift" / "paper_b"
 SHA256 = {"CLUB_global.pt": "99ab062638de898356d087907b450d4cba755541eff49b877158c9b9b831b116",
-          "lbwild_split_idx.json": "5f9d2de2a411657e4458dc2e07ce325d5f61bb93efce0d6506d2a314a37000ca"}
+          "lbwild_split_idx.json": "c63784c811b91840e6867b00d63cc93b3ef6e9a1a3ce47bd0157e03275e9455c"}
 FEATURE_DIM, MI_EST_DIM = 768, 500  # main.py's --feature_dim and --mi_est_dim (hidden width 500 // 2)
 SPLIT_KEYS = {"easy": "easy_ood_fst_cd_new", "hard": "hard_ood_fst_cd_new"}  # the keys main.py reads
 N_WILD = 60
@@ -93,7 +93,8 @@ def shipped_file(name: str) -> Path:
 @lru_cache(maxsize=1)
 def wild_indices() -> dict[str, tuple[int, ...]]:
     """Paper B's in-the-wild split: positions (0-59, in the response file's order) of its easy and hard halves
-    and of "normal" (all 60), as ``main.py`` reads them."""
+    and of "normal" (all 60), as ``main.py`` reads them, **in the pickle's order** (not sorted): ``main.py``
+    pairs the i-th row of the hub's easy / hard split with the answer at the i-th index."""
     raw = json.loads(shipped_file("lbwild_split_idx.json").read_text())
     out = {"easy": tuple(raw[SPLIT_KEYS["easy"]]), "normal": tuple(range(N_WILD)), "hard": tuple(raw[SPLIT_KEYS["hard"]])}
     if sorted(out["easy"] + out["hard"]) != list(range(N_WILD)):
@@ -252,16 +253,21 @@ def compare_published(table: pd.DataFrame, model: str, grid: str) -> tuple[pd.Da
 # profile, UNTESTED ONLINE)
 
 
-def shipped_answers(model: str, split: str) -> list[str]:
-    """``main.py``'s ``resp_model_`` of one split: the shipped answers of ``model`` (the response files
-    ``main.py`` reads, in their order) to the split's questions; an in-the-wild easy / hard split takes the
-    60 answers of its language at the shipped indices, "normal" all 60."""
+def shipped_rows(model: str, split: str) -> pd.DataFrame:
+    """``main.py``'s answers to one split (its ``resp_model_``), with the prompts they answered: the shipped
+    rows of ``model`` (the response files ``main.py`` reads, in their order); an in-the-wild easy / hard split
+    takes the 60 rows of its language at the shipped indices, in their order, "normal" all 60."""
     wild = split.removeprefix("llava_bench_in_the_wild_")
     part = wild.split("_", 1)[0] if wild != split else None
     ours = (llava_bench.ID_SCENARIO if split == "llava_bench_coco_English" else
             f"llava_bench_in_the_wild_{wild.split('_', 1)[1]}" if part else split)
-    answers = llava_bench.table(model, scenarios=[ours])["response"].tolist()
-    return [answers[i] for i in wild_indices()[part]] if part else answers
+    rows = llava_bench.table(model, scenarios=[ours])
+    return (rows.iloc[list(wild_indices()[part])] if part else rows).reset_index(drop=True)
+
+
+def shipped_answers(model: str, split: str) -> list[str]:
+    """The answers of :func:`shipped_rows`, in ``main.py``'s order."""
+    return shipped_rows(model, split)["response"].tolist()
 
 
 def check_encoders(text_embedder, image_embedder) -> bool:
@@ -287,15 +293,18 @@ def hub_split(grid: str, split: str, model: str, text_embedder, image_embedder, 
     standin = check_encoders(text_embedder, image_embedder)
     spec = hub_data.SPECS[hub.DATASETS[grid]]
     ds = hub_data.load_hub_split(hub.DATASETS[grid], split)
-    answers = shipped_answers(model, split)
+    shipped = shipped_rows(model, split)
+    answers = shipped["response"].tolist()
     n = min(len(ds), len(answers), max_questions or len(ds))
     qs, refs = list(ds[spec.question_column][:n]), list(ds[spec.reference_column][:n])
+    same = sum(a.strip().startswith(b.strip()) or b.strip().startswith(a.strip())  # the pairing, checked by prompt
+               for a, b in zip(qs, shipped["question"][:n]))
     z = text_embedder.embed(qs + answers[:n] + refs)
     zv = image_embedder.embed(list(ds[spec.image_column][:n]))
     if standin and (z.shape[1] != FEATURE_DIM or zv.shape[1] != FEATURE_DIM):
         z, zv = (match_width(a, FEATURE_DIM, seed) for a in (z, zv))
-    note = f"{split}: {n} of {len(ds)} hub rows, {len(answers)} shipped answers" + (" (stand-in widths mapped to 768)"
-                                                                                   if standin else "")
+    note = (f"{split}: {n} of {len(ds)} hub rows, {len(answers)} shipped answers, hub question = the answered prompt "
+            f"in {same} of {n} rows" + (" (stand-in widths mapped to 768)" if standin else ""))
     return Split(zv, z[:n], z[n:2 * n], z[2 * n:]), note
 
 
