@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..cache import cached
 from ..validation import ParameterError
+from . import bench
 from .bound import bound_sum
 from .divergences import representation_jsd
 from .embedders import E5TextEmbedder
@@ -128,14 +129,12 @@ def gap_table(results: pd.DataFrame, answers: dict, emb, spec: str, first_layer:
 
 def estimand_lines(results: pd.DataFrame, spec: str) -> list[str]:
     """What part 1 estimates beside what paper B estimated, read from part 1's table and paper B's release files."""
-    from .bench import ENCODER_LABELS
-
     nat = results[(results["encoder"] == spec) & (results["grid"] == "natural")]
     nat = nat[nat["model"] == nat["model"].iloc[0]]
     pub = llava_bench.published_correlation(nat["model"].iloc[0], "natural")
     side = "the bound" if nat["bound_complete"].all() else "a text-side sum (sqrt JSt + JSpy^1/4 + JSqy^1/4; no image term)"
     return [f"Part 1 estimates a TEXT-SIDE ANALOGUE of paper B's quantities, not paper B's: its query is the question "
-            f"alone, embedded by {ENCODER_LABELS[spec]}, its CLUB is trained here, and its sum is {side}.",
+            f"alone, embedded by {bench.ENCODER_LABELS[spec]}, its CLUB is trained here, and its sum is {side}.",
             f"Paper B's release: query = mean of {pub['image_embedder']} image and {pub['text_embedder']} question "
             f"embeddings, the released CLUB {pub['club']}, the full bound with the image term.",
             f"Natural grid here: {nat['scenario'].nunique()} cells ({(~nat['is_source']).sum()} targets), "
@@ -146,8 +145,6 @@ def measure(answers: dict, emb, results: pd.DataFrame, spec: str, *, seed: int, 
             club_kwargs: dict) -> pd.DataFrame:
     """:func:`gap_table` with step 4 computed here: every text embedded by :class:`FirstLayerE5Embedder`, its
     own CLUB per model, the natural grid's point values (the intervals and nulls are not used here)."""
-    from . import bench
-
     emb_fl = bench.Embedded(answers, {FIRST_LAYER: FirstLayerE5Embedder()})
     fl, _ = bench.analyse(answers, emb_fl, seed=seed, n_boot=10, n_perm=1, level=level, club_kwargs=club_kwargs,
                           grids=["natural"])

@@ -42,11 +42,13 @@ from scipy import stats
 from torch import nn
 
 from ..cache import sha256_file
+from ..data import hub as hub_data
 from ..paths import DATA
 from ..validation import ParameterError, check_choice
 from .arrays import as_matrix
 from .divergences import representation_jsd
-from .grids import llava_bench
+from .grids import hub, llava_bench
+from .grids.analysis import match_width
 
 FOLDER = DATA / "llava_bench_shift" / "paper_b"
 SHA256 = {"CLUB_global.pt": "99ab062638de898356d087907b450d4cba755541eff49b877158c9b9b831b116",
@@ -286,10 +288,6 @@ def hub_split(grid: str, split: str, model: str, text_embedder, image_embedder, 
     """One split's :class:`Split` as ``main.py`` builds it: image, question and reference from paper B's hub set,
     the answer from the shipped file (:func:`shipped_answers`), paired by position; the first
     ``max_questions`` (or as many as both hold). Returns it with a line saying what was used."""
-    from ..data import hub as hub_data
-    from .grids import hub
-    from .grids.analysis import match_width
-
     standin = check_encoders(text_embedder, image_embedder)
     spec = hub_data.SPECS[hub.DATASETS[grid]]
     ds = hub_data.load_hub_split(hub.DATASETS[grid], split)
@@ -312,8 +310,6 @@ def replay_hub(models, grids, text_embedder, image_embedder, *, smoke: bool = Fa
                weighting: str = JSD_WEIGHTING, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """``main.py`` over every split of ``grids`` for each of ``models`` (the shipped answers), then the
     comparison with the release: (per-scenario table with published values, per-modality r, notes)."""
-    from .grids import hub
-
     tables, corrs, notes = [], [], []
     for m in models:
         for g in grids:
@@ -332,8 +328,6 @@ def section(run: bool, models, hub_datasets, text_embedder, image_embedder, **kw
     (per-scenario table, per-modality r, notes); without, an empty table, paper B's own per-modality r
     (:func:`published_correlations`) and a line saying what the replay needs."""
     if run:
-        from .grids import hub
-
         table, corr, notes = replay_hub(models, [hub.grid_of(d) for d in hub_datasets], text_embedder, image_embedder,
                                         **kwargs)
         cols = ["model", "grid", "scenario", "n", "emi", "pub_emi", "d_emi", "emid", "pub_emid", "d_emid", "bound",
