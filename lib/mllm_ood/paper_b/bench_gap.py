@@ -146,6 +146,6 @@ def measure(answers: dict, emb, results: pd.DataFrame, spec: str, *, seed: int, 
     """:func:`gap_table` with step 4 computed here: every text embedded by :class:`FirstLayerE5Embedder`, its
     own CLUB per model, the natural grid's point values (the intervals and nulls are not used here)."""
     emb_fl = bench.Embedded(answers, {FIRST_LAYER: FirstLayerE5Embedder()})
-    fl, _ = bench.analyse(answers, emb_fl, seed=seed, n_boot=10, n_perm=1, level=level, club_kwargs=club_kwargs,
+    fl, _ = bench.analyse(answers, emb_fl, seed=seed, n_boot=10, n_perm=2, level=level, club_kwargs=club_kwargs,
                           grids=["natural"])
     return gap_table(results, answers, emb, spec, first_layer=(fl, emb_fl))
