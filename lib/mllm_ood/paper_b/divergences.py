@@ -8,9 +8,11 @@ What is estimated, and how it relates to paper B's released code (``deeplearning
 
 - **Representation JSD** (Hoyos-Osorio & Sanchez-Giraldo): von Neumann entropies of trace-normalised
   second-moment matrices ``C = Z^T Z / n``: ``JSD = H((C_P + C_Q)/2) - (H(C_P) + H(C_Q))/2`` in
-  [0, log 2]. Paper B's code averages the *unnormalised* ``Z^T Z`` of the two sets; for L2-normalised
-  embeddings and equal sample sizes this is the same matrix; here each set is trace-normalised first
-  so that unequal sample sizes do not weigh the mixture.
+  [0, log 2]. Mixture weights (``weighting``): ``"equal"`` (this project's default) trace-normalises
+  each set first, so the mixture is ``(C_P + C_Q)/2`` whatever the sample sizes; ``"size"`` is paper B's
+  released code (``main.py``: ``JSD_cov((X^T X + Y^T Y)/2)`` of unit rows, then the von Neumann entropy
+  normalises the trace), which weights the sets by their sizes, ``(n C_P + m C_Q)/(n + m)``, while the
+  two entropies keep the weights 1/2. Both agree at equal sizes.
 - **Wasserstein** variants through POT: exact W2 (``ot.emd2``), sliced W2, and the Bures closed form
   between fitted Gaussians.
 - **Noise baselines**, since finite-sample bias dominates in hundreds of dimensions:
@@ -110,21 +112,31 @@ def _entropy_of_rows(a: np.ndarray) -> float:
     return von_neumann_entropy(a @ a.T if a.shape[0] < a.shape[1] else a.T @ a)
 
 
-def representation_jsd(zp, zq) -> float:
-    """Representation Jensen-Shannon divergence (nats, in [0, log 2]) between sample sets zp: (n, d)
-    and zq: (m, d): ``H((C_P + C_Q)/2) - (H(C_P) + H(C_Q))/2`` with ``C = Z^T Z / n / tr(Z^T Z / n)``
-    and H the von Neumann entropy. Zero for identical sets; symmetric. A plug-in estimate: its
-    finite-sample bias is positive, so compare with :func:`permutation_null`.
+JSD_WEIGHTINGS = ("equal", "size")  # the mixture's weights: this project's default, paper B's main.py
+
+
+def representation_jsd(zp, zq, *, weighting: str = "equal") -> float:
+    """Representation Jensen-Shannon divergence (nats) between sample sets zp: (n, d) and zq: (m, d):
+    ``H(w C_P + (1 - w) C_Q) - (H(C_P) + H(C_Q))/2`` with ``C = Z^T Z / tr(Z^T Z)``, H the von Neumann
+    entropy and ``w = 1/2`` (``weighting="equal"``, the default: in [0, log 2], symmetric, zero for
+    identical sets) or ``w = n / (n + m)`` (``"size"``: paper B's ``main.py``, which mixes the unnormalised
+    sums over items; it can fall below 0 when the sizes and entropies differ, and is returned unclipped).
+    A plug-in estimate: its finite-sample bias is positive, so compare with :func:`permutation_null`.
 
     Computed through Gram matrices when a set has fewer rows than columns (90 answers in 384-d: a 90 x 90
     instead of a 384 x 384 eigenproblem); ``tests/test_information.py`` checks it against the
     covariance form.
     """
+    check_choice("JSD weighting", weighting, JSD_WEIGHTINGS)
     zp, zq = two_sets(zp, zq, min_rows=1)
     ap, aq = _unit_trace_rows("zp", zp), _unit_trace_rows("zq", zq)
-    mix = np.concatenate([ap, aq]) / math.sqrt(2.0)
+    if weighting == "equal":
+        mix = np.concatenate([ap, aq]) / math.sqrt(2.0)
+    else:
+        w = len(zp) / (len(zp) + len(zq))
+        mix = np.concatenate([ap * math.sqrt(w), aq * math.sqrt(1.0 - w)])
     jsd = _entropy_of_rows(mix) - 0.5 * (_entropy_of_rows(ap) + _entropy_of_rows(aq))
-    return max(jsd, 0.0)  # concavity makes it >= 0; clip round-off only
+    return max(jsd, 0.0) if weighting == "equal" else jsd  # equal: concavity makes it >= 0; clip round-off only
 
 
 def representation_jsd_covariance(zp, zq) -> float:

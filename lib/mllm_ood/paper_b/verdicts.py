@@ -221,3 +221,12 @@ def model_words(model) -> str:
 def testability_table(tables: dict[str, pd.DataFrame], level: float = 0.95) -> pd.DataFrame:
     """:func:`testability` per grid, one row each (for the notebook)."""
     return pd.DataFrame([{"grid": g, **testability(t, level)} for g, t in tables.items()])
+
+
+def testability_lines(testable: pd.DataFrame) -> list[str]:
+    """One line per grid of :func:`testability_table`: 'NOT TESTABLE: <why>' or that it can decide."""
+    lines = []
+    for _, r in testable.iterrows():
+        why = "; ".join(x for x in (r["emid_reason"], r["judge_reason"]) if x)
+        lines.append(f"{r['grid']}: " + (f"NOT TESTABLE: {why}" if why else "EMID and the judge vary beyond noise: testable"))
+    return lines

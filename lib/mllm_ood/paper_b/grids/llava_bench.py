@@ -12,15 +12,16 @@ Scenario grids (paper B's layout, restricted to what the files hold):
 - ``synthetic``: 7 image conditions (clean, defocus blur 1/3/5, frost 1/3/5) x 5 question conditions
   (clean, keyboard typos 1/3, synonym replacement 4/7) on the 90 COCO questions = 35 scenarios, ID cell
   clean x clean (``llava_bench_coco``). Every scenario holds the same 90 question ids: a paired design.
-- ``natural``: 2 image sets (COCO, 90 questions; in-the-wild, 60 questions) x 7 question languages =
-  14 scenarios, ID cell COCO x English (``llava_bench_coco`` again). Paper B splits in-the-wild into
-  easy / normal / hard (4 x 7 = 28); the split indices are not in the files, so the full set is used.
+- ``natural``: 4 image sets (COCO, 90 questions; in-the-wild easy, normal and hard) x 7 question languages
+  = 28 scenarios, ID cell COCO x English (``llava_bench_coco`` again). As in paper B, "normal" is the full
+  60-question in-the-wild set (scenarios ``llava_bench_in_the_wild_<language>`` of the files), easy and
+  hard its 30-question halves by paper B's shipped indices (:func:`with_wild_splits`, scenarios
+  ``llava_bench_in_the_wild_{easy,hard}_<language>``, rows of the same answers).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,8 @@ COLUMNS = ["scenario", "id", "question", "response", "reference", "model"]
 ID_SCENARIO = "llava_bench_coco"
 IMAGE_SHIFTS = ("clean", "defocus_blur_1", "defocus_blur_3", "defocus_blur_5", "frost_1", "frost_3", "frost_5")
 TEXT_SHIFTS = ("clean", "KeyboardAug_1", "KeyboardAug_3", "sr_4", "sr_7")
-IMAGE_SETS = ("coco", "in_the_wild")
+IMAGE_SETS = ("coco", "in_the_wild_easy", "in_the_wild_normal", "in_the_wild_hard")
+WILD_PARTS = ("easy", "hard")  # the halves derived from the full ("normal") in-the-wild set
 # Paper B's scenario sets *with images* (image query, text query, GPT-4 answer) on the Hugging Face hub, as
 # named in its release files; for the paper profile (a hub MLLM answering them), untested online.
 HUB_DATASETS = {"synthetic": "changdae/llavabench-shift-synthetic-v1", "natural": "changdae/llavabench-shift-natural-v1"}
@@ -61,7 +63,8 @@ class BenchGrid:
             return "_".join(["llava_bench_coco", *parts])
         if row == "coco":
             return ID_SCENARIO if col == "English" else f"llava_bench_coco_{col}"
-        return f"llava_bench_in_the_wild_{col}"
+        part = row.removeprefix("in_the_wild_")
+        return f"llava_bench_in_the_wild_{col}" if part == "normal" else f"llava_bench_in_the_wild_{part}_{col}"
 
     def cells(self) -> pd.DataFrame:
         """Every cell: scenario, row, col, is_id (the ID cell first)."""
@@ -121,6 +124,20 @@ def grid_table(responses: pd.DataFrame, grid: str) -> pd.DataFrame:
     return merged.reset_index(drop=True)
 
 
+def with_wild_splits(responses: pd.DataFrame, indices: dict) -> pd.DataFrame:
+    """``responses`` plus paper B's easy and hard in-the-wild scenarios: for every in-the-wild scenario
+    (``llava_bench_in_the_wild_<language>``, paper B's "normal"), copies of its rows whose question id is
+    in ``indices["easy"]`` / ``indices["hard"]`` (positions 0-59 = ids, the files' order), renamed
+    ``llava_bench_in_the_wild_{easy,hard}_<language>``; every other column is kept (row indices too)."""
+    extra = []
+    for lang in LANGUAGES:
+        wild = responses[responses["scenario"] == f"llava_bench_in_the_wild_{lang}"]
+        for part in WILD_PARTS:
+            keep = wild[wild["id"].astype(int).isin(indices[part])]
+            extra.append(keep.assign(scenario=f"llava_bench_in_the_wild_{part}_{lang}"))
+    return pd.concat([responses, *extra], ignore_index=True)
+
+
 def texts(responses: pd.DataFrame) -> list[str]:
     """Every distinct question, response and reference text, sorted: the one list to embed, so that any
     analysis of these files is a lookup into the same cached embeddings."""
@@ -162,32 +179,22 @@ def published_raw(model: str, grid: str) -> dict:
     return json.loads(p.read_text())
 
 
-def _our_name(published_name: str) -> tuple[str, str | None]:
-    """Map a published scenario name to ours: (scenario, in-the-wild split or None)."""
+def our_name(published_name: str) -> str:
+    """A published scenario name in this project's names: the ID split ``llava_bench_coco_English`` is
+    ``llava_bench_coco``; in-the-wild "normal" is the files' ``llava_bench_in_the_wild_<language>``; the rest
+    (easy / hard halves included) keep their names."""
     if published_name == "llava_bench_coco_English":
-        return ID_SCENARIO, None
-    m = re.fullmatch(r"llava_bench_in_the_wild_(easy|normal|hard)_(\w+)", published_name)
-    if m:
-        return f"llava_bench_in_the_wild_{m.group(2)}", m.group(1)
-    return published_name, None
+        return ID_SCENARIO
+    return published_name.replace("llava_bench_in_the_wild_normal_", "llava_bench_in_the_wild_")
 
 
 def published(model: str, grid: str) -> pd.DataFrame:
-    """Paper B's per-scenario EMI, EMID and EMID bound for ``model`` on ``grid``, one row per *our*
-    scenario. In-the-wild scenarios appear three times in the release (easy / normal / hard); they are
-    averaged here (``n_splits`` = 3, ``pub_*_min`` / ``pub_*_max`` keep the spread), since the files hold
-    only the full in-the-wild set. Columns: scenario, pub_emi, pub_emid, pub_bound (+ min/max), n_splits."""
+    """Paper B's per-scenario EMI, EMID and EMID bound for ``model`` on ``grid``, one row per scenario in this
+    project's names (:func:`our_name`; natural: 28 = COCO and in-the-wild easy / normal / hard x 7
+    languages). Columns: scenario, pub_emi, pub_emid, pub_bound."""
     raw = published_raw(model, grid)
-    rows = []
-    for name, emi in raw["EMI"].items():
-        ours, split = _our_name(name)
-        rows.append({"scenario": ours, "split": split, "pub_emi": emi, "pub_emid": raw["EMID"].get(name, np.nan),
-                     "pub_bound": raw["EMID_UB"].get(name, np.nan)})
-    df = pd.DataFrame(rows)
-    agg = df.groupby("scenario", sort=False).agg(
-        pub_emi=("pub_emi", "mean"), pub_emi_min=("pub_emi", "min"), pub_emi_max=("pub_emi", "max"),
-        pub_emid=("pub_emid", "mean"), pub_bound=("pub_bound", "mean"), n_splits=("pub_emi", "size"))
-    return agg.reset_index()
+    return pd.DataFrame([{"scenario": our_name(name), "pub_emi": emi, "pub_emid": raw["EMID"].get(name, np.nan),
+                          "pub_bound": raw["EMID_UB"].get(name, np.nan)} for name, emi in raw["EMI"].items()])
 
 
 def published_correlation(model: str, grid: str) -> dict:
