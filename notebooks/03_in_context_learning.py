@@ -62,7 +62,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mllm_ood.claims import prose, write_claims
-from mllm_ood.mllm import load_model, usable_modes
+from mllm_ood.mllm import in_words, load_model, usable_modes
 from mllm_ood.paper_a.icl import claims as icl_claims
 from mllm_ood.paper_a.icl import curves as icl_curves
 from mllm_ood.paper_a.icl import plots as icl_plots
@@ -129,7 +129,7 @@ model = load_model(MODEL)
 SCORING = usable_modes(model, [SCORING])[0]  # a model behind an endpoint without log-probabilities: generate
 data = icl_tasks.IclData(seed=SEED)
 fingerprint = model.fingerprint
-model_words = icl_readings.model_in_words(model)  # every figure names the model in words
+model_words = in_words(model)  # every figure names the model in words
 print(model_words, "|", fingerprint)
 pd.DataFrame([t.spec() for t in tasks])
 

@@ -187,3 +187,16 @@ def test_families_declare_capabilities_and_refuse_what_they_lack(model_dirs):
     with pytest.raises(ParameterError, match="images must be PIL images"):
         load_model(model_dirs["llava"]).vision_features(["not an image"])
     assert capabilities_of("openai:gpt-4o") == frozenset({"generate", "score_choices"})
+def test_in_words_names_the_embedded_model_its_size_and_a_hub_model_by_id(micro_model):
+    from mllm_ood.mllm import in_words, load_model
+
+    model = load_model(str(micro_model[0]))
+    words = in_words(model)
+    n = sum(p.numel() for p in model.model.parameters())
+    assert words.endswith(f"-parameter {model.family} model)") or "architecture" in words
+    assert f"{n / 1e6:.1f} M-parameter" in words
+
+    class Endpoint:
+        name, family = "openai:gpt-4o@https://api.example", "endpoint"
+
+    assert in_words(Endpoint()) == "openai:gpt-4o@https://api.example"

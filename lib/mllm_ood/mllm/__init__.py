@@ -13,11 +13,11 @@
 Notebooks ask a model what it can do (``model.can("vision_features")``, or :func:`capabilities_of` for a
 reference before loading), never for its class."""
 
-from .base import CAPABILITIES, MLLM, CapabilityMissing, usable_modes
+from .base import CAPABILITIES, MLLM, CapabilityMissing, in_words, usable_modes
 from .loading import capabilities_of, load_model, model_input_view
 from .refs import fingerprint_of, model_fingerprint, model_reference
 from .registry import FAMILIES, family_class, register
 
 __all__ = ["CAPABILITIES", "FAMILIES", "MLLM", "CapabilityMissing", "capabilities_of", "family_class",
-           "fingerprint_of", "load_model", "model_fingerprint", "model_input_view", "model_reference", "register",
+           "fingerprint_of", "in_words", "load_model", "model_fingerprint", "model_input_view", "model_reference", "register",
            "usable_modes"]

@@ -202,3 +202,19 @@ def usable_modes(model, modes: Sequence[str], scoring: str = "loglik") -> list[s
     print(f"{model.name}: cannot score choices (no log-probabilities), so {scoring!r} is left out; answers come "
           f"from generate + parse ({kept})")
     return kept
+
+
+def in_words(model) -> str:
+    """The model as figures, tables and the claims ledger name it, e.g. 'embedded 1.1 M-parameter model
+    (llava architecture)' for the project's own checkpoint, 'llava-hf/llava-1.5-7b-hf (7.1 B-parameter llava
+    model)' for a hub model, the bare name for an endpoint (no weights here to count)."""
+    name = str(model.name).rstrip("/")
+    short = name.rsplit("/", 1)[-1] if name.startswith((".", "/")) or "data/models" in name else name
+    net = getattr(model, "model", None)
+    if net is None or not hasattr(net, "parameters"):
+        return short
+    n = sum(p.numel() for p in net.parameters())
+    size = f"{n / 1e6:.1f} M" if n < 1e9 else f"{n / 1e9:.1f} B"
+    if "embedded" in short:
+        return f"embedded {size}-parameter model ({model.family} architecture)"
+    return f"{short} ({size}-parameter {model.family} model)"

@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from ..claims import ledger_row
+from ..mllm import in_words
 from ..stats import (CONTRADICTED, DELTA_R, MARGIN, NOT_TESTABLE, correlation_vs_published, decide,
                      rule_text)
 from .emid import reliability
@@ -208,14 +209,8 @@ def grid_rows(tables: dict[str, pd.DataFrame], summary: pd.DataFrame, *, model: 
 
 
 def model_words(model) -> str:
-    """The model in words for a ledger row and a figure: 'embedded 1.1 M-parameter model (<hash>)' for a
-    local checkpoint, else its name and fingerprint."""
-    try:
-        n = sum(p.numel() for p in model.model.parameters())
-    except (AttributeError, TypeError):
-        return f"{model.name} ({model.fingerprint})"
-    kind = "embedded " if "embedded" in str(model.name) else ""
-    return f"{kind}{n / 1e6:.1f} M-parameter model ({model.fingerprint})"
+    """The model in words with its fingerprint, for a ledger row (:func:`mllm_ood.mllm.in_words`)."""
+    return f"{in_words(model)} ({model.fingerprint})"
 
 
 def testability_table(tables: dict[str, pd.DataFrame], level: float = 0.95) -> pd.DataFrame:

@@ -1,31 +1,17 @@
 """Measurements that explain notebook 03's oddities: how often the model copies the label of a single
 demonstration (:func:`copy_rate`: the 1-shot dip with true names), and the colour gap between flipped and
 aligned queries per tie strength (:func:`colour_gap`), each with 95 % bootstrap intervals over queries
-(seed-averaged). Plus :func:`model_in_words`, the model as figures and the ledger name it."""
+(seed-averaged). """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 
 from ...seeding import derive_seed
 from ...stats import bootstrap_ci
 from .claims import effect
-
-
-def model_in_words(model) -> str:
-    """The model in words, e.g. 'embedded_mllm (1.1 M-parameter llava model)': its name, and for a model
-    whose weights are here its parameter count and architecture."""
-    name = Path(str(model.name)).name if os.sep in str(model.name) else str(model.name)  # a local path: its folder
-    net = getattr(model, "model", None)
-    if net is None or not hasattr(net, "parameters"):
-        return name
-    n = sum(p.numel() for p in net.parameters())
-    size = f"{n / 1e6:.1f} M" if n < 1e9 else f"{n / 1e9:.1f} B"
-    return f"{name} ({size}-parameter {getattr(model, 'model_type', '')} model)".replace("  ", " ")
 
 
 def _mean_ci(values, seed: int, *key) -> tuple[float, float, float]:
