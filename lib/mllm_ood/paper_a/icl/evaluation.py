@@ -15,6 +15,7 @@ from ...stats import bootstrap_ci
 from ...formats.episodes import Episode
 from ...formats.prompts import format_answer, parse_answer, parse_answer_paper_a
 from ...mllm.generation import Generation
+from .context import check_context
 from .studies import Condition, build_condition_episodes
 from .tasks import ICL_VERSION, RESULT_COLUMNS, IclData
 
@@ -40,8 +41,8 @@ def evaluate_condition(model, cond: Condition, data: IclData, batch_size: int = 
     """Per-query results (RESULT_COLUMNS) of one condition, cached per (model fingerprint, condition, code
     version, generation settings when given)."""
     params = {"model": fingerprint_of(model), "data_seed": data_seed, "icl_version": ICL_VERSION, **cond.params()}
-    if generation is not None:
-        params["generation"] = generation.key()
+    if generation is not None and generation.key() != Generation(max_new_tokens=cond.max_new_tokens).key():
+        params["generation"] = generation.key()  # only when it differs: earlier results keep their keys
     if cond.task.dataset.startswith("hub:"):  # hub labels follow paper A's class order (data.paper_a_lists)
         params["class_order"] = "paper_a"
 
@@ -73,7 +74,10 @@ def evaluate_condition(model, cond: Condition, data: IclData, batch_size: int = 
 @cached_analysis("analysis")
 def run_conditions(model, conditions: list[Condition], data: IclData, batch_size: int = 64,
                    desc: str = "ICL conditions", generation: Generation | None = None) -> pd.DataFrame:
-    """Evaluate (or read from the cache) every condition; one table of per-query results."""
+    """Evaluate (or read from the cache) every condition; one table of per-query results. Conditions in paper A's
+    layout are first checked to fit the model's context, in its real tokens (:func:`.context.check_context`)."""
+    if any(c.layout != "compact" for c in conditions):
+        check_context(model, conditions, data, generation)
     frames = [evaluate_condition(model, c, data, batch_size, data.seed, generation)
               for c in tqdm(conditions, desc=desc)]
     return pd.concat(frames, ignore_index=True)
