@@ -54,8 +54,8 @@ class Generation:
 
     def generate(self, model, convs: list, batch_size: int) -> list[str]:
         """Replies to ``convs`` (their texts already through :meth:`text`)."""
-        return model.generate(convs, max_new_tokens=self.max_new_tokens, batch_size=batch_size,
-                              temperature=self.temperature, seed=self.seed)
+        sampling = {"temperature": self.temperature, "seed": self.seed} if self.temperature > 0 else {}
+        return model.generate(convs, max_new_tokens=self.max_new_tokens, batch_size=batch_size, **sampling)
 
 
 def check(max_new_tokens, temperature, system_prompt) -> None:

@@ -13,6 +13,7 @@ Two answer modes:
 
 from __future__ import annotations
 
+import re
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from ..formats.prompts import (PROMPT_STYLES, QUESTION, class_descriptions, doma
                                prompt_for)
 
 MODES = ("generate", "loglik")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # Prompt variants of paper A's hypothesis 1: the plain prompt, + class descriptions, + domain context.
 PROMPT_VARIANTS = ("plain", "descriptions", "domain_context")
 RESULT_COLUMNS = ["model", "dataset", "family", "domain", "id", "label", "label_name", "mode", "pred",
@@ -68,6 +70,9 @@ def _evaluate_rows(model, fingerprint, ds, info, domain, mode, prompt, generatio
         scores = model.score_choices(convs, [format_answer(n) for n in names], batch_size=batch_size)
         preds = [int(i) for i in np.argmax(scores, axis=1)]
         replies = [""] * len(preds)
+    # Stored replies lose carriage returns and other control characters (parsed before): long free replies
+    # may hold them, and the cached CSV must read back row for row.
+    replies = [_CONTROL.sub("\ufffd", r.replace("\r\n", "\n").replace("\r", "\n")) for r in replies]
     rows = []
     for i, (y, p, r) in enumerate(zip(labels, preds, replies)):
         rows.append({"model": fingerprint, "dataset": info.name, "family": info.family, "domain": domain,
