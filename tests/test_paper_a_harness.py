@@ -17,19 +17,10 @@ from mllm_ood.mllm.standins import make_standin, standin_model
 from mllm_ood.validation import ParameterError
 
 from conftest import shared_folder
+from test_paper_a_protocol import PACS_PROMPT
 
 PACS_PAPER_A = ["dog", "giraffe", "horse", "person", "guitar", "elephant", "house"]
-# Paper A's prompt for PACS (data/generate_unified_input_data.py's f-string with its dataset_info.json order).
-PACS_PROMPT = (
-    "Given the image, answer the following question using the specified format.\n"
-    "        Question: What is in this image? Choice list: ['dog', 'giraffe', 'horse', 'person', 'guitar', "
-    "'elephant', 'house'].\n"
-    "        Please choose a choice from the list and respond with the following format:\n"
-    "        ---BEGIN FORMAT TEMPLATE---\n"
-    "        Answer Choice: [Your Answer Choice Here]\n"
-    "        ---END FORMAT TEMPLATE---\n"
-    "        Do not deviate from the above format. Repeat the format template for the answer.\n"
-    "        ")
+# Paper A's prompt for PACS (its f-string with its dataset_info.json order).
 VICUNA_V1 = ("A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
              "detailed, and polite answers to the human's questions.")
 
