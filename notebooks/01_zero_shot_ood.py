@@ -60,20 +60,27 @@ SEED: int = 0  # seed for random sampling and bootstrap resampling
 N_BOOT: int = 1000  # bootstrap resamples per interval
 BATCH_SIZE: int = 64  # queries per forward pass
 PROMPT_STYLE: str = "short"  # "short" (one line; fits the embedded model) or "paper_a" (paper A's template and parser)
+MAX_NEW_TOKENS: int = 16  # cap on a generated reply (it runs until the model stops); paper A's harness: 1024
+TEMPERATURE: float = 0.0  # 0.0 means greedy, reproducible; paper A sampled at 0.2, seeded here by SEED
+SYSTEM_PROMPT: str = "none"  # "none" or "card" (the model card's / its authors' conversation template's system prompt)
+DOMAINS: dict = {}  # dataset -> the domains evaluated (paper A: VLCS Caltech101 + LabelMe, Camelyon17 hospitals 0 + 1); left out: all
 ID_REFERENCE: dict = {"digit_styles": "digit_styles/mnist", "rotated_mnist": "digit_styles/mnist", "colored_mnist": "digit_styles/mnist", "corrupted_mnist": "digit_styles/mnist"}  # dataset -> its in-distribution reference "dataset/domain" (datasets left out: no ID gap)
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
 from mllm_ood.formats.prompts import PROMPT_STYLES
-from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, naming, satisfies, seed,
-                                 text)
+from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, naming, number, satisfies,
+                                 seed, text)
 from mllm_ood.mllm import model_reference
+from mllm_ood.mllm.generation import SYSTEM_PROMPTS, Generation
 
 check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  DATASETS=listing(choices=catalog.known_names()), SAMPLES_PER_CLASS=integer(1, MAX_PER_CLASS),
                  SAMPLING=text(choices=["first", "random"]), MODES=listing(choices=zero_shot.MODES), SEED=seed(),
                  N_BOOT=integer(1, 100_000), BATCH_SIZE=integer(1, 4096), PROMPT_STYLE=text(choices=PROMPT_STYLES),
-                 ID_REFERENCE=satisfies(lambda v: isinstance(v, dict), "a mapping dataset -> 'dataset/domain'"))
+                 ID_REFERENCE=satisfies(lambda v: isinstance(v, dict), "a mapping dataset -> 'dataset/domain'"),
+                 MAX_NEW_TOKENS=integer(1, 32768), TEMPERATURE=number(0, 5), SYSTEM_PROMPT=text(choices=SYSTEM_PROMPTS),
+                 DOMAINS=satisfies(lambda v: isinstance(v, dict), "a mapping dataset -> [domain, ...]"))
 with naming("ID_REFERENCE", "DATASETS"):
     zero_shot.validate_id_reference(ID_REFERENCE, DATASETS)
 
@@ -100,7 +107,8 @@ print(model, "|", model.fingerprint)
 
 # %%
 results = zero_shot.evaluate(model, DATASETS, modes=MODES, n_per_class=SAMPLES_PER_CLASS, sampling=SAMPLING,
-                             seed=SEED, batch_size=BATCH_SIZE, prompt_style=PROMPT_STYLE)
+                             seed=SEED, batch_size=BATCH_SIZE, prompt_style=PROMPT_STYLE, domains=DOMAINS or None,
+                             generation=Generation(MAX_NEW_TOKENS, TEMPERATURE, SEED, SYSTEM_PROMPT))
 infos = {name: catalog.open_dataset(name, seed=SEED)[1] for name in DATASETS}
 chance = {name: zero_shot.chance_level(info) for name, info in infos.items()}
 table = accuracy_table(results, ["mode", "family", "dataset", "domain"], n_boot=N_BOOT, seed=SEED)

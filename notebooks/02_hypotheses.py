@@ -62,14 +62,18 @@ N_BOOT: int = 1000  # bootstrap resamples per interval
 BATCH_SIZE: int = 64  # queries per forward pass
 PROMPT_STYLE: str = "short"  # "short" (one line; fits the embedded model) or "paper_a" (paper A's template and parser)
 ID_REFERENCE: dict = {"rotated_mnist": "digit_styles/mnist", "colored_mnist": "digit_styles/mnist", "corrupted_mnist": "digit_styles/mnist"}  # dataset -> its in-distribution reference "dataset/domain" (datasets left out: their own ID domain, if any); left out of the OOD domains when in the same dataset
+MAX_NEW_TOKENS: int = 16  # cap on a generated reply (it runs until the model stops); paper A's harness: 1024
+TEMPERATURE: float = 0.0  # 0.0 means greedy, reproducible; paper A sampled at 0.2, seeded here by SEED
+SYSTEM_PROMPT: str = "none"  # "none" or "card" (the model card's / its authors' conversation template's system prompt)
 PROBE_FEATURES: str = "model"  # the vision probe's features: "model" (the MLLM's own tower) or "clip" (paper A: frozen CLIP ViT-B/16 image embeddings, openai/clip-vit-base-patch16; or a CLIP hub id / folder)
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
 from mllm_ood.formats.prompts import PROMPT_STYLES
-from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, naming, require, satisfies,
-                                 seed, text)
+from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, naming, number, require,
+                                 satisfies, seed, text)
 from mllm_ood.mllm import capabilities_of, model_reference
+from mllm_ood.mllm.generation import SYSTEM_PROMPTS, Generation
 
 check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  DATASETS=listing(choices=catalog.known_names()), MODES=listing(choices=zero_shot.MODES),
@@ -77,7 +81,8 @@ check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  LEARNING_CURVE=listing(integer(1), increasing=True), SEED=seed(), N_BOOT=integer(1, 100_000),
                  BATCH_SIZE=integer(1, 4096), PROMPT_STYLE=text(choices=PROMPT_STYLES),
                  ID_REFERENCE=satisfies(lambda v: isinstance(v, dict), "a mapping dataset -> 'dataset/domain'"),
-                 PROBE_FEATURES=features.check_probe_features)
+                 PROBE_FEATURES=features.check_probe_features, MAX_NEW_TOKENS=integer(1, 32768),
+                 TEMPERATURE=number(0, 5), SYSTEM_PROMPT=text(choices=SYSTEM_PROMPTS))
 with naming("ID_REFERENCE", "DATASETS"):
     zero_shot.validate_id_reference(ID_REFERENCE, DATASETS)
 require({"vision_features", "answer_state"} <= capabilities_of(MODEL), "MODEL", MODEL,
@@ -119,7 +124,8 @@ print("ID references:", references, "| no reference:", [d for d in DATASETS if d
 variant_results = []
 for variant in zero_shot.PROMPT_VARIANTS:
     res = zero_shot.evaluate(model, DATASETS, modes=MODES, n_per_class=SAMPLES_PER_CLASS, seed=SEED,
-                             batch_size=BATCH_SIZE, variant=variant, prompt_style=PROMPT_STYLE)
+                             batch_size=BATCH_SIZE, variant=variant, prompt_style=PROMPT_STYLE,
+                             generation=Generation(MAX_NEW_TOKENS, TEMPERATURE, SEED, SYSTEM_PROMPT))
     variant_results.append(res)
 zs_all = pd.concat(variant_results, ignore_index=True)  # every domain, the ID references included
 zs = zs_all[[name in ood and d in ood[name] for name, d in zip(zs_all["dataset"], zs_all["domain"])]]

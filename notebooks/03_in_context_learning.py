@@ -93,6 +93,10 @@ PROBE_DRAWS: int = 5  # random draws of the probe's training examples per point 
 SEED: int = 0  # query selection, dataset build and bootstrap seed
 N_BOOT: int = 1000  # bootstrap resamples per interval
 BATCH_SIZE: int = 64  # episodes per forward pass
+ICL_LAYOUT: str = "compact"  # "compact" (the embedded model's: <image>word per demo, one instruction) or "paper_a" (paper A's eval_gpt_ICL.py layout: the full question per demo, fixed alternating demos, the whole choice list; turns for templates that put a message's images first) or "paper_a_turns"
+MAX_NEW_TOKENS: int = 12  # cap on a generated reply (it runs until the model stops); paper A: 1024
+TEMPERATURE: float = 0.0  # 0.0 means greedy, reproducible; paper A sampled at 0.2, seeded here by SEED
+SYSTEM_PROMPT: str = "none"  # "none" or "card" (the system prompt of the model card / its authors' conversation template)
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
@@ -100,6 +104,8 @@ from mllm_ood.formats.episodes import MODES as LABEL_WORD_MODES
 from mllm_ood.validation import (MAX_PER_CLASS, boolean, check_parameters, integer, listing, naming, number, satisfies,
                                  seed, text)
 from mllm_ood.mllm import model_reference
+from mllm_ood.mllm.generation import SYSTEM_PROMPTS, Generation
+from mllm_ood.formats.paper_a_icl import LAYOUTS, resolve_layout
 
 check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  TASKS=listing(satisfies(icl_tasks.resolve_task, "an ICL task")),
@@ -110,7 +116,8 @@ check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  SPURIOUS_PAIRS=listing(listing(text())), SPURIOUS_SHOTS=integer(1, 64),
                  TIE_STRENGTHS=listing(number(0, 1)), PROBE_PER_CLASS=integer(2, MAX_PER_CLASS),
                  PROBE_CURVE=listing(integer(1), increasing=True), PROBE_DRAWS=integer(1, 100), SEED=seed(),
-                 N_BOOT=integer(1, 100_000), BATCH_SIZE=integer(1, 4096))
+                 N_BOOT=integer(1, 100_000), BATCH_SIZE=integer(1, 4096), ICL_LAYOUT=text(choices=LAYOUTS),
+                 MAX_NEW_TOKENS=integer(1, 32768), TEMPERATURE=number(0, 5), SYSTEM_PROMPT=text(choices=SYSTEM_PROMPTS))
 with naming("TASKS", "LABEL_SHIFT_TASKS", "MAJORITY_FRACTIONS", "LABEL_SHIFT_SHOTS"):
     icl_tasks.validate(TASKS, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING, LABEL_SHIFT_TASKS, MAJORITY_FRACTIONS,
                  LABEL_SHIFT_SHOTS)
@@ -127,6 +134,8 @@ primary = MODES[0]
 max_shots = max(SHOTS)
 model = load_model(MODEL)
 SCORING = usable_modes(model, [SCORING])[0]  # a model behind an endpoint without log-probabilities: generate
+LAYOUT = resolve_layout(model, ICL_LAYOUT)  # paper A's layout in turns where the chat template needs them
+generation = Generation(MAX_NEW_TOKENS, TEMPERATURE, SEED, SYSTEM_PROMPT)
 data = icl_tasks.IclData(seed=SEED)
 fingerprint = model.fingerprint
 model_words = in_words(model)  # every figure names the model in words
@@ -174,8 +183,8 @@ print(model.prompt_text(ep.conversation))
 
 # %%
 shots_res = icl_eval.run_conditions(model, icl_studies.shots_conditions(tasks, SHOTS, MODES, SEEDS, QUERIES_PER_CLASS,
-                                                                        SCORING, query_seed=SEED), data, BATCH_SIZE,
-                                    desc="shots curve conditions")
+                                                                        SCORING, query_seed=SEED, layout=LAYOUT),
+                                    data, BATCH_SIZE, desc="shots curve conditions", generation=generation)
 shots_tab = icl_eval.summarise(shots_res, ["task", "mode", "source", "shots"], n_boot=N_BOOT, seed=SEED)
 shots_tab["chance"] = shots_tab["task"].map(lambda n: 1 / by_name[n].n_way)
 icl_plots.shots_figure(shots_tab, tasks, MODES, model_words)
@@ -252,8 +261,8 @@ domain_shift.round(3)
 # %%
 ls_conds = icl_studies.label_shift_conditions([by_name[n] for n in LABEL_SHIFT_TASKS], MAJORITY_FRACTIONS,
                                               LABEL_SHIFT_SHOTS, MODES, SEEDS, QUERIES_PER_CLASS, SCORING,
-                                              query_seed=SEED)
-ls_res = icl_eval.run_conditions(model, ls_conds, data, BATCH_SIZE, desc="label-shift conditions")
+                                              query_seed=SEED, layout=LAYOUT)
+ls_res = icl_eval.run_conditions(model, ls_conds, data, BATCH_SIZE, desc="label-shift conditions", generation=generation)
 ls_res["query_class"] = np.where(ls_res["label"] == ls_res["majority"], "majority class", "minority class")
 ls_acc = icl_eval.summarise(ls_res, ["mode", "level"], n_boot=N_BOOT, seed=SEED)
 ls_acc_cls = icl_eval.summarise(ls_res, ["mode", "query_class", "level"], n_boot=N_BOOT, seed=SEED)
@@ -290,8 +299,8 @@ display(icl_claims.missing_class_table(ls_res, MODES, n_boot=N_BOOT, seed=SEED))
 
 # %%
 sp_conds = icl_studies.spurious_conditions(SPURIOUS_PAIRS, TIE_STRENGTHS, SPURIOUS_SHOTS, MODES, SEEDS,
-                                           QUERIES_PER_CLASS, SCORING, query_seed=SEED)
-sp_res = icl_eval.run_conditions(model, sp_conds, data, BATCH_SIZE, desc="spurious conditions")
+                                           QUERIES_PER_CLASS, SCORING, query_seed=SEED, layout=LAYOUT)
+sp_res = icl_eval.run_conditions(model, sp_conds, data, BATCH_SIZE, desc="spurious conditions", generation=generation)
 gap = icl_readings.colour_gap(sp_res, MODES, n_boot=N_BOOT, seed=SEED)
 icl_plots.colour_gap_figure(gap, MODES, SPURIOUS_SHOTS, model_words)
 pooled_gap = gap[(gap["task"] == "all pairs") & (gap["shots"] > 0)]

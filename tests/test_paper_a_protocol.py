@@ -14,18 +14,21 @@ from mllm_ood.validation import ParameterError
 PACS = ["dog", "giraffe", "horse", "person", "guitar", "elephant", "house"]  # paper A's order
 
 
+# The f-string of paper A's data/generate_unified_input_data.py with class_names = PACS.
+PACS_PROMPT = (
+    "Given the image, answer the following question using the specified format.\n"
+    "        Question: What is in this image? Choice list: ['dog', 'giraffe', 'horse', 'person', 'guitar', "
+    "'elephant', 'house'].\n"
+    "        Please choose a choice from the list and respond with the following format:\n"
+    "        ---BEGIN FORMAT TEMPLATE---\n"
+    "        Answer Choice: [Your Answer Choice Here]\n"
+    "        ---END FORMAT TEMPLATE---\n"
+    "        Do not deviate from the above format. Repeat the format template for the answer.\n"
+    "        ")
+
+
 def test_template_is_paper_a_character_for_character():
-    # The f-string of paper A's data/generate_unified_input_data.py with class_names = PACS.
-    expected = (
-        "Given the image, answer the following question using the specified format.\n"
-        "        Question: What is in this image? Choice list: ['dog', 'giraffe', 'horse', 'person', 'guitar', "
-        "'elephant', 'house'].\n"
-        "        Please choose a choice from the list and respond with the following format:\n"
-        "        ---BEGIN FORMAT TEMPLATE---\n"
-        "        Answer Choice: [Your Answer Choice Here]\n"
-        "        ---END FORMAT TEMPLATE---\n"
-        "        Do not deviate from the above format. Repeat the format template for the answer.\n"
-        "        ")
+    expected = PACS_PROMPT
     assert paper_a_prompt(PACS) == expected
     assert prompt_for("paper_a", PACS) == expected and "{choices}" in PAPER_A_TEMPLATE
     with_context = paper_a_prompt(PACS, context="Hints: dog: four legs.")

@@ -8,6 +8,10 @@ code itself is tested offline on small datasets saved in the hub's parquet layou
 (``<dir>/data/<split>-00000-of-00001.parquet``), passed as ``source=``, or found in a local mirror:
 ``$MLLM_OOD_HUB_MIRROR/<spec name>/`` (what ``run_all.sh --standin`` points at).
 
+Class names come in paper A's order where its code lists the dataset (:mod:`mllm_ood.data.paper_a_lists`;
+the hub's ClassLabel order is alphabetical): the labels are renumbered to match, so every prompt's choice
+list and the parser's search order are paper A's.
+
 Each spec also records the card's schema (``card``: column -> 'image' / 'string' / 'int64' /
 'float64' / 'classlabel'), the values of its domain column and the values (or ClassLabel names) of its
 label column, so that :func:`make_standin_dataset` writes a stand-in in exactly that schema.
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import hf_datasets_cache
+from . import paper_a_lists
 from ..validation import ParameterError, check_choice
 
 
@@ -43,6 +48,7 @@ class DatasetSpec:
     label_values: tuple = ()  # ClassLabel names, or the raw values of a string label column
     image_size: tuple[int, int] = (224, 224)  # (width, height) of the card's images, for stand-ins
     splits: tuple[str, ...] = ()  # datasets whose *splits* are scenarios (paper B's shifted sets): their names
+    split_domains: dict = field(default_factory=dict)  # split -> its domains, when ``split`` joins several ("a+b")
 
 
 SPECS: dict[str, DatasetSpec] = {
@@ -70,11 +76,14 @@ SPECS: dict[str, DatasetSpec] = {
                     card={"image": "image", "domain": "string", "label": "classlabel"},
                     domains=("clipart", "infograph", "painting", "quickdraw", "real", "sketch"),
                     label_values=("aircraft_carrier", "airplane", "alarm_clock", "ambulance", "angel")),
-        DatasetSpec("camelyon17", "jxie/camelyon17", "id_train", "image", "label", "hospital",
+        # WILDS keeps hospitals 0, 3, 4 in id_train and hospital 1 in ood_val (hospital 2 is ood_test); paper A
+        # evaluates hospital_0 and hospital_1, so both splits are read (datasets' "a+b" split syntax).
+        DatasetSpec("camelyon17", "jxie/camelyon17", "id_train+ood_val", "image", "label", "hospital",
                     class_names=("normal", "tumor"), label_map={"0": "normal", "1": "tumor"},
-                    note="WILDS Camelyon17 patches; domains = hospitals",
+                    note="WILDS Camelyon17 patches; domains = hospitals (0, 3, 4 from id_train; 1 from ood_val)",
                     card={"image": "image", "label": "int64", "hospital": "int64"},
-                    domains=("0", "3", "4"), label_values=(0, 1), image_size=(96, 96)),
+                    domains=("0", "3", "4", "1"), label_values=(0, 1), image_size=(96, 96),
+                    split_domains={"id_train": ("0", "3", "4"), "ood_val": ("1",)}),
         # Paper A's HAM10000 domains are the diagnosis-confirmation types (dx_type) and its classes the
         # full diagnosis names (its code's dataset list: 'actinic keratoses and intraepithelial carcinoma', ...);
         # the card's dx column holds codes (HAM10000_metadata.csv) -- both the codes
@@ -189,7 +198,9 @@ def _open(spec: DatasetSpec, source: str | Path | None):
         raise ParameterError(f"dataset source {str(src)!r} does not exist")
     if (src / "state.json").exists() or (src / "dataset_dict.json").exists():
         ds = datasets.load_from_disk(str(src))
-        return ds[spec.split] if isinstance(ds, datasets.DatasetDict) else ds
+        if not isinstance(ds, datasets.DatasetDict):
+            return ds
+        return datasets.concatenate_datasets([ds[part] for part in spec.split.split("+")])
     try:
         return datasets.load_dataset(str(src), spec.config, split=spec.split)
     except ValueError as err:  # e.g. unknown split
@@ -233,6 +244,12 @@ def load_hub(name: str, source: str | Path | None = None, domains=None):
                 raise ParameterError(f"{name}: labels {unknown[:5]} are not among the class names {names}"
                                      + (f" nor the mapped values {sorted(spec.label_map)}" if spec.label_map else ""))
             labels = [index[str(v)] for v in raw]
+        # Paper A's class order (its prompts' choice lists and its parser's search order), labels renumbered.
+        ordered = paper_a_lists.class_order(spec.name, names)
+        if ordered != names:
+            new = {c: i for i, c in enumerate(ordered)}
+            labels = [new[names[y]] for y in labels]
+            names = ordered
         out = out.add_column("label", labels).cast_column("label", ClassLabel(names=names))
     else:
         out = out.add_column("question", list(ds[spec.question_column]))
@@ -360,5 +377,11 @@ def make_standin_dataset(name: str, out_dir: str | Path, per_cell: int = 2, seed
                 k += 1
     out = Path(out_dir)
     (out / "data").mkdir(parents=True, exist_ok=True)
-    Dataset.from_dict(rows, features=feats).to_parquet(str(out / "data" / f"{spec.split}-00000-of-00001.parquet"))
+    table = Dataset.from_dict(rows, features=feats)
+    for split in spec.split.split("+"):  # one file per split; a joined split's domains as the card splits them
+        part = table
+        if spec.split_domains:
+            keep = {str(d) for d in spec.split_domains[split]}
+            part = table.select([i for i, d in enumerate(rows[spec.domain_column]) if str(d) in keep])
+        part.to_parquet(str(out / "data" / f"{split}-00000-of-00001.parquet"))
     return out

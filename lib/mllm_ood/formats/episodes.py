@@ -41,9 +41,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..validation import ParameterError
+from .chat import IMAGE_PLACEHOLDER
+from .paper_a_icl import paper_a_icl_prompt
 from .prompts import format_answer, zero_shot_prompt
 
-IMAGE_PLACEHOLDER = "<image>"
 EPISODE_INSTRUCTION = "Each example image is followed by its label."
 # Made-up label words for reassigned episodes (each is one token of the embedded model's tokenizer).
 NONCE_WORDS = (
@@ -58,7 +59,8 @@ class Episode:
     """One ICL episode.
 
     images: demonstration images in order, then the query image (PIL images), len = shots + 1.
-    prompt: the text with one ``<image>`` per image, in order (see module docstring).
+    prompt: the text with one ``<image>`` per image, in order (see module docstring), or a
+    :class:`~mllm_ood.formats.chat.Chat` of turns (paper A's layout in turns).
     choices: the label words of the episode's classes, in choice-list order.
     answer: the query's label word; ``answer_index`` its index in ``choices``.
     query_label / demo_labels: class indices in the source dataset's ClassLabel.
@@ -125,17 +127,25 @@ def balanced_counts(shots: int, n_way: int, r: np.random.Generator) -> np.ndarra
 
 
 def make_episode(demo_images, demo_labels, demo_ids, query_image, query_label: int, query_id: str,
-                 classes: Sequence[int], words: dict, mode: str) -> Episode:
+                 classes: Sequence[int], words: dict, mode: str, layout: str = "compact") -> Episode:
     """An :class:`~mllm_ood.formats.episodes.Episode` in the shared layout (:func:`episode_prompt`); ``classes``
     in choice-list order (see :func:`mllm_ood.paper_a.icl.tasks.choice_order`).
 
     Without demonstrations the prompt is the plain zero-shot prompt (the query image, then the question
     with the choice list: what notebook 01 asks, restricted to the episode's choices), so a shots curve
     starts from the model's zero-shot accuracy — paper A's comparison — and not from an episode
-    instruction that announces examples and then shows none."""
+    instruction that announces examples and then shows none.
+
+    ``layout`` 'paper_a' / 'paper_a_turns': paper A's own layout (:mod:`mllm_ood.formats.paper_a_icl`; its
+    0-shot episode is its query alone), the choice list being ``classes`` (the whole dataset's there)."""
     choices = [words[c] for c in classes]
-    prompt = (episode_prompt([words[c] for c in demo_labels], choices) if len(demo_labels)
-              else IMAGE_PLACEHOLDER + zero_shot_prompt(list(choices)))
+    if layout in ("paper_a", "paper_a_turns"):
+        prompt = paper_a_icl_prompt([words[c] for c in demo_labels], choices, turns=layout == "paper_a_turns")
+    elif layout != "compact":
+        raise ParameterError(f"unknown ICL layout {layout!r}")
+    else:
+        prompt = (episode_prompt([words[c] for c in demo_labels], choices) if len(demo_labels)
+                  else IMAGE_PLACEHOLDER + zero_shot_prompt(list(choices)))
     return Episode(images=list(demo_images) + [query_image], prompt=prompt, choices=choices,
                    answer=words[query_label], answer_index=choices.index(words[query_label]),
                    query_label=int(query_label), demo_labels=[int(c) for c in demo_labels], query_id=query_id,

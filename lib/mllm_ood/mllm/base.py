@@ -1,9 +1,10 @@
 """The one interface of every MLLM the study runs, with its inputs checked once.
 
-A *conversation* is ``(images, prompt)``: a list of PIL images and the user's text. The text marks where
-each image goes with ``<image>`` (:data:`IMAGE_PLACEHOLDER`; one per image, in order: few-shot episodes
-interleave images and text this way); a text without any ``<image>`` gets all its images before the text,
-as LLaVA's single-image prompts do.
+A *conversation* is ``(images, prompt)``: a list of PIL images and the user's text, or a
+:class:`~mllm_ood.formats.chat.Chat` of several turns with a system prompt. The text marks where each image goes
+with ``<image>`` (one per image, in order: few-shot episodes interleave images and text this way); a text
+without any ``<image>`` gets all its images before the text, as LLaVA's single-image prompts do
+(:mod:`mllm_ood.formats.chat`).
 
 :class:`MLLM` declares what a model can do, its :attr:`~MLLM.capabilities` (a subset of
 :data:`CAPABILITIES`), asked with ``model.can("vision_features")``. Its public methods check their inputs
@@ -11,7 +12,7 @@ before any compute (one :class:`~mllm_ood.validation.ParameterError` with a clea
 capability the model lacks (:class:`CapabilityMissing`), then hand the checked inputs to the family's
 ``*_inner`` method (as VLMEvalKit's ``generate`` -> ``generate_inner`` and lmms-eval's ``lmms`` base do):
 
-- :meth:`MLLM.generate` -- greedy replies for a batch of conversations (any number of images each);
+- :meth:`MLLM.generate` -- replies (greedy, or sampled at a temperature from a seed) for a batch of conversations (any number of images each);
 - :meth:`MLLM.score_choices` -- log-likelihood (nats) of each answer choice given the conversation;
 - :meth:`MLLM.vision_features` -- frozen, mean-pooled vision-tower features;
 - :meth:`MLLM.answer_state` -- the language model's hidden state where the answer's first token is
@@ -24,32 +25,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..formats.episodes import IMAGE_PLACEHOLDER
 from ..validation import ParameterError, check_choice
+from ..formats.chat import Chat, as_messages, segments  # noqa: F401 - segments: re-exported
 
 CAPABILITIES = ("generate", "score_choices", "vision_features", "answer_state")
 
 
 class CapabilityMissing(ParameterError):
     """An operation the model does not offer (e.g. vision features of a model behind an endpoint)."""
-
-
-def segments(prompt: str, n_images: int) -> list[dict]:
-    """Chat-template content parts for a prompt with ``n_images`` images (see the module docstring)."""
-    n_marks = prompt.count(IMAGE_PLACEHOLDER)
-    if n_marks == 0:
-        parts = [{"type": "image"} for _ in range(n_images)]
-        return parts + ([{"type": "text", "text": prompt}] if prompt else [])
-    if n_marks != n_images:
-        raise ParameterError(f"the prompt marks {n_marks} image(s) with {IMAGE_PLACEHOLDER!r} but "
-                             f"{n_images} image(s) were given")
-    parts = []
-    for j, seg in enumerate(prompt.split(IMAGE_PLACEHOLDER)):
-        if j > 0:
-            parts.append({"type": "image"})
-        if seg:
-            parts.append({"type": "text", "text": seg})
-    return parts
 
 
 def check_images(images, where: str = "") -> list:
@@ -65,19 +48,20 @@ def check_images(images, where: str = "") -> list:
 
 def check_conversations(conversations) -> list[tuple[list, str]]:
     """Validate conversations (see the module docstring); return them as a list of (images, prompt)."""
-    if isinstance(conversations, tuple) and len(conversations) == 2 and isinstance(conversations[1], str):
+    if isinstance(conversations, tuple) and len(conversations) == 2 and isinstance(conversations[1], (str, Chat)):
         raise ParameterError("pass a list of conversations, e.g. [(images, prompt)], not a single one")
     conversations = list(conversations)
     if not conversations:
         raise ParameterError("no conversations given")
     out = []
     for i, conv in enumerate(conversations):
-        if not (isinstance(conv, (tuple, list)) and len(conv) == 2 and isinstance(conv[1], str)):
-            raise ParameterError(f"conversation {i} must be (list of PIL images, prompt text), got {type(conv)!r}")
+        if not (isinstance(conv, (tuple, list)) and len(conv) == 2 and isinstance(conv[1], (str, Chat))):
+            raise ParameterError(f"conversation {i} must be (list of PIL images, prompt text or Chat), "
+                                 f"got {type(conv)!r}")
         images, prompt = conv
         images = check_images(images, f"conversation {i}: ")
         try:
-            segments(prompt, len(images))
+            as_messages(prompt, len(images))
         except ParameterError as err:
             raise ParameterError(f"conversation {i}: {err}") from None
         out.append((images, prompt))
@@ -144,13 +128,17 @@ class MLLM:
         return self.prompt_text_inner(images, prompt)
 
     def generate(self, conversations, max_new_tokens: int = 32, batch_size: int = 8,
-                 progress: bool = False) -> list[str]:
-        """Greedy replies, one string per conversation."""
+                 progress: bool = False, temperature: float = 0.0, seed: int = 0) -> list[str]:
+        """Replies, one string per conversation, each generated until the model stops or ``max_new_tokens``:
+        greedy at ``temperature`` 0 (the default), else sampled at that temperature from a generator seeded by
+        ``seed`` (the same seed, conversations and batch size give the same replies)."""
         self._require("generate")
         convs = check_conversations(conversations)
         if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
             raise ParameterError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-        return self.generate_inner(convs, max_new_tokens, batch_size, progress)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 5:
+            raise ParameterError(f"temperature must be a number in [0, 5] (0 = greedy), got {temperature!r}")
+        return self.generate_inner(convs, max_new_tokens, batch_size, progress, float(temperature), int(seed))
 
     def score_choices(self, conversations, choices, batch_size: int = 8, progress: bool = False) -> np.ndarray:
         """Log-likelihood (nats, summed over the choice's tokens) of each choice as the reply.
@@ -179,7 +167,8 @@ class MLLM:
     def prompt_text_inner(self, images: list, prompt: str) -> str:
         raise NotImplementedError
 
-    def generate_inner(self, convs: list, max_new_tokens: int, batch_size: int, progress: bool) -> list[str]:
+    def generate_inner(self, convs: list, max_new_tokens: int, batch_size: int, progress: bool,
+                       temperature: float = 0.0, seed: int = 0) -> list[str]:
         raise NotImplementedError
 
     def score_inner(self, convs: list, choices: list[list[str]], batch_size: int, progress: bool) -> np.ndarray:

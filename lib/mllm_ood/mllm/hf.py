@@ -12,8 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..progress import tqdm
+from ..seeding import derive_seed
 from ..validation import ParameterError
-from .base import MLLM, segments
+from .base import MLLM, check_conversations
+from ..formats.chat import as_messages
 from .refs import model_fingerprint
 from .registry import register
 
@@ -81,9 +83,16 @@ class HFModel(MLLM):
         return f"{capability} is not implemented for model type {self.model_type!r} ({self.name})"
 
     # ---------------------------------------------------------------- inputs
-    def messages(self, images: list, prompt: str) -> list[dict]:
-        """The chat messages (one user turn) for one conversation."""
-        return [{"role": "user", "content": segments(prompt, len(images))}]
+    # The system prompt of the family's model card (or of the conversation template its authors' code
+    # uses), for ``SYSTEM_PROMPT: card``; None: the chat template's own default (which may add one).
+    card_system_prompt: str | None = None
+    # Whether the chat template renders a message's images where the text marks them (False: all of a
+    # message's images first, as LLaVA-1.5's and LLaVA-NeXT's templates do; multi-image layouts then use turns).
+    interleaves_images = True
+
+    def messages(self, images: list, prompt) -> list[dict]:
+        """The chat messages of one conversation (a prompt string: one user turn; or a Chat)."""
+        return as_messages(prompt, len(images))
 
     def chat_text(self, images: list, prompt: str) -> str:
         return self.processor.apply_chat_template(self.messages(images, prompt), add_generation_prompt=True,
@@ -91,6 +100,20 @@ class HFModel(MLLM):
 
     def prompt_text_inner(self, images: list, prompt: str) -> str:
         return self.chat_text(images, prompt)
+
+    def prompt_tokens(self, conversation) -> int:
+        """The number of tokens the conversation takes as the model receives it (its chat template with the
+        generation prompt, every image expanded to its tokens by the processor), before any compute."""
+        images, prompt = check_conversations([conversation])[0]
+        kw = {"text": [self.chat_text(images, prompt)], "return_tensors": "pt"}
+        if images:
+            kw["images"] = self.processor_images([(images, prompt)])
+        return int(self.processor(**kw)["input_ids"].shape[1])
+
+    @property
+    def context_limit(self) -> int | None:
+        """The language model's trained positions (None when its config does not say)."""
+        return getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
 
     def processor_images(self, convs: list[tuple[list, str]]) -> list:
         """The conversations' images as the processor takes them (a flat list; Idefics3: one list each)."""
@@ -120,14 +143,20 @@ class HFModel(MLLM):
         return pos.clamp(min=0)
 
     # ---------------------------------------------------------------- generation
-    def generate_inner(self, convs, max_new_tokens, batch_size, progress) -> list[str]:
+    def generate_inner(self, convs, max_new_tokens, batch_size, progress, temperature=0.0, seed=0) -> list[str]:
+        """Until each reply's end-of-sequence token or ``max_new_tokens``; sampled batches draw from a torch
+        generator seeded by (``seed``, batch start), so a rerun gives the same replies."""
         import torch
 
+        sample = {"do_sample": True, "temperature": temperature, "top_p": None, "top_k": None} if temperature > 0 \
+            else {"do_sample": False}
         out: list[str] = []
         for i in tqdm(range(0, len(convs), batch_size), desc="generate", disable=not progress):
             enc = self._inputs(convs[i:i + batch_size])
+            if temperature > 0:
+                torch.manual_seed(derive_seed(seed, "generate", i))
             with torch.no_grad():
-                ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, **sample,
                                           pad_token_id=self.tokenizer.pad_token_id)
             new = ids[:, enc["input_ids"].shape[1]:]
             out.extend(s.strip() for s in self.tokenizer.batch_decode(new, skip_special_tokens=True))

@@ -3,7 +3,8 @@
 
 Two answer modes:
 
-- ``generate``: the multiple-choice prompt, free greedy generation, the ``Answer Choice:`` regex parser
+- ``generate``: the multiple-choice prompt, free generation (greedy by default, until the model stops or the
+  cap of :class:`~mllm_ood.mllm.generation.Generation`), the ``Answer Choice:`` regex parser
   of the prompt style (:func:`mllm_ood.formats.prompts.parser_for`: paper A's own template and parser, or the
   short one-line prompt that fits the embedded model); an unparseable reply counts as wrong (paper A);
 - ``loglik``: the same prompt, each choice's reply ``Answer Choice: [name]`` scored by log-likelihood;
@@ -12,6 +13,7 @@ Two answer modes:
 
 from __future__ import annotations
 
+import re
 
 import numpy as np
 import pandas as pd
@@ -19,12 +21,14 @@ import pandas as pd
 from ..cache import cached_table
 from ..data import catalog, world
 from ..mllm import fingerprint_of
+from ..mllm.generation import Generation
 from ..progress import tqdm
 from ..validation import ParameterError, check_choice, check_choices, check_positive_int
 from ..formats.prompts import (PROMPT_STYLES, QUESTION, class_descriptions, domain_context, format_answer, parser_for,
                                prompt_for)
 
 MODES = ("generate", "loglik")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # Prompt variants of paper A's hypothesis 1: the plain prompt, + class descriptions, + domain context.
 PROMPT_VARIANTS = ("plain", "descriptions", "domain_context")
 RESULT_COLUMNS = ["model", "dataset", "family", "domain", "id", "label", "label_name", "mode", "pred",
@@ -52,19 +56,23 @@ def build_prompt(info, domain: str, variant: str = "plain", question: str = QUES
     return prompt_for(style, list(info.class_names), question=question, context=context)
 
 
-def _evaluate_rows(model, fingerprint, ds, info, domain, mode, prompt, max_new_tokens, batch_size,
+def _evaluate_rows(model, fingerprint, ds, info, domain, mode, prompt, generation: Generation, batch_size,
                    style: str = "short") -> pd.DataFrame:
     names = list(info.class_names)
     labels, ids = list(ds["label"]), list(ds["id"])
-    convs = [([image], prompt) for image in ds["image"]]
+    text = generation.text(model, prompt)  # with the system prompt, when the setting asks for one
+    convs = [([image], text) for image in ds["image"]]
     if mode == "generate":
-        replies = model.generate(convs, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        replies = generation.generate(model, convs, batch_size)
         parse = parser_for(style)
         preds = [parse(r, names) for r in replies]
     else:
         scores = model.score_choices(convs, [format_answer(n) for n in names], batch_size=batch_size)
         preds = [int(i) for i in np.argmax(scores, axis=1)]
         replies = [""] * len(preds)
+    # Stored replies lose carriage returns and other control characters (parsed before): long free replies
+    # may hold them, and the cached CSV must read back row for row.
+    replies = [_CONTROL.sub("\ufffd", r.replace("\r\n", "\n").replace("\r", "\n")) for r in replies]
     rows = []
     for i, (y, p, r) in enumerate(zip(labels, preds, replies)):
         rows.append({"model": fingerprint, "dataset": info.name, "family": info.family, "domain": domain,
@@ -77,16 +85,20 @@ def _evaluate_rows(model, fingerprint, ds, info, domain, mode, prompt, max_new_t
 def evaluate(model, datasets, modes=MODES, n_per_class: int = 20, sampling: str = "first",
              seed: int = 0, question: str = QUESTION, max_new_tokens: int = 16, batch_size: int = 32,
              sources: dict | None = None, variant: str = "plain", prompt_style: str = "short",
-             domains: dict | None = None) -> pd.DataFrame:
+             domains: dict | None = None, generation: Generation | None = None) -> pd.DataFrame:
     """Per-sample zero-shot results (RESULT_COLUMNS) for every (dataset, domain, mode).
 
     model: a :class:`mllm_ood.mllm.hf.HFModel` (its ``fingerprint`` names the cache entries).
     n_per_class / sampling: paper A's first-N per domain x class, or a seeded random N.
     prompt_style: 'short' (fits the embedded model) or 'paper_a' (paper A's template and parser).
     domains: {dataset: [domain, ...]} to evaluate only those domains of a dataset (default: all).
+    generation: the cap on new tokens, temperature, sampling seed and system prompt
+    (:class:`~mllm_ood.mllm.generation.Generation`; default: greedy, ``max_new_tokens``, no system prompt);
+    the system prompt applies to both modes.
     Each (dataset, domain, mode) is cached; a rerun with the same arguments recomputes nothing.
     """
     validate(datasets, modes, n_per_class, sampling, variant, prompt_style)
+    generation = generation or Generation(max_new_tokens=max_new_tokens)
     fingerprint = fingerprint_of(model)
     frames = []
     jobs = []
@@ -101,14 +113,14 @@ def evaluate(model, datasets, modes=MODES, n_per_class: int = 20, sampling: str 
         prompt = build_prompt(info, domain, variant, question, prompt_style)
         # The prompt text itself is part of the key: editing a description invalidates its results.
         params = {"model": fingerprint, "dataset": name, "domain": domain, "mode": mode, "n": n_per_class,
-                  "sampling": sampling, "seed": seed, "prompt": prompt, "max_new_tokens": max_new_tokens}
+                  "sampling": sampling, "seed": seed, "prompt": prompt, **generation.key()}
         if prompt_style != "short":  # the short style keeps its existing cache entries
             params["parser"] = prompt_style
 
         def build(ds=ds, info=info, domain=domain, mode=mode, prompt=prompt):
             sub = ds.select([i for i, d in enumerate(ds["domain"]) if d == domain])
             sub = world.sample_per_class(sub, n_per_class, mode=sampling, seed=seed)
-            return _evaluate_rows(model, fingerprint, sub, info, domain, mode, prompt, max_new_tokens,
+            return _evaluate_rows(model, fingerprint, sub, info, domain, mode, prompt, generation,
                                   batch_size, prompt_style)
 
         frames.append(cached_table("zero_shot", params, build, file="results.csv", keep_default_na=False,

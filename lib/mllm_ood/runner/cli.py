@@ -94,7 +94,9 @@ def _run(profile: str, smoke: bool, only: list[str] | None, retrain: bool, timeo
 
         # Smoke: a handful of images per domain x class; full dry run: enough for 20 queries + 8 shots per class.
         per_cell = 6 if smoke else 32
-        mirror = cache_dir() / "standin_datasets" / f"per_cell_{per_cell}"
+        # v2: Camelyon17's stand-in holds two splits (id_train, ood_val); a mirror is written once, so a change
+        # to what a stand-in holds takes a new folder
+        mirror = cache_dir() / "standin_datasets" / f"per_cell_{per_cell}_v2"
         swapped = []
         for nb, pf, params in resolved:
             subs = standin_substitutions(params)

@@ -48,7 +48,8 @@ import numpy as np
 from ...cache import cached, entry_path, is_valid
 from ...progress import tqdm
 from ...validation import ParameterError
-from ..base import MLLM, segments
+from ..base import MLLM
+from ...formats.chat import as_messages
 from ..refs import EndpointSpec, parse_endpoint_ref
 from ..registry import register
 
@@ -142,25 +143,31 @@ class EndpointModel(MLLM):
             c.close()
 
     # ---------------------------------------------------------------- requests
-    def messages(self, images: list, prompt: str) -> list[dict]:
-        """The chat messages (one user turn) for one conversation, in OpenAI's content-part format."""
-        parts, it = [], iter(images)
-        for seg in segments(prompt, len(images)):
-            if seg["type"] == "image":
-                parts.append({"type": "image_url", "image_url": {"url": image_data_url(next(it))}})
-            else:
-                parts.append({"type": "text", "text": seg["text"]})
-        return [{"role": "user", "content": parts}]
+    def messages(self, images: list, prompt) -> list[dict]:
+        """The chat messages of one conversation (a prompt: one user turn; or a Chat), in OpenAI's
+        content-part format."""
+        it = iter(images)
+        return [{"role": m["role"], "content": [
+            {"type": "image_url", "image_url": {"url": image_data_url(next(it))}} if seg["type"] == "image"
+            else {"type": "text", "text": seg["text"]} for seg in m["content"]]}
+            for m in as_messages(prompt, len(images))]
 
-    def prompt_text_inner(self, images: list, prompt: str) -> str:
-        """The user turn as sent, images shown as ``<image WxH>`` (the server applies its own chat template)."""
+    def prompt_text_inner(self, images: list, prompt) -> str:
+        """The turns as sent, images shown as ``<image WxH>`` (the server applies its own chat template); a
+        turn other than the single user turn is prefixed by its role."""
         it, out = iter(images), []
-        for seg in segments(prompt, len(images)):
-            if seg["type"] == "image":
-                im = next(it)
-                out.append(f"<image {im.width}x{im.height}>")
-            else:
-                out.append(seg["text"])
+        msgs = as_messages(prompt, len(images))
+        for m in msgs:
+            if len(msgs) > 1:
+                out.append(f"{m['role']}: ")
+            for seg in m["content"]:
+                if seg["type"] == "image":
+                    im = next(it)
+                    out.append(f"<image {im.width}x{im.height}>")
+                else:
+                    out.append(seg["text"])
+            if len(msgs) > 1:
+                out.append("\n")
         return "".join(out)
 
     def _headers(self) -> dict:
@@ -268,10 +275,12 @@ class EndpointModel(MLLM):
         return out
 
     # ---------------------------------------------------------------- generation
-    def generate_inner(self, convs, max_new_tokens, batch_size, progress) -> list[str]:
-        """Greedy replies (temperature 0), one string per conversation (``batch_size`` is ignored: requests
-        are sent one per conversation, ``concurrency`` at a time)."""
-        bodies = [{"model": self.spec.model, "messages": self.messages(ims, p), "temperature": 0,
+    def generate_inner(self, convs, max_new_tokens, batch_size, progress, temperature=0.0, seed=0) -> list[str]:
+        """Replies, one string per conversation (``batch_size`` is ignored: requests are sent one per
+        conversation, ``concurrency`` at a time); greedy at temperature 0, else sampled with the request's
+        ``seed`` (servers that honour it, e.g. vLLM, repeat the reply; the reply cache does in any case)."""
+        sampling = {"temperature": 0} if temperature == 0 else {"temperature": temperature, "seed": seed}
+        bodies = [{"model": self.spec.model, "messages": self.messages(ims, p), **sampling,
                    "max_tokens": max_new_tokens} for ims, p in convs]
         replies = self._run(bodies, _check_chat, "generate", progress)
         return [_content(r).strip() for r in replies]

@@ -14,6 +14,12 @@ class LlavaModel(HFModel):
 
     family = "llava"
     capabilities = HFModel.capabilities | {"vision_features"}
+    # LLaVA-1.5's conversation template (conv_vicuna_v1 / conv_llava_v1 of the LLaVA code, which paper A's
+    # harness module/LLaVA.py uses); llava-hf's chat template renders it before "USER:" exactly as that
+    # template does. (The embedded model shares this family; its notebooks run with SYSTEM_PROMPT 'none'.)
+    interleaves_images = False  # llava-hf's template: a message's images first, then its text
+    card_system_prompt = ("A chat between a curious human and an artificial intelligence assistant. The assistant "
+                          "gives helpful, detailed, and polite answers to the human's questions.")
 
     def whole_image_view(self, pixel_values):
         """The pixel values of the whole image, resized (LLaVA-1.5 has no other view)."""

@@ -13,31 +13,43 @@ from ...progress import tqdm
 from ...seeding import derive_seed
 from ...stats import bootstrap_ci
 from ...formats.episodes import Episode
-from ...formats.prompts import format_answer, parse_answer
+from ...formats.prompts import format_answer, parse_answer, parse_answer_paper_a
+from ...mllm.generation import Generation
+from .context import check_context
 from .studies import Condition, build_condition_episodes
 from .tasks import ICL_VERSION, RESULT_COLUMNS, IclData
 
-def predict(model, episodes: list[Episode], scoring: str, batch_size: int, max_new_tokens: int = 12):
-    """(predicted choice index or -1, parsed flag) per episode, through the shared model interface."""
-    convs = [e.conversation for e in episodes]
+def predict(model, episodes: list[Episode], scoring: str, batch_size: int, max_new_tokens: int = 12,
+            generation: Generation | None = None, layout: str = "compact"):
+    """(predicted choice index or -1, parsed flag) per episode, through the shared model interface. Paper A's
+    layouts are parsed by paper A's parser; ``generation`` (cap, temperature, seed, system prompt) replaces
+    ``max_new_tokens`` when given."""
+    generation = generation or Generation(max_new_tokens=max_new_tokens)
+    convs = [(e.conversation[0], generation.text(model, e.conversation[1])) for e in episodes]
     if scoring == "loglik":
         scores = model.score_choices(convs, [[format_answer(c) for c in e.choices] for e in episodes],
                                      batch_size=batch_size)
         return [int(i) for i in scores.argmax(1)], [True] * len(episodes)
-    replies = model.generate(convs, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    preds = [parse_answer(rep, e.choices) for rep, e in zip(replies, episodes)]
+    replies = generation.generate(model, convs, batch_size)
+    parse = parse_answer if layout == "compact" else parse_answer_paper_a
+    preds = [parse(rep, e.choices) for rep, e in zip(replies, episodes)]
     return [-1 if p is None else int(p) for p in preds], [p is not None for p in preds]
 
 
 def evaluate_condition(model, cond: Condition, data: IclData, batch_size: int = 64,
-                       data_seed: int = 0) -> pd.DataFrame:
+                       data_seed: int = 0, generation: Generation | None = None) -> pd.DataFrame:
     """Per-query results (RESULT_COLUMNS) of one condition, cached per (model fingerprint, condition, code
-    version)."""
+    version, generation settings when given)."""
     params = {"model": fingerprint_of(model), "data_seed": data_seed, "icl_version": ICL_VERSION, **cond.params()}
+    if generation is not None and generation.key() != Generation(max_new_tokens=cond.max_new_tokens).key():
+        params["generation"] = generation.key()  # only when it differs: earlier results keep their keys
+    if cond.task.dataset.startswith("hub:"):  # hub labels follow paper A's class order (data.paper_a_lists)
+        params["class_order"] = "paper_a"
 
     def build():
         episodes, extras = build_condition_episodes(cond, data)
-        preds, parsed = predict(model, episodes, cond.scoring, batch_size, cond.max_new_tokens)
+        preds, parsed = predict(model, episodes, cond.scoring, batch_size, cond.max_new_tokens, generation,
+                                cond.layout)
         rows = []
         for ep, ex, p, ok in zip(episodes, extras, preds, parsed):
             word_class = {w: c for c, w in ep.words.items()}
@@ -61,9 +73,13 @@ def evaluate_condition(model, cond: Condition, data: IclData, batch_size: int = 
 
 @cached_analysis("analysis")
 def run_conditions(model, conditions: list[Condition], data: IclData, batch_size: int = 64,
-                   desc: str = "ICL conditions") -> pd.DataFrame:
-    """Evaluate (or read from the cache) every condition; one table of per-query results."""
-    frames = [evaluate_condition(model, c, data, batch_size, data.seed) for c in tqdm(conditions, desc=desc)]
+                   desc: str = "ICL conditions", generation: Generation | None = None) -> pd.DataFrame:
+    """Evaluate (or read from the cache) every condition; one table of per-query results. Conditions in paper A's
+    layout are first checked to fit the model's context, in its real tokens (:func:`.context.check_context`)."""
+    if any(c.layout != "compact" for c in conditions):
+        check_context(model, conditions, data, generation)
+    frames = [evaluate_condition(model, c, data, batch_size, data.seed, generation)
+              for c in tqdm(conditions, desc=desc)]
     return pd.concat(frames, ignore_index=True)
 
 

@@ -17,6 +17,7 @@ from ...data.shifts import colourise
 from ...seeding import rng
 from ...validation import ParameterError, check_choice, check_positive_int
 from ...formats.episodes import Episode, MODES, balanced_counts, label_words, make_episode
+from ...formats.paper_a_icl import LAYOUTS
 from .tasks import (GREY_SOURCE, QUERY_COLOURS, SOURCES, IclData, Pool, Task, choice_order, class_index, draw_demos,
                     exact_count, select_queries)
 
@@ -43,14 +44,17 @@ class Condition:
     scoring: str = "loglik"
     max_new_tokens: int = 12
     n_way: int | None = None
+    layout: str = "compact"  # formats.paper_a_icl.LAYOUTS (resolved: 'paper_a' or 'paper_a_turns' for paper A's)
 
     def params(self) -> dict:
-        """JSON form (cache keys); ``n_way`` only when set, so that a condition on the task's own classes
-        keeps the key of its cached results."""
+        """JSON form (cache keys); ``n_way`` only when set and ``layout`` only when not 'compact', so that
+        conditions made before them keep the keys of their cached results."""
         d = asdict(self)
         d["task"] = self.task.spec()
         if self.n_way is None:
             del d["n_way"]
+        if self.layout == "compact":
+            del d["layout"]
         return d
 
 
@@ -182,6 +186,7 @@ def check_condition(cond: Condition) -> None:
     check_choice("study", cond.study, list(STUDIES))
     check_positive_int("shots", cond.shots, allow_zero=True)
     check_choice("label-word mode", cond.mode, MODES)
+    check_choice("ICL layout", cond.layout, LAYOUTS)
     check_positive_int("queries per class", cond.n_per_class)
     STUDIES[cond.study].check(cond)
 
@@ -203,21 +208,46 @@ def build_condition_episodes(cond: Condition, data: IclData) -> tuple[list[Episo
     # (n_way joins the key only when set, as in Condition.params)
     r = rng(cond.seed, "icl-demos", cond.study, task.name, cond.shots, cond.mode, cond.source, cond.level,
             *([] if cond.n_way is None else [cond.n_way]))
+    paper = cond.layout != "compact"
+    fixed = (fixed_demos(dpool, classes, cond.shots, {qpool.sources[qi] for qi in queries},
+                         rng(cond.seed, "icl-paper-a-demos", task.name, cond.source))
+             if paper and study.name == "shots" else None)
     episodes, extras = [], []
     for e, qi in enumerate(queries):
         qc = int(qpool.labels[qi])
         cls = study.episode_classes(cond, classes, qc, r)
         words = label_words(cls, qpool.class_names, cond.mode, r)
         order = choice_order(cls, cond.mode, r)
+        if paper:  # paper A: the whole dataset's choice list; the task's classes in their (drawn) order in their slots
+            slots = iter(order)
+            order = [next(slots) if c in cls else c for c in range(len(qpool.class_names))]
+            words = {c: words.get(c, qpool.class_names[c]) for c in order}
         extra = {"majority": -1, "tie_actual": float("nan"), "demo_domain": demo_domain}
-        demos = draw_demos(dpool, study.counts(cond, cls, e, r, extra), qpool.sources[qi], r)
+        demos = fixed if fixed is not None else draw_demos(dpool, study.counts(cond, cls, e, r, extra),
+                                                           qpool.sources[qi], r)
         demo = ([dpool.images[i] for i in demos], [int(dpool.labels[i]) for i in demos], [dpool.ids[i] for i in demos])
         (demo_images, demo_labels, demo_ids), (query_image, qc, query_id) = study.dress(
             cond, cls, demo, (qpool.images[qi], qc, qpool.ids[qi]), r, extra)
         episodes.append(make_episode(demo_images, demo_labels, demo_ids, query_image, qc, query_id, order,
-                                     words, cond.mode))
+                                     words, cond.mode, cond.layout))
         extras.append(extra | {"query": e})
     return episodes, extras
+
+
+def fixed_demos(pool: Pool, classes: Sequence[int], shots: int, exclude_sources: set,
+                r: np.random.Generator) -> list[int]:
+    """Paper A's demonstrations: one set per condition, shared by every query, alternating class (round robin
+    over ``classes``), none sharing a query's source image. Each class's candidates are shuffled by ``r`` alone
+    (not by ``shots``), so the demonstrations of fewer shots are the first of more, as paper A's are."""
+    per = {}
+    need = -(-shots // len(classes)) if shots else 0
+    for c in classes:
+        cand = [int(i) for i in pool.of_class(c) if pool.sources[i] not in exclude_sources]
+        if len(cand) < need:
+            raise ParameterError(f"{pool.dataset}/{pool.domain}: only {len(cand)} demonstrations of class "
+                                 f"{pool.class_names[c]!r} outside the queries, {need} needed")
+        per[c] = [cand[j] for j in r.permutation(len(cand))]
+    return [per[classes[k % len(classes)]][k // len(classes)] for k in range(shots)]
 
 
 def _other(colour: str) -> str:
@@ -238,7 +268,7 @@ def _fit_counts(wanted: np.ndarray, room: Sequence[int]) -> np.ndarray:
 
 
 def shots_conditions(tasks, shots_list, modes, seeds, n_per_class: int, scoring: str = "loglik",
-                     query_seed: int = 0) -> list[Condition]:
+                     query_seed: int = 0, layout: str = "compact") -> list[Condition]:
     """The shots-curve grid: every task x mode x seed x shots, in-domain and shifted demonstrations
     (0 shots once: without demonstrations the source does not matter)."""
     out = []
@@ -248,20 +278,20 @@ def shots_conditions(tasks, shots_list, modes, seeds, n_per_class: int, scoring:
                 for s in shots_list:
                     for src in (["in_domain"] if s == 0 else list(SOURCES)):
                         out.append(Condition("shots", t, int(s), mode, int(seed), n_per_class, src,
-                                             query_seed=query_seed, scoring=scoring))
+                                             query_seed=query_seed, scoring=scoring, layout=layout))
     return out
 
 
 def label_shift_conditions(tasks, fractions, shots: int, modes, seeds, n_per_class: int, scoring: str = "loglik",
-                           query_seed: int = 0) -> list[Condition]:
+                           query_seed: int = 0, layout: str = "compact") -> list[Condition]:
     """The label-shift grid: task x mode x seed x majority fraction, in-domain demonstrations."""
     return [Condition("label_shift", t, shots, mode, int(seed), n_per_class, "in_domain", float(f),
-                      query_seed=query_seed, scoring=scoring)
+                      query_seed=query_seed, scoring=scoring, layout=layout)
             for t in tasks for mode in modes for seed in seeds for f in fractions]
 
 
 def spurious_conditions(pairs, ties, shots: int, modes, seeds, n_per_class: int, scoring: str = "loglik",
-                        query_seed: int = 0, colours=QUERY_COLOURS) -> list[Condition]:
+                        query_seed: int = 0, colours=QUERY_COLOURS, layout: str = "compact") -> list[Condition]:
     """The spurious-correlation grid: pair x mode x seed x tie strength x query colouring (+ 0 shots)."""
     out = []
     for pair in pairs:
@@ -270,7 +300,7 @@ def spurious_conditions(pairs, ties, shots: int, modes, seeds, n_per_class: int,
             for seed in seeds:
                 for col in colours:
                     out.append(Condition("spurious", t, 0, mode, int(seed), n_per_class, "in_domain", 0.0, col,
-                                         query_seed=query_seed, scoring=scoring))
+                                         query_seed=query_seed, scoring=scoring, layout=layout))
                     out += [Condition("spurious", t, shots, mode, int(seed), n_per_class, "in_domain", float(tie),
-                                      col, query_seed=query_seed, scoring=scoring) for tie in ties]
+                                      col, query_seed=query_seed, scoring=scoring, layout=layout) for tie in ties]
     return out
