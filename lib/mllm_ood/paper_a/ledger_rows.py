@@ -70,7 +70,7 @@ def gather_apart(rows: list[dict]) -> list[dict]:
     for (_, _, outcome, _), group in groups.items():
         where = ", ".join(r["where"] for r in group)
         reasons = list(dict.fromkeys(r["reason"] for r in group))
-        reason = reasons[0] if len(reasons) == 1 else "; ".join(f"{r['where']}: {r['reason']}" for r in group)
+        reason = reasons[0] if len(reasons) == 1 else f"{group[0]['where']}: {reasons[0]}; the others alike"
         decided.append({**group[0], "where": where, "reason": reason, "n": len(group), "unit_n": "domains",
                         "estimate": math.nan, "low": math.nan, "high": math.nan, "p": math.nan})
     return decided
@@ -82,7 +82,8 @@ def to_ledger(rows: list[dict], notebook: str, model: str, margin: float = MARGI
     table = pd.DataFrame(rows)
     table["margin"] = margin
     table["outcome"] = table[FIXED].where(table[FIXED].astype(bool), None) if FIXED in table else None
-    decided = decide_family(table)
+    order = {c: k for k, c in enumerate(dict.fromkeys(table["claim_id"]))}
+    decided = decide_family(table).sort_values("claim_id", key=lambda c: c.map(order), kind="stable")
     out = []
     for _, r in decided.iterrows():
         mode = "" if r["mode"] in ("", None) else f", {r['mode']}"
@@ -140,7 +141,8 @@ def zero_shot_rows(results: pd.DataFrame, answers: pd.DataFrame, id_rows: dict, 
                              n=len(g), p=float(stats.binomtest(k, len(g), guess, alternative="greater").pvalue)))
         if a["outcome"]:  # the accuracy measures something else: the answer outcome is the row's outcome
             for r in cell:
-                r.update({FIXED: a["outcome"], "reason": outcome_reason(a), "kind": a["outcome"]})
+                r.update({FIXED: a["outcome"], "reason": outcome_reason(a), "kind": a["outcome"],
+                          "evidence": "01_answer_outcomes"})
         rows += cell
     return rows
 
