@@ -18,7 +18,6 @@ gathered into one row per claim, mode and outcome, the family decided by :func:`
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -196,13 +195,8 @@ def outcome_counts(ledger: pd.DataFrame) -> pd.DataFrame:
 
 
 def save_table(table: pd.DataFrame, name: str) -> Path:
-    """Write a bulk table to ``figures/<name>.csv`` (a temporary file renamed into place) and return the path."""
+    """Write a bulk table to ``figures/<name>.csv`` (beside the figures) and return the path."""
     path = figures_dir() / f"{name}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        table.to_csv(tmp, index=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    table.to_csv(path, index=False)
     return path
