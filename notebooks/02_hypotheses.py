@@ -148,8 +148,8 @@ for _, r in confounds.iterrows():
 # never read can move its answer far more than anything in the image. Two to look for: the colour sentence
 # ("drawn in red or green") names colours a model trained on grey digits never saw with a digit, and the
 # noise sentence ("random pixel noise") adds words that have nothing to do with the classes; either can
-# push the answer state off the digits altogether. The table under the figure gives the largest effects
-# with the exact sentence the prompt added.
+# push the answer state off the digits altogether. The table under the figure gives each dataset's
+# largest effect of each prompt, with the exact sentence the prompt added.
 
 # %%
 cells = pd.concat([effects.assign(prompt=effects["variant"], acc=effects["rich"]),
@@ -158,11 +158,15 @@ agree = cells.pivot_table(index=["dataset", "domain", "prompt"], columns="mode",
 same = set(agree.groupby("dataset").all().loc[lambda s: s].index) if len(MODES) > 1 else set()
 cells = cells[~(cells["dataset"].isin(same) & (cells["mode"] != MODES[0]))].assign(
     shown=lambda t: np.where(t["dataset"].isin(same), "both modes", t["mode"]))
-panels = list(dict.fromkeys(cells.sort_values("role", ascending=False)["dataset"]))
-fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 1, 3.8), sharey=True, squeeze=False)
-for ax, name in zip(axes[0], panels):
+panels = list(dict.fromkeys(cells.sort_values("role", kind="stable")["dataset"]))
+n_cols = min(3, len(panels))
+fig, axes = plt.subplots(-(-len(panels) // n_cols), n_cols, figsize=(4.2 * n_cols + 1.5, 3.6 * -(-len(panels) // n_cols)),
+                         sharey=True, squeeze=False)
+for ax in axes.flat[len(panels):]:
+    ax.set_visible(False)
+for ax, name in zip(axes.flat, panels):
     part = cells[cells["dataset"] == name]
-    doms = list(dict.fromkeys(part.sort_values("role", ascending=False)["domain"]))
+    doms = list(dict.fromkeys(part.sort_values("role", kind="stable")["domain"]))
     for (prompt, shown), g in part.groupby(["prompt", "shown"], sort=False):
         x, k = [doms.index(d) for d in g["domain"]], zero_shot.PROMPT_VARIANTS.index(prompt)
         ax.plot(x, 100 * g["acc"], "osD"[k % 3], color=f"C{k}", alpha=0.8,
@@ -171,8 +175,9 @@ for ax, name in zip(axes[0], panels):
     ax.set_xticks(range(len(doms)), doms, rotation=70, fontsize=7)
     ax.set_title(name, fontsize=9)
     ax.set_xlabel("domain")
-axes[0][0].set_ylabel("accuracy (%)")
-handles = {l: h for ax in axes[0] for h, l in zip(*ax.get_legend_handles_labels())}
+for ax in axes[:, 0]:
+    ax.set_ylabel("accuracy (%)")
+handles = {l: h for ax in axes.flat for h, l in zip(*ax.get_legend_handles_labels())}
 fig.legend(handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=7)
 fig.suptitle(f"Zero-shot accuracy of the {WORDS} under each prompt")
 fig.tight_layout()
@@ -186,7 +191,7 @@ print("the class descriptions the 'descriptions' prompt adds, per dataset:")
 for name in DATASETS:
     print(f"  {name}: {class_descriptions(infos[name].class_names)}")
 largest = (effects.reindex(effects["gain"].abs().sort_values(ascending=False).index)
-           .drop_duplicates(["dataset", "domain", "variant"]).groupby("variant", sort=False).head(3))
+           .groupby(["dataset", "variant"], sort=False).head(1).sort_values(["variant", "dataset"]))
 largest["added to the prompt"] = [domain_context(d, dom) if v == "domain_context" else "the class descriptions above"
                                   for d, dom, v in zip(largest["dataset"], largest["domain"], largest["variant"])]
 pd.set_option("display.max_colwidth", None)
