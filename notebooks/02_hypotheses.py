@@ -52,7 +52,7 @@ from mllm_ood.mllm import load_model
 from mllm_ood.paper_a import features, hypotheses, ledger_rows, zero_shot
 from mllm_ood.paper_a.evaluation import accuracy_table
 from mllm_ood.paper_a.features import ood_domains
-from mllm_ood.paper_a.outcomes import model_in_words
+from mllm_ood.paper_a.outcomes import answer_table, model_in_words
 from mllm_ood.plotting import save_figure, yerr
 from mllm_ood.stats import rule_text
 
@@ -149,7 +149,12 @@ for _, r in confounds.iterrows():
 # ("drawn in red or green") names colours a model trained on grey digits never saw with a digit, and the
 # noise sentence ("random pixel noise") adds words that have nothing to do with the classes; either can
 # push the answer state off the digits altogether. The table under the figure gives each dataset's
-# largest effect of each prompt, with the exact sentence the prompt added.
+# largest effect of each prompt, with the exact sentence the prompt added and what the answers under it
+# are (notebook 01's answer outcomes) — this is where the oddities explain themselves: a prompt can turn
+# the replies into words that are not class names at all (the embedded model also learned made-up label
+# words such as *dax* or *zib* from the in-context episodes it was trained on, and a sentence it has never
+# read can bring them back: an *off-list answer*), or into one answer for every image (a *constant
+# answer*). Either way the "accuracy" under that prompt measures the reply, not what the words mean.
 
 # %%
 cells = pd.concat([effects.assign(prompt=effects["variant"], acc=effects["rich"]),
@@ -194,10 +199,14 @@ largest = (effects.reindex(effects["gain"].abs().sort_values(ascending=False).in
            .groupby(["dataset", "variant"], sort=False).head(1).sort_values(["variant", "dataset"]))
 largest["added to the prompt"] = [domain_context(d, dom) if v == "domain_context" else "the class descriptions above"
                                   for d, dom, v in zip(largest["dataset"], largest["domain"], largest["variant"])]
+prompt_answers = answer_table(zs_all, {n: infos[n].class_names for n in DATASETS}, by=("mode", "dataset", "domain", "variant"))
+largest = largest.merge(prompt_answers.rename(columns={"outcome": "answers under it"})[
+    ["mode", "dataset", "domain", "variant", "answers under it", "top_answer", "top_answer_share"]], how="left")
 pd.set_option("display.max_colwidth", None)
 largest.assign(plain=(100 * largest["plain"]).round(0), rich=(100 * largest["rich"]).round(0),
                gain=(100 * largest["gain"]).round(0))[["dataset", "domain", "mode", "variant", "plain", "rich", "gain",
-                                                        "confounded", "added to the prompt"]]
+                                                        "confounded", "answers under it", "top_answer",
+                                                        "top_answer_share", "added to the prompt"]]
 
 # %% [markdown]
 # ## Hypotheses 2 and 3: linear probes
