@@ -45,10 +45,10 @@ from IPython.display import Markdown, display
 
 from mllm_ood.claims import prose, write_claims
 from mllm_ood.data import catalog
-from mllm_ood.mllm import load_model, usable_modes
+from mllm_ood.mllm import in_words, load_model, usable_modes
 from mllm_ood.paper_a import ledger_rows, zero_shot
 from mllm_ood.paper_a.evaluation import accuracy_table, family_means, gap_table, mode_agreement, severity_table
-from mllm_ood.paper_a.outcomes import answer_table, model_in_words
+from mllm_ood.paper_a.outcomes import answer_table
 from mllm_ood.plotting import save_figure, yerr
 from mllm_ood.stats import MARGIN, rule_text
 
@@ -91,7 +91,7 @@ with naming("ID_REFERENCE", "DATASETS"):
 zero_shot.validate(DATASETS, MODES, SAMPLES_PER_CLASS, SAMPLING, prompt_style=PROMPT_STYLE)  # before anything loads
 model = load_model(MODEL)
 MODES = usable_modes(model, MODES)  # a model behind an endpoint without log-probabilities: generate + parse only
-WORDS = model_in_words(model)  # how figures and the ledger name the model
+WORDS = in_words(model)  # how figures and the ledger name the model
 print(model, "|", model.fingerprint, "|", WORDS)
 
 # %% [markdown]

@@ -48,11 +48,11 @@ from IPython.display import Markdown, display
 from mllm_ood.claims import prose, write_claims
 from mllm_ood.data import catalog
 from mllm_ood.formats.prompts import class_descriptions, domain_context
-from mllm_ood.mllm import load_model
+from mllm_ood.mllm import in_words, load_model
 from mllm_ood.paper_a import features, hypotheses, ledger_rows, zero_shot
 from mllm_ood.paper_a.evaluation import accuracy_table
 from mllm_ood.paper_a.features import ood_domains
-from mllm_ood.paper_a.outcomes import answer_table, model_in_words
+from mllm_ood.paper_a.outcomes import answer_table
 from mllm_ood.plotting import save_figure, yerr
 from mllm_ood.stats import rule_text
 
@@ -111,7 +111,7 @@ ood = {name: ood_domains(infos[name], ID_REFERENCE.get(name)) for name in DATASE
 # Each dataset's ID reference: ID_REFERENCE, else its own ID domain (none for the molecule sets).
 references = {name: ID_REFERENCE.get(name) or f"{name}/{infos[name].id_domain}" for name in DATASETS
               if ID_REFERENCE.get(name) or infos[name].id_domain}
-WORDS = model_in_words(model)  # how figures and the ledger name the model
+WORDS = in_words(model)  # how figures and the ledger name the model
 print(model, "|", model.fingerprint, "|", WORDS)
 print("ID references:", references, "| no reference:", [d for d in DATASETS if d not in references])
 

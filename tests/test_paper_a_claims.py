@@ -11,6 +11,7 @@ import pytest
 
 from mllm_ood.claims import write_claims
 from mllm_ood.paper_a import ledger_rows, outcomes
+from mllm_ood.stats import exact_p
 
 MOL = ["low solubility", "medium solubility", "high solubility"]
 DIG = [f"c{k}" for k in range(10)]
@@ -53,10 +54,10 @@ def test_answer_table_separates_the_three_answer_outcomes():
 def test_exact_p_paired_and_independent():
     a, b = np.r_[np.ones(7), np.zeros(113)], np.r_[np.zeros(6), np.ones(1), np.zeros(113)]
     # 6 items better, 0 worse (one tie at 1/1): exact sign test 1/64
-    assert outcomes.exact_p(a, b, paired=True) == pytest.approx(1 / 64)
-    assert outcomes.exact_p(np.ones(20), np.zeros(20), paired=False) < 1e-9
-    assert outcomes.exact_p(np.zeros(20), np.ones(20), paired=False) == pytest.approx(1.0)
-    assert math.isnan(outcomes.exact_p([], [1], paired=False))
+    assert exact_p(a, b, paired=True) == pytest.approx(1 / 64)
+    assert exact_p(np.ones(20), np.zeros(20), paired=False) < 1e-9
+    assert exact_p(np.zeros(20), np.ones(20), paired=False) == pytest.approx(1.0)
+    assert math.isnan(exact_p([], [1], paired=False))
 
 
 def _digits(domain, correct, mode="loglik", shifted=True):

@@ -49,7 +49,8 @@ from ..stats import (CONTRADICTED, INCONCLUSIVE, MARGIN, NOT_TESTABLE, SUPPORTED
                      difference_interval, points_interval)
 from .evaluation import pair_with_reference
 from .features import domain_features
-from .outcomes import answer_table, exact_p, outcome_reason
+from ..stats import exact_p
+from .outcomes import answer_table, outcome_reason
 from .probes import learning_curve, probe_accuracy, transfer_accuracy
 
 RICHER_PROMPTS = ("descriptions", "domain_context")

@@ -28,7 +28,8 @@ from ..claims import ledger_row
 from ..paths import figures_dir
 from ..stats import MARGIN, NOT_TESTABLE, bootstrap_ci, decide_family, difference_interval, rule_text
 from .evaluation import pair_with_reference
-from .outcomes import exact_p, outcome_reason
+from ..stats import exact_p
+from .outcomes import outcome_reason
 
 FIXED = "outcome"
 # What paper A calls specialised data: shift families of the embedded world, and hub datasets by name.

@@ -1,5 +1,4 @@
-"""What zero-shot answers are, before any claim is read from their accuracy, and the pieces notebooks 01 and
-02 share to turn their numbers into ledger rows.
+"""What zero-shot answers are, before any claim is read from their accuracy.
 
 Three answer outcomes (:func:`mllm_ood.stats.answer_outcome`) make an accuracy unfit to test a claim:
 
@@ -10,21 +9,16 @@ Three answer outcomes (:func:`mllm_ood.stats.answer_outcome`) make an accuracy u
   offered;
 - **constant answer**: one answer for (nearly) every image, so the accuracy is that class's share of the
   sample, whatever the images show.
-
-Exact one-sided p-values for the Holm family: the sign-flip (exact McNemar) test for paired items
-(:func:`mllm_ood.stats.sign_flip_p`), Fisher's exact test for two independent samples of 0/1 outcomes.
 """
 
 from __future__ import annotations
 
-import math
 import re
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from ..stats import MARGIN, answer_outcome, sign_flip_p
+from ..stats import MARGIN, answer_outcome
 from ..validation import ParameterError
 
 # The asked-for reply form with any name in it (the parsers only accept names of the choice list).
@@ -89,31 +83,3 @@ def outcome_reason(row) -> str:
     return ""
 
 
-def exact_p(a, b, *, paired: bool, direction: int = 1, seed: int = 0) -> float:
-    """One-sided exact p-value that mean(a) - mean(b) is not on the ``direction`` side of 0 (a, b: 0/1
-    outcomes): the sign-flip (exact McNemar) test of the item pairs when ``paired``, else Fisher's exact
-    test of the two independent samples. NaN when a side is empty."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if not len(a) or not len(b):
-        return math.nan
-    if paired:
-        if len(a) != len(b):
-            raise ParameterError(f"paired outcomes need equal lengths, got {len(a)} and {len(b)}")
-        d = (a - b)[a != b]
-        if len(d) == 1:  # scipy's permutation test needs two observations; the exact p of one is 1/2 or 1
-            return 0.5 if direction * d[0] > 0 else 1.0
-        return sign_flip_p(d, direction=direction, seed=seed)
-    table = [[a.sum(), len(a) - a.sum()], [b.sum(), len(b) - b.sum()]]
-    return float(stats.fisher_exact(np.asarray(table, int), alternative="greater" if direction == 1 else "less")[1])
-
-
-def model_in_words(model) -> str:
-    """The model as a reader names it: 'embedded 1.1 M-parameter model' (parameters counted from the loaded
-    weights; 'model <name>' behind an endpoint, whose weights are not here)."""
-    fingerprint = str(getattr(model, "fingerprint", model))
-    try:
-        n = sum(p.numel() for p in model.model.parameters())
-    except Exception:  # an endpoint or a stand-in without weights here
-        return f"model {fingerprint.split('@')[0]}"
-    size = f"{n / 1e9:.1f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
-    return f"{'embedded ' if fingerprint.startswith('embedded') else ''}{size}-parameter model"

@@ -19,7 +19,7 @@ from .resampling import cluster_bootstrap_ci, cluster_resamples
 from .rule import (
     CLAIM_OUTCOMES, ANSWER_OUTCOMES, OUTCOMES, MARGIN, DELTA_R, ALPHA, FORMAT_SHARE, CONSTANT_SHARE,
     RULE_TEXT, SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, PARSE_FAILURE, OFF_LIST, CONSTANT_ANSWER,
-    rule_text, decide, holm, sign_flip_p, decide_family, fisher_interval, correlation_vs_published,
+    rule_text, decide, holm, sign_flip_p, exact_p, decide_family, fisher_interval, correlation_vs_published,
     answer_outcome,
 )
 
