@@ -49,7 +49,7 @@ from mllm_ood.mllm import in_words, load_model, usable_modes
 from mllm_ood.paper_a import ledger_rows, zero_shot
 from mllm_ood.paper_a.evaluation import accuracy_table, family_means, gap_table, mode_agreement, severity_table
 from mllm_ood.paper_a.outcomes import answer_table
-from mllm_ood.plotting import save_figure, yerr
+from mllm_ood.plotting import save_figure, save_table, yerr
 from mllm_ood.stats import MARGIN, rule_text
 
 # %% tags=["parameters"]
@@ -126,7 +126,7 @@ print(f"{len(results)} answers from the {WORDS} ({results['model'].iloc[0]}); pr
       f"chance = 1 / classes:", {name: round(c, 4) for name, c in chance.items()})
 print("prompt of the first dataset and domain:\n" + zero_shot.build_prompt(infos[DATASETS[0]], infos[DATASETS[0]].domains[0],
                                                                            style=PROMPT_STYLE))
-print("every domain's accuracy with its interval:", ledger_rows.save_table(table.round(4), "01_accuracy_table"))
+print("every domain's accuracy with its interval:", "figures/" + save_table(table.round(4), "01_accuracy_table").name)
 
 # %% [markdown]
 # ## Do the two scoring modes agree?
@@ -178,7 +178,7 @@ plt.show()
 # %%
 gaps = gap_table(results, zero_shot.id_reference(results, ID_REFERENCE), ID_REFERENCE, MODES, n_boot=N_BOOT,
                  seed=SEED)
-print("gap to the ID reference per domain and mode:", ledger_rows.save_table(gaps.round(4), "01_id_gaps"))
+print("gap to the ID reference per domain and mode:", "figures/" + save_table(gaps.round(4), "01_id_gaps").name)
 if "paired" in gaps:
     print(gaps.groupby("dataset", sort=False)["paired"].agg(lambda p: "paired" if p.all() else "independent"
                                                              if not p.any() else "mixed").to_string())
@@ -260,7 +260,7 @@ if {"corrupted_mnist", "rotated_mnist"} & set(DATASETS):
 
 # %%
 answers = answer_table(results, {name: info.class_names for name, info in infos.items()})
-ledger_rows.save_table(answers, "01_answer_outcomes")
+save_table(answers, "01_answer_outcomes")
 odd = answers[answers["outcome"] != ""]
 print(f"{len(odd)} of {len(answers)} (domain, mode) cells have an answer outcome")
 pd.set_option("display.max_colwidth", None)

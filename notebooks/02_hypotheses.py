@@ -53,7 +53,7 @@ from mllm_ood.paper_a import features, hypotheses, ledger_rows, zero_shot
 from mllm_ood.paper_a.evaluation import accuracy_table
 from mllm_ood.paper_a.features import ood_domains
 from mllm_ood.paper_a.outcomes import answer_table
-from mllm_ood.plotting import save_figure, yerr
+from mllm_ood.plotting import save_figure, save_table, yerr
 from mllm_ood.stats import rule_text
 
 # %% tags=["parameters"]
@@ -139,7 +139,7 @@ for variant in zero_shot.PROMPT_VARIANTS:
 zs_all = pd.concat(variant_results, ignore_index=True)  # every domain, the ID references included
 zs = zs_all[[name in ood and d in ood[name] for name, d in zip(zs_all["dataset"], zs_all["domain"])]]
 effects = hypotheses.prompt_effects(zs_all, ood, references, MODES, n_boot=N_BOOT, seed=SEED)
-ledger_rows.save_table(effects.round(4), "02_prompt_effects")
+save_table(effects.round(4), "02_prompt_effects")
 confounds = effects[effects["role"] == "ID reference"]
 print("Richer prompt minus plain prompt on the ID reference domain, accuracy points [95 % paired interval]:")
 for _, r in confounds.iterrows():
@@ -253,7 +253,7 @@ if len(short):
     print(f"Fewer than PROBE_PER_CLASS = {PROBE_PER_CLASS} samples per class in some domains (the probe uses all "
           f"there are):")
     print(short[short["features"] == "vision"][["dataset", "domain", "n_train", "n_test"]].to_string(index=False))
-print("probe accuracies per domain and feature set:", ledger_rows.save_table(probe_table.round(4), "02_probe_table"))
+print("probe accuracies per domain and feature set:", "figures/" + save_table(probe_table.round(4), "02_probe_table").name)
 probe_table.head(4).round(3)
 
 # %% [markdown]
@@ -346,8 +346,8 @@ print(hypotheses.__doc__.split("\n\n", 1)[1].split("Inputs are")[0].strip())
 verdicts = hypotheses.domain_verdicts(zs_all, probe_items, {n: ood[n] for n in shown}, references, MODES,
                                       {n: infos[n].class_names for n in shown}, n_boot=N_BOOT, seed=SEED)
 readable = hypotheses.verdict_table(verdicts)
-print("per-domain verdicts:", ledger_rows.save_table(readable, "02_hypotheses_verdicts"),
-      "| every number:", ledger_rows.save_table(verdicts.round(4), "02_hypotheses_numbers"))
+print("per-domain verdicts:", "figures/" + save_table(readable, "02_hypotheses_verdicts").name,
+      "| every number:", "figures/" + save_table(verdicts.round(4), "02_hypotheses_numbers").name)
 summary = hypotheses.summarise(verdicts)
 summary
 

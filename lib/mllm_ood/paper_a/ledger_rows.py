@@ -18,14 +18,12 @@ gathered into one row per claim, mode and outcome, the family decided by :func:`
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from ..claims import ledger_row
-from ..paths import figures_dir
 from ..stats import MARGIN, NOT_TESTABLE, bootstrap_ci, decide_family, difference_interval, rule_text
 from .evaluation import pair_with_reference
 from ..stats import exact_p
@@ -194,10 +192,3 @@ def outcome_counts(ledger: pd.DataFrame) -> pd.DataFrame:
     return (ledger.assign(domains=n).pivot_table(index="claim_id", columns="outcome", values="domains", aggfunc="sum",
                                                   fill_value=0, sort=False))
 
-
-def save_table(table: pd.DataFrame, name: str) -> Path:
-    """Write a bulk table to ``figures/<name>.csv`` (beside the figures) and return the path."""
-    path = figures_dir() / f"{name}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False)
-    return path
