@@ -39,10 +39,10 @@ from .grids import llava_bench
 from .replay import wild_indices
 
 FIRST_LAYER = "e5-first-layer"
-STEPS = ("1. part 1 as before: e5, equal-weight JSD, in-the-wild normal only",
+STEPS = ("1. as before: e5, equal JSD, wild normal only",  # each <= 50 characters: printed whole
          "2. + easy / hard cells (paper B's 28)",
          "3. + size-weighted JSD (main.py)",
-         "4. + first-layer token mean (e5's embedding layer)")
+         "4. + first-layer token mean (e5 embedding layer)")
 
 
 class FirstLayerE5Embedder(E5TextEmbedder):
