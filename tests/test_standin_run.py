@@ -85,5 +85,5 @@ def test_dry_run_of_the_paper_profile_on_standins(extra, n_ok, tmp_path, session
         nb04 = (tmp_path / "runs" / "paper-standin-smoke" / "04_emi_bound.ipynb").read_text()
         assert "PART 2b" in nb04 and "6 shifted scenarios" in nb04 and "llava_bench_coco_frost_5_KeyboardAug_3" in nb04
     figures = list((tmp_path / "runs" / "paper-standin-smoke" / "figures").glob("*.png"))
-    assert len(figures) >= 3 * n_ok, figures
+    assert len(figures) >= 2 * n_ok, figures  # every notebook draws at least two
     assert not record.exists() or not record.read_text(), f"network access attempted:\n{record.read_text()}"
