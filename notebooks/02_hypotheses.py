@@ -66,7 +66,7 @@ MAX_NEW_TOKENS: int = 16  # cap on a generated reply (it runs until the model st
 TEMPERATURE: float = 0.0  # 0.0 means greedy, reproducible; paper A sampled at 0.2, seeded here by SEED
 SYSTEM_PROMPT: str = "none"  # "none" or "card" (the model card's / its authors' conversation template's system prompt)
 PROBE_FEATURES: str = "model"  # the vision probe's features: "model" (the MLLM's own tower) or "clip" (paper A: frozen CLIP ViT-B/16 image embeddings, openai/clip-vit-base-patch16; or a CLIP hub id / folder)
-PROBE_PROTOCOL: str = "project"  # the probes' protocol: "project" (standardised, C cross-validated, every class) or "paper_a" (paper A's: C = 0.316, no scaling, its class pair where it names one, BGR / ImageNet preprocessing for CLIP)
+PROBE_PROTOCOL: str = "project"  # the probe protocol: "project" (standardised, C cross-validated, every class) or "paper_a" (paper A: C 0.316, no scaling, its class pair where it names one, BGR / ImageNet preprocessing for CLIP)
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
