@@ -89,7 +89,8 @@ class Tagger:
     device = "cpu"
 
     def vision_features(self, images, batch_size=64, progress=False):
-        return np.stack([[float(np.asarray(im).mean()), 1000.0 * i, 1.0] for i, im in enumerate(images)]).astype(np.float32)
+        tags = [[float(np.asarray(im).mean()), 1000.0 * i, 1.0] for i, im in enumerate(images)]
+        return np.asarray(tags, np.float32)
 
     def answer_state(self, conversations, batch_size=64):
         return np.stack([[float(i), 0.0] for i in range(len(conversations))]).astype(np.float32)

@@ -110,7 +110,8 @@ class ClipProbeFeatures:
         self.clip_model = str(clip_model)
         self.preprocess = preprocess
         # CLIP's weights and, when not CLIP's own processor, the preprocessing (CLIP's keeps its old entries)
-        self.clip_identity = f"clip:{files_digest(self.clip_model)}" + ("" if preprocess == "clip" else f"+{preprocess}")
+        how = "" if preprocess == "clip" else f"+{preprocess}"
+        self.clip_identity = f"clip:{files_digest(self.clip_model)}{how}"
 
     def __getattr__(self, name):  # answers, answer states, fingerprint, .model: the MLLM's
         if name == "mllm":  # not set yet (copy / unpickling)

@@ -92,7 +92,8 @@ def describe(protocol: str, datasets, class_names: dict) -> str:
     pairs = [f"{d}: {' vs '.join(class_names[d][i] for i in p)}" for d in datasets
              if (p := class_pair(d, class_names[d])) is not None]
     return (f"probe protocol 'paper_a': logistic regression C = {PAPER_A_C}, max_iter {PAPER_A_MAX_ITER}, no scaling; "
-            f"a CLIP probe source reads paper A's preprocessing (BGR, 224 x 224 squash, ImageNet mean/std); "
+            f"CLIP input (when the probe reads CLIP) prepared as paper A did (BGR, 224 x 224 squash, "
+            f"ImageNet mean/std); "
             f"paper A's class pairs ({'; '.join(pairs) or 'none of these datasets'}), every class elsewhere; "
             f"train/test: disjoint seeded halves of each domain's images (paper A: whole train and test folders)")
 
