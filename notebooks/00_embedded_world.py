@@ -44,7 +44,6 @@ from mllm_ood.progress import tqdm
 
 from mllm_ood.data import world
 from mllm_ood.data.hub import SPECS
-from mllm_ood.data.text_shifts import LANGUAGES, TEXT_CONDITIONS, apply_text_shift, question_in
 from mllm_ood.mllm import model_input_view
 from mllm_ood.formats.prompts import zero_shot_prompt
 from mllm_ood.plotting import image_grid, save_figure
@@ -102,8 +101,15 @@ def row_label(name: str, dom: str) -> str:
     return dom
 
 
+def short_names(names) -> list[str]:
+    """Class names without a last word they all share ('low solubility' -> 'low'), so captions stay apart."""
+    last = {n.rsplit(" ", 1)[-1] for n in names}
+    return [n.rsplit(" ", 1)[0] for n in names] if len(last) == 1 and all(" " in n for n in names) else list(names)
+
+
 def show_grid(name: str, ds, n: int):
     info = world.DATASETS[name]
+    short = short_names(info.class_names)
     domains, labels = np.array(ds["domain"]), np.array(ds["label"])
     rows, shown = [], []
     for dom in info.domains:
@@ -113,9 +119,10 @@ def show_grid(name: str, ds, n: int):
             idx = np.flatnonzero((domains == dom) & (labels == k % len(info.class_names)))
             if len(idx) > k // len(info.class_names):
                 picks.append(int(idx[k // len(info.class_names)]))
-        rows.append([(ds[i]["image"], info.class_names[labels[i]]) for i in picks])
+        rows.append([(ds[i]["image"], short[labels[i]]) for i in picks])
         shown += [{"dataset": name, "domain": dom, "id": ds[i]["id"], "label": info.class_names[labels[i]]} for i in picks]
-    fig = image_grid(rows, [row_label(name, dom) for dom in info.domains], f"{name}: {info.description}")
+    shared = f" (captions: {info.class_names[0].rsplit(' ', 1)[-1]} class)" if short != list(info.class_names) else ""
+    fig = image_grid(rows, [row_label(name, dom) for dom in info.domains], f"{name}: {info.description}{shared}")
     return fig, pd.DataFrame(shown)
 
 
@@ -128,23 +135,30 @@ for name, ds in loaded.items():
 #
 # The molecule drawings are 96 × 96 pixels, but the embedded model's image processor shrinks every image
 # to 28 × 28 (its vision tower's input size, the size of an MNIST digit) before the vision tower reads it.
-# Below, each drawing (top) beside the input the model actually receives (bottom, produced by the model's
-# own image processor). Compare the two rows: what survives the shrinking at 28 × 28 is what any later
-# result on molecules can rest on.
+# Below, for each domain of each molecule dataset, a few drawings (upper row) above the input the model
+# actually receives (lower row, produced by the model's own image processor), captioned with their
+# solubility class. Two things to see: what survives the shrinking at 28 × 28 is all that any later result
+# on molecules can rest on; and the drawings are **dark lines on a white background**, the opposite of
+# MNIST's white digits on black, the only images the embedded model was trained on.
 
 # %%
+who = "the embedded model" if "embedded" in str(MODEL) else MODEL
 for name in [n for n in loaded if n.startswith("molecules")]:
-    ds = loaded[name]
-    labels, n_cls = np.array(ds["label"]), len(world.DATASETS[name].class_names)
-    picks = [int(np.flatnonzero(labels == k % n_cls)[k // n_cls]) for k in range(SAMPLES_PER_DOMAIN)]  # classes in turn
-    images = [ds[i]["image"] for i in picks]
-    seen = model_input_view(MODEL, images)
-    size = images[0].size[0]
-    captions = [world.DATASETS[name].class_names[ds[i]["label"]].replace(" solubility", "") for i in picks]
-    fig = image_grid([[(im, "") for im in images], [((v * 255).round(), c) for v, c in zip(seen, captions)]],
-                     [f"drawing\n{images[0].size[0]}×{images[0].size[1]} px", f"model input\n{seen.shape[2]}×{seen.shape[1]} px"],
-                     f"{name}: the drawing and the {seen.shape[2]}×{seen.shape[1]} input of {MODEL}", tile=size)
-    save_figure(fig, f"00_model_input_{name}", pd.DataFrame({"dataset": name, "id": [ds[i]["id"] for i in picks]}))
+    ds, info = loaded[name], world.DATASETS[name]
+    labels, domains, short = np.array(ds["label"]), np.array(ds["domain"]), short_names(info.class_names)
+    n_cols, rows, row_labels, shown = min(SAMPLES_PER_DOMAIN, 6), [], [], []
+    for dom in info.domains:
+        picks = [int(i) for k in range(len(info.class_names))
+                 for i in np.flatnonzero((domains == dom) & (labels == k))[:max(1, n_cols // len(info.class_names))]]
+        images = [ds[i]["image"] for i in picks]
+        seen = model_input_view(MODEL, images)
+        rows += [[(im, "") for im in images], [((v * 255).round(), short[labels[i]]) for v, i in zip(seen, picks)]]
+        row_labels += [f"{dom}: drawing\n{images[0].size[0]}×{images[0].size[1]} px",
+                       f"model input\n{seen.shape[2]}×{seen.shape[1]} px"]
+        shown += [{"dataset": name, "domain": dom, "id": ds[i]["id"], "label": info.class_names[labels[i]]} for i in picks]
+    fig = image_grid(rows, row_labels, f"{name}: each domain's drawings (dark on white, unlike MNIST's white on black) "
+                     f"and the {seen.shape[2]}×{seen.shape[1]} input of {who}", tile=images[0].size[0])
+    save_figure(fig, f"00_model_input_{name}", pd.DataFrame(shown))
 
 # %% [markdown]
 # ## Class balance: chance is not the majority baseline
@@ -175,20 +189,6 @@ print(digits_part.groupby("dataset", sort=False).agg(domains=("domain", "size"),
                                                      majority_max=("majority baseline", "max")).round(3).to_string())
 print("\nMolecule datasets, per domain:")
 balance[balance["dataset"].str.startswith("molecules")].dropna(axis=1, how="all").round(3)
-
-# %% [markdown]
-# ## Text shifts of the prompt
-#
-# Paper B shifts the *text* side too: synonym replacement and keyboard typos at two levels each, and the
-# question translated into six other languages. Only the question is shifted; the choice list and the
-# required answer format stay intact, so a reply can still be parsed.
-
-# %%
-question = "What is in this image? Please choose one of the following options."
-text_rows = [{"condition": c, "question": apply_text_shift(question, c, SEED)} for c in TEXT_CONDITIONS]
-text_rows += [{"condition": f"language: {lang}", "question": question_in(lang)} for lang in LANGUAGES]
-pd.set_option("display.max_colwidth", 120)
-pd.DataFrame(text_rows)
 
 # %% [markdown]
 # The full zero-shot prompt of paper A, as the experiments send it (the image comes before it in the chat):

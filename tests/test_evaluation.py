@@ -95,34 +95,6 @@ def test_family_means_leave_the_id_domains_out():
     assert out.loc["synthetic", "accuracy"] == pytest.approx(0.6) and out.loc["synthetic", "domains"] == 1
 
 
-def test_shift_findings_read_each_branch_from_the_intervals():
-    from mllm_ood.paper_a.evaluation import shift_findings
-    from mllm_ood.stats import is_format_failure
-
-    keys = {"mode": "generate", "family": "f", "dataset": "d"}
-    table = pd.DataFrame([
-        {**keys, "domain": "a", "accuracy": 0.5, "ci_low": 0.4, "ci_high": 0.6, "chance": 0.1, "parse_failure_rate": 0.0},
-        {**keys, "domain": "b", "accuracy": 0.93, "ci_low": 0.9, "ci_high": 0.96, "chance": 0.1, "parse_failure_rate": 0.0},
-        {**keys, "domain": "c", "accuracy": 0.85, "ci_low": 0.8, "ci_high": 0.9, "chance": 0.1, "parse_failure_rate": 0.0},
-        {**keys, "domain": "e", "accuracy": 0.0, "ci_low": 0.0, "ci_high": 0.0, "chance": 0.33, "parse_failure_rate": 1.0},
-        {**keys, "domain": "g", "accuracy": 0.12, "ci_low": 0.09, "ci_high": 0.14, "chance": 0.1, "parse_failure_rate": 0.02},
-        {**keys, "domain": "h", "accuracy": 0.3, "ci_low": 0.1, "ci_high": 0.5, "chance": 0.33, "parse_failure_rate": 0.0},
-        {**keys, "domain": "k", "accuracy": 0.05, "ci_low": 0.0, "ci_high": 0.1, "chance": 0.33, "parse_failure_rate": 0.0},
-    ])
-    gaps = pd.DataFrame([{**keys, "domain": d, "gap": g, "gap_low": lo, "gap_high": hi} for d, g, lo, hi in
-                         [("a", -0.45, -0.55, -0.35), ("b", -0.02, -0.04, 0.01), ("c", -0.1, -0.15, -0.02),
-                          ("e", -0.9, -0.95, -0.85), ("g", -0.8, -0.85, -0.75)]])
-    out = shift_findings(table, gaps).set_index("domain")
-    assert out.loc["a", "vs_id"] == "clearly below ID" and out.loc["a", "vs_chance"] == "above chance"
-    assert out.loc["b", "vs_id"] == "within the margin of ID"
-    assert out.loc["c", "vs_id"] == "inconclusive"
-    assert out.loc["e", "vs_id"] == out.loc["e", "vs_chance"] == "format failure"
-    assert out.loc["g", "vs_chance"] == "at chance"
-    assert out.loc["h", "vs_id"] == "no ID reference" and out.loc["h", "vs_chance"] == "inconclusive"
-    assert out.loc["k", "vs_chance"] == "below chance"
-    assert is_format_failure(0.6, 0.3) and not is_format_failure(0.3, 0.1) and not is_format_failure(0.9, np.nan)
-
-
 def test_mode_agreement_pairs_the_same_images():
     from mllm_ood.paper_a.evaluation import mode_agreement
 

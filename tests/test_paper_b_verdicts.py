@@ -27,9 +27,11 @@ def _summary(grid, r, low, high, n=34):
 
 def test_bound_share_rule():
     ok = _grid(np.linspace(0, 0.2, 34), 0.01, 0.5)
-    assert verdicts.bound_share(ok[~ok["is_id"]])["outcome"] == INCONCLUSIVE  # 34 of 34: CP low 0.90 < 0.95
-    many = _grid(np.linspace(0, 0.2, 100), 0.01, 0.5)
-    assert verdicts.bound_share(many[~many["is_id"]])["outcome"] == SUPPORTED
+    b = verdicts.bound_share(ok[~ok["is_id"]])
+    assert b["outcome"] == SUPPORTED and b["k"] == 34  # every EMID interval below its bound
+    close = ok.copy()
+    close.loc[5, ["emid", "emid_low", "emid_high"]] = [0.95, 0.9, 1.05]  # one interval reaches over its bound
+    assert verdicts.bound_share(close[~close["is_id"]])["outcome"] == INCONCLUSIVE
     bad = ok.copy()
     bad.loc[5, ["emid", "emid_low", "emid_high"]] = [1.5, 1.2, 1.8]  # one scenario wholly above its bound
     b = verdicts.bound_share(bad[~bad["is_id"]])
@@ -58,10 +60,19 @@ def test_grid_rows_name_the_published_value_and_decide():
 
 def test_noisy_emid_and_a_flat_judge_are_not_testable():
     tables = {"synthetic": _grid(np.linspace(-0.005, 0.005, 34), 0.02, 0.9)}
-    rows = {r["claim_id"]: r for r in verdicts.grid_rows(tables, _summary("synthetic", 0.6, 0.45, 0.72),
+    rows = {r["claim_id"]: r for r in verdicts.grid_rows(tables, _summary("synthetic", 0.2, -0.3, 0.72),
                                                          model="m", data="d")}
     assert rows["B-CORR"]["outcome"] == NOT_TESTABLE and "reliability 0.00" in rows["B-CORR"]["reason"]
     assert rows["B-JUDGE"]["outcome"] == NOT_TESTABLE and "do not degrade" in rows["B-JUDGE"]["reason"]
+
+
+def test_a_clear_correlation_despite_noisy_emid_is_decided_not_dismissed():
+    """Noise in EMID only weakens a correlation: one whose interval excludes 0 is evidence, decided by the rule."""
+    judge = np.r_[0.95, np.linspace(0.9, 0.2, 34)]
+    tables = {"natural": _grid(np.linspace(-0.005, 0.005, 34), 0.02, judge)}
+    rows = {r["claim_id"]: r for r in verdicts.grid_rows(tables, _summary("natural", 0.88, 0.85, 0.9),
+                                                         model="m", data="d")}
+    assert rows["B-CORR"]["outcome"] == SUPPORTED and rows["B-JUDGE"]["outcome"] == SUPPORTED
 
 
 def test_bench_rows_say_the_estimand_is_the_text_side_sum():

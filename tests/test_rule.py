@@ -251,3 +251,13 @@ def test_cluster_bootstrap_covers_where_the_item_bootstrap_does_not():
         cover_item += lo <= 0 <= hi
     assert cover_cluster / sims >= 0.88
     assert cover_item / sims <= cover_cluster / sims - 0.1
+
+
+def test_exact_p_paired_is_the_sign_test_and_independent_is_fishers():
+    from mllm_ood.stats import exact_p
+
+    a, b = np.r_[np.ones(5), np.zeros(15)], np.r_[np.zeros(5), np.ones(1), np.zeros(14)]  # +5 / -1
+    assert exact_p(a, b, paired=True) == pytest.approx(stats.binomtest(5, 6, alternative="greater").pvalue)
+    table = [[a.sum(), len(a) - a.sum()], [b.sum(), len(b) - b.sum()]]
+    assert exact_p(a, b, paired=False) == pytest.approx(stats.fisher_exact(table, alternative="greater")[1])
+    assert math.isnan(exact_p([], [1], paired=False))

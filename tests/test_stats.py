@@ -117,16 +117,3 @@ def test_correlation_ci_degenerate_and_bad_input():
         st.correlation_ci([1, 2, float("nan")], [1, 2, 3])
     with pytest.raises(ParameterError, match="n_boot"):
         st.correlation_ci([1, 2, 3], [1, 2, 3], n_boot=0)
-
-
-@pytest.mark.parametrize("lo,hi,sign,verdict", [
-    (0.02, 0.10, 1, "reproduced"), (-0.10, -0.02, 1, "not reproduced (opposite effect)"),
-    (-0.01, 0.08, 1, "not reproduced (no clear effect)"), (-0.10, -0.02, -1, "reproduced"),
-    (0.02, 0.10, -1, "not reproduced (opposite effect)"), (0.0, 0.1, 1, "not reproduced (no clear effect)")])
-def test_claim_verdict_branches(lo, hi, sign, verdict):
-    assert st.claim_verdict({"effect": (lo + hi) / 2, "ci_low": lo, "ci_high": hi}, sign) == verdict
-
-
-def test_claim_verdict_refuses_a_bad_sign():
-    with pytest.raises(ParameterError):
-        st.claim_verdict({"ci_low": 0.1, "ci_high": 0.2}, 0)

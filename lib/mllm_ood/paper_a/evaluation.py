@@ -15,7 +15,7 @@ from ..cache import cached_analysis
 from ..data.ids import source_of
 from ..data.shifts import CORRUPTIONS
 from ..seeding import derive_seed
-from ..stats import MARGIN, agreement, bootstrap_ci, bootstrap_diff_ci, bootstrap_paired_diff_ci, is_format_failure
+from ..stats import MARGIN, agreement, bootstrap_ci, bootstrap_diff_ci, bootstrap_paired_diff_ci
 from ..validation import ParameterError
 
 
@@ -108,47 +108,6 @@ def severity_table(table: pd.DataFrame) -> pd.DataFrame:
         sev = 0 if r["domain"] == "clean" else int(r["domain"].rsplit("-", 1)[1])
         rows += [dict(r, corruption=k, severity=sev) for k in kinds]
     return pd.DataFrame(rows)
-
-
-def shift_findings(table: pd.DataFrame, gaps: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
-    """One finding per (mode, dataset, domain) of an accuracy table (columns mode, family, dataset, domain,
-    accuracy, ci_low, ci_high, chance[, parse_failure_rate]) and its gap table (:func:`gap_table`), read
-    from the intervals: ``vs_id`` is 'format failure' (:func:`is_format_failure`), 'clearly below ID' (gap
-    interval below -margin), 'within the margin of ID' (interval inside +-margin), 'inconclusive' (neither)
-    or 'no ID reference'; ``vs_chance`` is 'format failure', 'above chance' (accuracy interval above chance +
-    margin), 'at chance' (interval inside chance +- margin), 'below chance' (below chance - margin) or
-    'inconclusive'. Returns the table's key columns, accuracy, chance, gap, gap_low, gap_high, vs_id,
-    vs_chance."""
-    keys = ["mode", "family", "dataset", "domain"]
-    cols = keys + [c for c in ["gap", "gap_low", "gap_high"] if c in gaps]
-    out = table.merge(gaps[cols], on=keys, how="left") if len(gaps) else table.assign(gap=np.nan)
-    for c in ["gap_low", "gap_high", "parse_failure_rate"]:
-        if c not in out:
-            out[c] = np.nan
-    vs_id, vs_chance = [], []
-    for r in out.itertuples():
-        if is_format_failure(r.accuracy, r.parse_failure_rate, margin):
-            vs_id.append("format failure")
-            vs_chance.append("format failure")
-            continue
-        if np.isnan(r.gap_low):
-            vs_id.append("no ID reference")
-        elif r.gap_high < -margin:
-            vs_id.append("clearly below ID")
-        elif r.gap_low > -margin and r.gap_high < margin:
-            vs_id.append("within the margin of ID")
-        else:
-            vs_id.append("inconclusive")
-        if r.ci_low > r.chance + margin:
-            vs_chance.append("above chance")
-        elif r.ci_high < r.chance - margin:
-            vs_chance.append("below chance")
-        elif r.ci_low > r.chance - margin and r.ci_high < r.chance + margin:
-            vs_chance.append("at chance")
-        else:
-            vs_chance.append("inconclusive")
-    out["vs_id"], out["vs_chance"] = vs_id, vs_chance
-    return out[keys + ["accuracy", "chance", "gap", "gap_low", "gap_high", "parse_failure_rate", "vs_id", "vs_chance"]]
 
 
 def mode_agreement(results: pd.DataFrame, modes=("generate", "loglik"), *, margin: float = MARGIN,

@@ -1,53 +1,57 @@
-"""Paper A's three hypotheses for zero-shot failure under shift (notebook 02), decided per domain and per
-scoring mode from the numbers and their intervals.
+"""Paper A's three hypotheses for zero-shot failure under shift (notebook 02), read per OOD domain and
+scoring mode as paper A's claims A-H1, A-H2, A-H3 by the one rule of :mod:`mllm_ood.stats.rule`
+(*supported* always means: paper A's claim holds here).
 
-A claim needs a 95 % bootstrap interval that clears the margin (:data:`MARGIN`, accuracy points as a
-fraction); when the interval reaches into the margin the outcome is *inconclusive*. Outcomes per
-(dataset, domain, mode) and hypothesis: ``supported``, ``contradicted``, ``inconclusive``, ``format
-failure`` (generate mode: most of the errors are replies the parser cannot read, so the zero-shot number
-measures the reply format, not the classification) and ``no clear gap`` (zero-shot is not clearly below
-its references, so the hypotheses have nothing to explain; without an ID reference this can also mean
-that the probes do little better than zero-shot -- it does not say that the model does well).
-
-0. **A gap to explain**: zero-shot clearly below the ID reference accuracy (ID - zero-shot, paired when
-   the domain's images are shifted copies of the reference's) or clearly below the best in-domain probe.
-1. **Semantic misinterpretation** (H1): supported when a richer prompt (class descriptions, domain
-   context) raises zero-shot accuracy over the plain prompt on the same images by more than the margin;
-   contradicted when neither can (both intervals below the margin) -- unless the richer prompt also
-   clearly lowers accuracy on the ID reference domain, whose classes the model knows: then the prompt is
-   off the model's language distribution, the test is confounded and the outcome is inconclusive.
-2. **Visual feature insufficiency** (H2): supported when the probe on the frozen vision features is not
-   above zero-shot by more than the margin (interval of the difference below it); contradicted when it
-   is clearly above and not clearly below the raw-pixel probe (an encoder that discards what the pixels
-   carry is not cleared by beating zero-shot); inconclusive otherwise.
-3. **Mapping deficiency** (H3): supported when H2 is contradicted, the probe on the language model's
-   answer state is also clearly above zero-shot (the evidence reaches the language model) and H1 is not
-   supported; contradicted when H2 is supported (the class is missing upstream) or the answer-state probe
-   is not above zero-shot by the margin; inconclusive otherwise.
-
-References printed beside the verdict (they do not decide it): the raw-pixel probe (what any linear probe
-trained on labelled in-domain examples reaches; a vision probe close to it shows the labels, not the
-encoder, doing the work) and the ID-trained vision probe applied to the shifted domain (a readout fitted
-where the model was trained, like the model's own mapping: near zero-shot, the features moved; well
-above it, an ID-trained linear readout of the same features does better than the model).
+0. **What the accuracy is, and a gap to explain.** A domain whose plain-prompt answers are a parse failure,
+   an off-list answer or a constant answer (:mod:`mllm_ood.paper_a.outcomes`) gets that outcome for every
+   claim: its accuracy measures the reply, not the classification. A domain where zero-shot is not clearly
+   below its references (ID accuracy, paired when the images are shifted copies; best in-domain probe) by
+   the margin has nothing to explain: *not testable* for every claim.
+1. **A-H1, richer prompts do not help** (the paper claims *no* effect). Each richer prompt (class
+   descriptions, domain context) is read on its own: its gain over the plain prompt on the same images,
+   paired. A prompt is **confounded** for a dataset when it lowers accuracy on that dataset's own ID
+   reference domain by more than the margin (by the rule, with its exact p): off the model's language
+   distribution, its OOD drop says nothing about the words; it is left out there. A dataset without an ID
+   reference cannot check (so cannot flag) its prompts. *Contradicted* when some unconfounded prompt helps
+   by more than the margin (its exact p times the number of unconfounded prompts, then Holm); *supported*
+   only when every unconfounded prompt's interval lies below the margin; *not testable* when every prompt
+   is confounded; else *inconclusive*, in particular while any unconfounded prompt's interval still reaches
+   above the margin.
+2. **A-H2, the vision features suffice**: the probe on the frozen vision features, trained and tested in
+   the domain, beats zero-shot by more than the margin (independent samples, Fisher's exact p). Held at
+   *inconclusive* when the vision probe is itself clearly below the raw-pixel probe (the encoder then
+   discards what the pixels carry, and "sufficient" is not shown).
+3. **A-H3, mapping deficiency is the hurdle**: all of (a) the vision probe, (b) the probe on the language
+   model's answer state and (c) the vision probe **fitted on the ID reference domain** beat zero-shot by
+   more than the margin. (c) is the fair test of a feature shift: a readout fitted where the model was
+   trained, like the model's own mapping, applied to the shifted features. If it fails alike, the features
+   moved -- an in-domain probe undoes a *feature shift*, not a deficient mapping. *Contradicted* when any of
+   the three lies below the margin; *supported* when all clear it (intersection-union: the largest of their
+   exact p-values); held at *inconclusive* when A-H1 is contradicted (the words, not the mapping). Without an
+   ID reference (c) is not available and (a)-(b) decide, as in paper A.
 
 Inputs are per-item tables: zero-shot answers (``dataset``, ``domain``, ``variant``, ``mode``, ``id``,
-``correct``, ``parsed``), including the ID reference domains, and probe test items (``dataset``,
-``domain``, ``features``, ``item``, ``correct``), all feature sets of a domain scored on the same test
-items (``item``), in the order they were produced (the bootstrap resamples positions).
+``correct``, ``parsed``, optionally ``pred_name`` and ``reply``), including the ID reference domains, and
+probe test items (``dataset``, ``domain``, ``features``, ``item``, ``correct``), all feature sets of a
+domain scored on the same test items (``item``), in the order they were produced (the bootstrap resamples
+positions).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 
 from ..cache import cached_analysis
 from ..data import catalog
-from ..stats import (FORMAT_SHARE, MARGIN, bootstrap_ci, difference_interval, is_format_failure,
-                    points_interval)
+from ..stats import (CONTRADICTED, INCONCLUSIVE, MARGIN, NOT_TESTABLE, SUPPORTED, bootstrap_ci, decide,
+                     difference_interval, points_interval)
 from .evaluation import pair_with_reference
 from .features import domain_features
+from ..stats import exact_p
+from .outcomes import answer_table, outcome_reason
 from .probe_protocol import probed_classes
 from .probes import learning_curve, probe_accuracy, transfer_accuracy
 
@@ -56,7 +60,11 @@ PROBE_LABELS = {"vision": "probe: vision features", "answer_state": "probe: LM a
                 "pixels": "probe: raw pixels"}
 ID_PROBE = "id_vision"  # the vision probe fitted on the ID reference domain, scored on the shifted domain
 ID_PROBE_LABEL = "probe: vision features, ID-trained"
-OUTCOMES = ("supported", "contradicted", "inconclusive", "format failure", "no clear gap")
+CLAIMS = ("A-H1", "A-H2", "A-H3")
+NO_GAP = "no gap to explain: zero-shot is not clearly below its references (ID accuracy, best in-domain probe)"
+# The comparisons behind A-H3, in words (the one that binds is named in the verdict).
+H3_PARTS = {"vision_gap": "vision probe - zero-shot", "lm_gap": "LM answer-state probe - zero-shot",
+            "id_probe_gap": "ID-trained vision probe - zero-shot"}
 
 
 def _cells(table: pd.DataFrame, **match) -> pd.DataFrame:
@@ -119,181 +127,210 @@ def _paired_prompts(zs: pd.DataFrame, dataset: str, domain: str, mode: str, vari
     return both["correct_rich"].to_numpy(bool), both["correct_plain"].to_numpy(bool)
 
 
+def _change(rich, plain, n_boot: int, seed: int, direction: int):
+    """(difference, low, high, exact one-sided p) of paired 0/1 outcomes rich - plain."""
+    d, lo, hi = difference_interval("paired", rich, plain, n_boot, seed)
+    return d, lo, hi, exact_p(rich, plain, paired=True, direction=direction, seed=seed)
+
+
+def _references(references: dict) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(_reference(r) for r in references.values() if _reference(r)))
+
+
 @cached_analysis("analysis")
-def prompt_confounds(zs: pd.DataFrame, references: dict, modes, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """The richer prompts on the ID reference domains (every distinct one of ``references``): accuracy change
-    over the plain prompt on the same images, with its paired interval. A prompt that clearly lowers
-    accuracy where the model knows the classes (interval below 0) is off the model's language distribution:
-    columns mode, variant, reference, change, ci_low, ci_high, confounded."""
+def prompt_confounds(zs: pd.DataFrame, references: dict, modes, *, margin: float = MARGIN, n_boot: int = 1000,
+                     seed: int = 0) -> pd.DataFrame:
+    """Each richer prompt on each distinct ID reference domain of ``references`` ({dataset: 'dataset/domain'}):
+    its accuracy change over the plain prompt on the same images (paired interval, exact one-sided p of a
+    drop) and whether it is **confounded**: it lowers accuracy where the model knows the classes by more than
+    ``margin``, by the rule (:func:`mllm_ood.stats.decide`, direction -1). Columns mode, variant, reference,
+    change, ci_low, ci_high, p, confounded."""
+    cols = ["mode", "variant", "reference", "change", "ci_low", "ci_high", "p", "confounded"]
     rows = []
-    for ref in dict.fromkeys(_reference(r) for r in references.values() if _reference(r)):
+    for ref in _references(references):
         for mode in modes:
             for variant in RICHER_PROMPTS:
-                rich, plain = _paired_prompts(zs, ref[0], ref[1], mode, variant)
-                d, lo, hi = difference_interval("paired", rich, plain, n_boot, seed)
-                if np.isnan(d):
-                    continue
-                rows.append({"mode": mode, "variant": variant, "reference": "/".join(ref), "change": d,
-                             "ci_low": lo, "ci_high": hi, "confounded": bool(hi < 0)})
-    return pd.DataFrame(rows, columns=["mode", "variant", "reference", "change", "ci_low", "ci_high", "confounded"])
-
-
-def decide(row: dict, margin: float = MARGIN, format_share: float = FORMAT_SHARE) -> dict:
-    """The outcomes of one (dataset, domain, mode) from its numbers (the rules of the module docstring).
-
-    ``row``: zero_shot, parse_failure (NaN in loglik mode), and for each comparison X among ``failure``
-    (reference - zero-shot: ID reference and best probe, the larger lower end counts), ``prompt_gain``
-    (best richer prompt - plain), ``vision_gap`` (vision probe - zero-shot), ``pixels_over_vision``,
-    ``lm_gap`` (answer-state probe - zero-shot), optionally ``id_probe_gap`` (ID-trained probe - zero-shot):
-    ``X_low`` and ``X_high`` (NaN when not measured); and ``prompt_confounded`` (the richer prompts that
-    clearly lower ID accuracy: a list of names, or a bool). Returns H1, H2, H3 (outcomes), verdict (words),
-    id_readout (what the ID-trained probe shows, a reference that decides nothing) and why (the reasons)."""
-    lo, hi = row.get("id_probe_gap_low", np.nan), row.get("id_probe_gap_high", np.nan)
-    id_readout = ("n/a" if np.isnan(lo) else
-                  "fails alike: the features moved from their ID form" if hi < margin else
-                  "does better than the model: the features keep their ID form" if lo > margin else "inconclusive")
-    confounded = row["prompt_confounded"]
-    if isinstance(confounded, (bool, np.bool_)):
-        confounded = ["a richer prompt"] if confounded else []
-    pf = row.get("parse_failure", np.nan)
-    errors = 1 - row["zero_shot"]
-    if is_format_failure(row["zero_shot"], pf, margin, format_share):
-        why = (f"{100 * pf:.0f} % of replies unparseable, {100 * pf / max(errors, 1e-9):.0f} % of the errors: "
-               f"the zero-shot number measures the reply format, not the classification")
-        return {"H1": "format failure", "H2": "format failure", "H3": "format failure", "verdict": "format failure",
-                "id_readout": id_readout, "why": why}
-    if not row["failure_low"] > margin:
-        why = "zero-shot not clearly below its references (ID accuracy, best in-domain probe) by the margin"
-        return {"H1": "no clear gap", "H2": "no clear gap", "H3": "no clear gap", "verdict": "no clear gap",
-                "id_readout": "n/a" if id_readout == "n/a" else "no gap to explain", "why": why}
-    reasons = []
-    # H1
-    if row["prompt_gain_low"] > margin:
-        h1 = "supported"
-    elif row["prompt_gain_high"] < margin and not confounded:
-        h1 = "contradicted"
-    else:
-        h1 = "inconclusive"
-        if confounded:
-            reasons.append(f"H1: {' and '.join(confounded)} also clearly lower(s) ID accuracy, so the test is confounded")
-    # H2
-    if row["vision_gap_high"] < margin:
-        h2 = "supported"
-    elif row["vision_gap_low"] > margin and not row["pixels_over_vision_low"] > margin:
-        h2 = "contradicted"
-    else:
-        h2 = "inconclusive"
-        if row["vision_gap_low"] > margin:
-            reasons.append("H2: the vision probe beats zero-shot but is clearly below the raw-pixel probe")
-    # H3
-    if h2 == "supported":
-        h3 = "contradicted"
-        reasons.append("H3: the vision features carry no more than zero-shot reads out")
-    elif row["lm_gap_high"] < margin:
-        h3 = "contradicted"
-        reasons.append("H3: the LM answer state carries no more than zero-shot reads out")
-    elif h2 == "contradicted" and row["lm_gap_low"] > margin and h1 != "supported":
-        h3 = "supported"
-    else:
-        h3 = "inconclusive"
-    found = [name for name, o in [("H1 semantic misinterpretation", h1), ("H2 visual feature insufficiency", h2),
-                                  ("H3 mapping deficiency", h3)] if o == "supported"]
-    return {"H1": h1, "H2": h2, "H3": h3, "verdict": "; ".join(found) or "inconclusive", "id_readout": id_readout,
-            "why": "; ".join(reasons)}
+                d, lo, hi, p = _change(*_paired_prompts(zs, ref[0], ref[1], mode, variant), n_boot, seed, -1)
+                if not np.isnan(d):
+                    rows.append(dict(zip(cols, [mode, variant, "/".join(ref), d, lo, hi, p,
+                                                decide(d, lo, hi, margin=margin, direction=-1, p=p) == SUPPORTED])))
+    return pd.DataFrame(rows, columns=cols)
 
 
 @cached_analysis("analysis")
-def domain_verdicts(zs: pd.DataFrame, probe_items: pd.DataFrame, ood: dict, references: dict, modes, *,
-                    margin: float = MARGIN, format_share: float = FORMAT_SHARE, n_boot: int = 1000,
-                    seed: int = 0) -> pd.DataFrame:
-    """One row per (dataset, OOD domain, mode): the accuracies, the differences that decide H1-H3 with
-    their 95 % intervals (in accuracy points: 'difference [low, high]'), the references and the outcomes
-    (:func:`decide`). ``ood``: {dataset: its OOD domains}; ``references``: {dataset: 'dataset/domain'} of
-    its ID reference (datasets without one: no ID gap, no ID-trained probe)."""
-    confounds = prompt_confounds(zs, references, modes, n_boot=n_boot, seed=seed)
+def prompt_effects(zs: pd.DataFrame, ood: dict, references: dict, modes, *, margin: float = MARGIN,
+                   n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Every richer prompt's effect per mode on every OOD domain of ``ood`` ({dataset: domains}) and on each
+    ID reference domain: columns dataset, domain, role ('OOD' or 'ID reference'), mode, variant, plain and
+    rich (accuracies), gain (rich - plain) with its paired interval ci_low, ci_high, p (exact, one-sided: a
+    gain), reference (the dataset's ID reference, '' when none) and confounded (:func:`prompt_confounds` on
+    the dataset's *own* reference; always False without one: nothing can flag the prompt there)."""
+    flags = prompt_confounds(zs, references, modes, margin=margin, n_boot=n_boot, seed=seed)
+    flag = {(r.reference, r.mode, r.variant): bool(r.confounded) for r in flags.itertuples()}
+    cells = [(name, dom, "OOD", _reference(references.get(name))) for name, doms in ood.items() for dom in doms]
+    cells += [(ref[0], ref[1], "ID reference", ref) for ref in _references(references)]
+    rows = []
+    for name, dom, role, ref in cells:
+        for mode in modes:
+            for variant in RICHER_PROMPTS:
+                rich, plain = _paired_prompts(zs, name, dom, mode, variant)
+                d, lo, hi, p = _change(rich, plain, n_boot, seed, 1)
+                if np.isnan(d):
+                    continue
+                key = "/".join(ref) if ref else ""
+                rows.append({"dataset": name, "domain": dom, "role": role, "mode": mode, "variant": variant,
+                             "plain": plain.mean(), "rich": rich.mean(), "gain": d, "ci_low": lo, "ci_high": hi,
+                             "p": p, "reference": key, "confounded": flag.get((key, mode, variant), False)})
+    return pd.DataFrame(rows)
+
+
+def _claim(outcome: str, estimate=math.nan, low=math.nan, high=math.nan, p=math.nan, what: str = "",
+           reason: str = "", fixed: bool = False) -> dict:
+    return {"outcome": outcome, "estimate": estimate, "low": low, "high": high, "p": p, "what": what,
+            "reason": reason, "fixed": fixed}
+
+
+def _part(row: dict, key: str) -> tuple:
+    return row[key], row[f"{key}_low"], row[f"{key}_high"], row.get(f"p_{key}", math.nan)
+
+
+def decide_h1(variants: list[dict], margin: float = MARGIN) -> dict:
+    """A-H1 on one domain from its prompts (dicts with variant, gain, ci_low, ci_high, p, confounded): the
+    rules of the module docstring. Returns the outcome (before Holm, with the unadjusted p) and the number
+    that decides it."""
+    free = [v for v in variants if not v["confounded"] and not np.isnan(v["gain"])]
+    if not variants:
+        return _claim(NOT_TESTABLE, reason="no richer prompt was run", fixed=True)
+    if not free:
+        names = " and ".join(v["variant"] for v in variants)
+        return _claim(NOT_TESTABLE, reason=f"{names} lower(s) ID accuracy by more than the margin: confounded",
+                      fixed=True)
+    helps = [v for v in free if v["ci_low"] > margin]
+    # A prompt that helps decides (its p corrected for the choice among the free prompts); else the prompt
+    # whose interval reaches highest: only when even it stays below the margin do the prompts not help.
+    pick = max(helps, key=lambda v: v["ci_low"]) if helps else max(free, key=lambda v: v["ci_high"])
+    p = min(1.0, len(free) * pick["p"])
+    out = decide(pick["gain"], pick["ci_low"], pick["ci_high"], margin=margin, claims_effect=False, p=p)
+    left = [v["variant"] for v in variants if v["confounded"]]
+    return _claim(out, pick["gain"], pick["ci_low"], pick["ci_high"], p, f"{pick['variant']} - plain prompt",
+                  reason=f"left out as confounded: {', '.join(left)}" if left else "")
+
+
+def decide_claims(row: dict, variants: list[dict], margin: float = MARGIN) -> dict:
+    """A-H1, A-H2, A-H3 on one (dataset, domain, mode) from its numbers (``row``: answer_outcome and its
+    answer_reason, failure_low, and for X among vision_gap, lm_gap, id_probe_gap, pixels_over_vision: X,
+    X_low, X_high and p_X) and its prompts (:func:`decide_h1`). Returns {claim: :func:`_claim` dict}."""
+    if row.get("answer_outcome"):
+        return {c: _claim(row["answer_outcome"], reason=row["answer_reason"], fixed=True) for c in CLAIMS}
+    if not row["failure_low"] > margin:
+        return {c: _claim(NOT_TESTABLE, reason=NO_GAP, fixed=True) for c in CLAIMS}
+    h1 = decide_h1(variants, margin)
+    d, lo, hi, p = _part(row, "vision_gap")
+    h2 = _claim(decide(d, lo, hi, margin=margin, p=p), d, lo, hi, p, H3_PARTS["vision_gap"])
+    if h2["outcome"] == SUPPORTED and row["pixels_over_vision_low"] > margin:
+        h2 = _claim(INCONCLUSIVE, d, lo, hi, p, H3_PARTS["vision_gap"], fixed=True,
+                    reason="the vision probe beats zero-shot but is clearly below the raw-pixel probe")
+    parts = {k: _part(row, k) for k in H3_PARTS if not np.isnan(row.get(k, math.nan))}
+    if not parts:
+        return {"A-H1": h1, "A-H2": h2, "A-H3": _claim(NOT_TESTABLE, reason="no probe was fitted", fixed=True)}
+    below = [k for k, (_, _, hi_, _) in parts.items() if hi_ < margin]
+    key = below[0] if below else min(parts, key=lambda k: parts[k][1])
+    d, lo, hi, _ = parts[key]
+    p = max(pp for _, _, _, pp in parts.values())
+    h3 = _claim(decide(d, lo, hi, margin=margin, p=p), d, lo, hi, p, H3_PARTS[key],
+                reason="" if "id_probe_gap" in parts else "no ID reference: the feature-shift check is not available")
+    if key == "id_probe_gap" and h3["outcome"] == CONTRADICTED:
+        h3["reason"] = "the ID-trained probe fails alike: the features moved (a feature shift, not the mapping)"
+    if h1["outcome"] == CONTRADICTED and h3["outcome"] == SUPPORTED:
+        h3.update(outcome=INCONCLUSIVE, fixed=True, reason="a richer prompt helps: the words, not the mapping")
+    return {"A-H1": h1, "A-H2": h2, "A-H3": h3}
+
+
+@cached_analysis("analysis")
+def domain_verdicts(zs: pd.DataFrame, probe_items: pd.DataFrame, ood: dict, references: dict, modes,
+                    class_names: dict, *, margin: float = MARGIN, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per (dataset, OOD domain, mode): the answers (:func:`mllm_ood.paper_a.outcomes.answer_table`
+    of the plain prompt), the accuracies, each deciding difference with its 95 % interval and exact p, and
+    per claim of :data:`CLAIMS` its outcome by the rule before Holm's correction (``A-H1`` ...), the number
+    that decides it (``A-H1 estimate``, ``low``, ``high``, ``p``, ``what``), its ``reason`` and ``fixed``
+    (set before the rule). ``ood``: {dataset: its OOD domains}; ``references``: {dataset: 'dataset/domain'}
+    (datasets without one: no ID gap, no ID-trained probe); ``class_names``: {dataset: class names}."""
+    effects = prompt_effects(zs, ood, references, modes, margin=margin, n_boot=n_boot, seed=seed)
     rows = []
     for name, domains in ood.items():
         ref = _reference(references.get(name))
         for dom in domains:
-            vision, pixels = _probe(probe_items, name, "vision", dom), _probe(probe_items, name, "pixels", dom)
-            lm, id_probe = _probe(probe_items, name, "answer_state", dom), _probe(probe_items, name, ID_PROBE, dom)
-            best_probe = max((p for p in (vision, pixels, lm) if len(p)), key=lambda p: p.mean(), default=np.array([]))
+            probes = {k: _probe(probe_items, name, k, dom) for k in (*PROBE_LABELS, ID_PROBE)}
+            best_probe = max((p for k, p in probes.items() if k != ID_PROBE and len(p)), key=lambda p: p.mean(),
+                             default=np.array([]))
             for mode in modes:
                 plain_rows = _cells(zs, dataset=name, domain=dom, mode=mode, variant="plain")
-                plain = plain_rows["correct"].to_numpy(bool)
-                if not len(plain):
+                if not len(plain_rows):
                     continue
-                r = {"dataset": name, "domain": dom, "mode": mode, "zero_shot": plain.mean(),
-                     "parse_failure": (1 - plain_rows["parsed"].mean()) if mode == "generate" else np.nan,
-                     # how often the most frequent answer is given (1.0: the same answer for every image)
-                     "top_answer_share": (plain_rows["pred"].value_counts(normalize=True).iloc[0]
-                                          if "pred" in plain_rows else np.nan)}
-                id_acc = idl = idh = np.nan
-                if ref is not None:
-                    ref_rows = _cells(zs, dataset=ref[0], domain=ref[1], mode=mode, variant="plain")
-                    if len(ref_rows):
-                        pairs = pair_with_reference(plain_rows, ref_rows)
-                        if pairs is not None:
-                            id_acc, idl, idh = difference_interval("paired", pairs["correct_ref"], pairs["correct"],
-                                                                   n_boot, seed)
-                        else:
-                            id_acc, idl, idh = difference_interval("independent", ref_rows["correct"], plain, n_boot, seed)
-                        id_acc = ref_rows["correct"].mean()
-                r["id_accuracy"] = id_acc
-                _, pl, ph = difference_interval("independent", best_probe, plain, n_boot, seed)
+                plain = plain_rows["correct"].to_numpy(bool)
+                a = answer_table(plain_rows.assign(dataset=name), {name: class_names[name]}).iloc[0]
+                r = {"dataset": name, "domain": dom, "mode": mode, "n": len(plain), "zero_shot": plain.mean(),
+                     "parse_failure": a["parse_failure"], "off_list": a["off_list"], "top_answer": a["top_answer"],
+                     "top_answer_share": a["top_answer_share"], "answer_outcome": a["outcome"],
+                     "answer_reason": outcome_reason(a), "id_accuracy": np.nan}
+                idl = np.nan
+                ref_rows = _cells(zs, dataset=ref[0], domain=ref[1], mode=mode, variant="plain") if ref else []
+                if len(ref_rows):
+                    pairs = pair_with_reference(plain_rows, ref_rows)
+                    kind, (x, y) = (("paired", (pairs["correct_ref"], pairs["correct"])) if pairs is not None
+                                    else ("independent", (ref_rows["correct"], plain)))
+                    _, idl, _ = difference_interval(kind, x, y, n_boot, seed)
+                    r["id_accuracy"] = ref_rows["correct"].mean()
+                _, pl, _ = difference_interval("independent", best_probe, plain, n_boot, seed)
                 r["failure_low"] = np.nanmax([idl, pl]) if not (np.isnan(idl) and np.isnan(pl)) else np.nan
-                r["failure_high"] = np.nanmax([idh, ph]) if not (np.isnan(idh) and np.isnan(ph)) else np.nan
-                gains = [difference_interval("paired", *_paired_prompts(zs, name, dom, mode, v), n_boot, seed)
-                         for v in RICHER_PROMPTS]
-                gains = [g for g in gains if not np.isnan(g[0])]
-                best = max(gains, key=lambda g: g[1]) if gains else (np.nan, np.nan, np.nan)
-                conf = confounds[confounds["mode"] == mode] if len(confounds) else confounds
-                r.update(prompt_gain=best[0], prompt_gain_low=best[1], prompt_gain_high=best[2],
-                         prompt_confounded=list(conf.loc[conf["confounded"], "variant"]) if len(conf) else [])
-                for key, (a, b, kind) in {"vision_gap": (vision, plain, "independent"),
-                                          "lm_gap": (lm, plain, "independent"),
-                                          "pixels_over_vision": (pixels, vision, "paired"),
-                                          "id_probe_gap": (id_probe, plain, "independent"),
-                                          "transfer_loss": (vision, id_probe, "paired")}.items():
-                    if kind == "paired" and len(a) != len(b):
-                        a = b = []
-                    r[key], r[f"{key}_low"], r[f"{key}_high"] = difference_interval(kind, a, b, n_boot, seed)
-                r.update(vision_probe=vision.mean() if len(vision) else np.nan,
-                         lm_probe=lm.mean() if len(lm) else np.nan,
-                         pixel_probe=pixels.mean() if len(pixels) else np.nan,
-                         id_probe=id_probe.mean() if len(id_probe) else np.nan)
-                rows.append({**r, **decide(r, margin, format_share)})
+                for key, (x, y, paired) in {"vision_gap": (probes["vision"], plain, False),
+                                            "lm_gap": (probes["answer_state"], plain, False),
+                                            "id_probe_gap": (probes[ID_PROBE], plain, False),
+                                            "pixels_over_vision": (probes["pixels"], probes["vision"], True)}.items():
+                    if paired and len(x) != len(y):
+                        x = y = []
+                    r[key], r[f"{key}_low"], r[f"{key}_high"] = difference_interval(
+                        "paired" if paired else "independent", x, y, n_boot, seed)
+                    r[f"p_{key}"] = exact_p(x, y, paired=paired, seed=seed)
+                r.update({f"{k} probe": v.mean() if len(v) else np.nan for k, v in probes.items()})
+                mine = effects[(effects["dataset"] == name) & (effects["domain"] == dom) & (effects["mode"] == mode)]
+                for c, out in decide_claims(r, mine.to_dict("records"), margin).items():
+                    r[c] = out.pop("outcome")
+                    r.update({f"{c} {k}": v for k, v in out.items()})
+                rows.append(r)
     return pd.DataFrame(rows)
 
 
 def verdict_table(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """The verdicts as a reader reads them: per (dataset, domain) and mode, the outcomes, then the accuracy
-    in %, the unparseable and the most frequent answer's share, and each deciding difference as
-    'difference [95 % interval]' in points."""
-    out = verdicts[["dataset", "domain", "mode", "verdict", "H1", "H2", "H3", "id_readout"]].rename(
-        columns={"id_readout": "ID-trained readout (reference)"})
+    """The verdicts as a reader reads them: per (dataset, domain) and mode, each claim's outcome (before
+    Holm's correction) and the comparison that decides it as 'difference [95 % interval]' in points, then the
+    accuracy in % and the most frequent answer's share."""
+    out = verdicts[["dataset", "domain", "mode"]].copy()
+    for c in CLAIMS:
+        out[c] = verdicts[c]
+        out[f"{c}: deciding comparison"] = [
+            f"{w}: {points_interval(d, lo, hi)}" if w else "" for w, d, lo, hi in
+            zip(verdicts[f"{c} what"], verdicts[f"{c} estimate"], verdicts[f"{c} low"], verdicts[f"{c} high"])]
     out["zero-shot %"] = (100 * verdicts["zero_shot"]).round(0)
-    out["unparsed %"] = (100 * verdicts["parse_failure"]).round(0)
     out["top answer %"] = (100 * verdicts["top_answer_share"]).round(0)
-    for col, label in [("prompt_gain", "best richer prompt - plain"), ("vision_gap", "vision probe - zero-shot"),
-                       ("pixels_over_vision", "pixel probe - vision probe"), ("lm_gap", "LM-state probe - zero-shot"),
-                       ("id_probe_gap", "ID-trained probe - zero-shot")]:
-        out[label] = [points_interval(d, lo, hi)
-                      for d, lo, hi in zip(verdicts[col], verdicts[f"{col}_low"], verdicts[f"{col}_high"])]
     return out
 
 
 def summarise(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and mode: how many OOD domains end in each verdict, and per dataset whether the two
-    scoring modes agree domain by domain. Columns dataset, mode, domains, then one column per verdict
-    seen (counts), then modes_agree (domains with the same verdict in every mode, of all domains)."""
-    counts = (verdicts.groupby(["dataset", "mode", "verdict"], sort=False).size().unstack("verdict", fill_value=0)
-              .reset_index())
-    counts.insert(2, "domains", counts.drop(columns=["dataset", "mode"]).sum(axis=1))
-    agree = verdicts.groupby(["dataset", "domain"], sort=False)["verdict"].nunique().eq(1).groupby("dataset").agg(
-        ["sum", "size"])
-    counts["modes_agree"] = counts["dataset"].map({d: f"{int(a['sum'])} of {int(a['size'])}" for d, a in agree.iterrows()})
-    return counts
+    """Per claim and mode: the OOD domains *with a gap to explain* (the denominator) and how many end in
+    each outcome, then, reported apart, the domains without a gap and those whose answers are an answer
+    outcome (parse failure, off-list, constant answer)."""
+    rows = []
+    for mode, v in verdicts.groupby("mode", sort=False):
+        gap = v[(v["answer_outcome"] == "") & (v["A-H1 reason"] != NO_GAP)]
+        for c in CLAIMS:
+            counts = gap[c].value_counts()
+            rows.append({"claim": c, "mode": mode, "domains with a gap": len(gap),
+                         **{o: int(counts.get(o, 0)) for o in (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE)},
+                         "apart: no gap": int(((v["answer_outcome"] == "") & (v["A-H1 reason"] == NO_GAP)).sum()),
+                         **{f"apart: {o}": int(n) for o, n in v.loc[v["answer_outcome"] != "",
+                                                                    "answer_outcome"].value_counts().items()}})
+    return pd.DataFrame(rows).fillna(0)
 
 
 def _probed(name: str, protocol: str, seed: int) -> list[int]:

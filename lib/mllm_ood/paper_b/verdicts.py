@@ -6,10 +6,13 @@ paper B's published r) and B-JUDGE (EMI tracks the judge).
   same grid (and, for the LLaVA answers, the same model) by :func:`mllm_ood.stats.correlation_vs_published`.
   On the LLaVA answers (text only) the estimand is EMID vs the *text-side sum*, not the bound.
   *Not testable* where EMID does not vary across scenarios by more than its own noise
-  (:func:`mllm_ood.paper_b.emid.reliability` below :data:`MIN_RELIABILITY`): a correlation would measure noise.
-- **B-BOUND**: the share of shifted scenarios with EMID <= the bound, with a Clopper-Pearson interval over
-  scenarios, against 1 - MARGIN (the theorem says every scenario); a scenario whose whole EMID interval lies
-  above its bound contradicts it outright.
+  (:func:`mllm_ood.paper_b.emid.reliability` below :data:`MIN_RELIABILITY`) *and* the correlation's interval
+  reaches 0: the grid could not have shown a relation. Noise in EMID only weakens a correlation, so one whose
+  interval excludes 0 despite the noise stands and is decided by the rule (likewise for B-JUDGE).
+- **B-BOUND**: each shifted scenario's EMID interval against its bound (the theorem says every scenario):
+  *supported* when every interval lies at or below its bound, *contradicted* when any lies wholly above,
+  *inconclusive* otherwise; the share shown (with a Clopper-Pearson interval) and how loose the bound is
+  (median bound / EMID) are reported beside it -- a bound hundreds of times EMID holds without telling much.
 - **B-JUDGE**: Pearson r of EMI and the judge's mean score over all scenarios against :data:`JUDGE_R`
   (paper B gives no number to compare with): *supported* above it, *contradicted* wholly below it.
 
@@ -27,8 +30,8 @@ from scipy import stats
 
 from ..claims import ledger_row
 from ..mllm import in_words
-from ..stats import (CONTRADICTED, DELTA_R, MARGIN, NOT_TESTABLE, correlation_vs_published, decide,
-                     rule_text)
+from ..stats import (CONTRADICTED, DELTA_R, INCONCLUSIVE, MARGIN, NOT_TESTABLE, SUPPORTED, correlation_vs_published,
+                     decide, rule_text)
 from .emid import reliability
 from .grids import llava_bench
 
@@ -39,8 +42,8 @@ MIN_RELIABILITY = 0.5
 MIN_JUDGE_RANGE = 2 * MARGIN
 # EMI "tracks" the judge when their correlation's interval clears this r (no published value exists).
 JUDGE_R = DELTA_R
-BOUND_RULE = (f"Clopper-Pearson 95 % interval of the share of scenarios with EMID <= bound vs {1 - MARGIN:g}; "
-              "contradicted if any scenario's EMID interval lies wholly above its bound")
+BOUND_RULE = ("each shifted scenario's 95 % EMID interval against its bound: supported when every interval lies "
+              "at or below its bound, contradicted when any lies wholly above, else inconclusive")
 JUDGE_RULE = f"95 % interval of Pearson r (rows x columns bootstrap) vs r = {JUDGE_R:g} (no published value)"
 # the published r each digits / hub grid is compared with: (model, grid) of paper B's release, its main
 # model on the same kind of grid (rotation is a synthetic shift)
@@ -117,16 +120,21 @@ def bench_rows(table: pd.DataFrame, data: str) -> list[dict]:
 
 
 def bound_share(table: pd.DataFrame, column: str = "jsd_sum", level: float = 0.95) -> dict:
-    """Share of shifted scenarios with EMID <= ``column`` (the bound), its Clopper-Pearson interval, the
-    scenarios whose whole EMID interval lies above the bound, and the outcome (see the module docstring)."""
+    """Per shifted scenario, EMID's interval against its bound ``column``: *shown* when the whole interval
+    lies at or below the bound, *violated* when it lies wholly above. The estimate is the share shown (with
+    its Clopper-Pearson interval over scenarios, descriptive); the outcome: *contradicted* if any scenario is
+    violated, *supported* if every scenario is shown (an intersection-union test: each inequality at the
+    interval's level), *inconclusive* otherwise (see the module docstring)."""
     t = table[table["emid"].notna() & table[column].notna()]
-    n, k = len(t), int((t["emid"] <= t[column]).sum())
+    n = len(t)
     if not n:
         return {"n": 0, "k": 0, "share": np.nan, "low": np.nan, "high": np.nan, "violations": 0,
                 "outcome": NOT_TESTABLE}
+    high = t["emid_high"] if "emid_high" in t else t["emid"]
+    low = t["emid_low"] if "emid_low" in t else t["emid"]
+    k, violations = int((high <= t[column]).sum()), int((low > t[column]).sum())
     ci = stats.binomtest(k, n).proportion_ci(level, method="exact")
-    violations = int((t["emid_low"] > t[column]).sum()) if "emid_low" in t else 0
-    outcome = CONTRADICTED if violations else decide(k / n, ci.low, ci.high, margin=1 - MARGIN)
+    outcome = CONTRADICTED if violations else SUPPORTED if k == n else INCONCLUSIVE
     return {"n": n, "k": k, "share": k / n, "low": float(ci.low), "high": float(ci.high), "violations": violations,
             "outcome": outcome}
 
@@ -173,7 +181,7 @@ def grid_rows(tables: dict[str, pd.DataFrame], summary: pd.DataFrame, *, model: 
             estimand="share of shifted scenarios with EMID <= the JSD bound sqrt(JSv) + sqrt(JSt) + JSpy^1/4 + JSqy^1/4",
             estimate=b["share"], low=b["low"], high=b["high"], unit="share", n=b["n"], rule=BOUND_RULE,
             outcome=b["outcome"], evidence="04_emid_vs_bound",
-            reason=f"{b['k']} of {b['n']} under the bound, {b['violations']} significantly above; median bound / "
+            reason=f"{b['k']} of {b['n']} EMID intervals wholly at or below the bound, {b['violations']} wholly above; median bound / "
                    f"EMID {ratio:.0f}x where EMID > 0"))
         pick = lambda pair: summary[(summary["grid"] == grid) & (summary["pair"] == pair)  # noqa: E731
                                     & (summary["method"] == "pearson")]
@@ -186,7 +194,7 @@ def grid_rows(tables: dict[str, pd.DataFrame], summary: pd.DataFrame, *, model: 
             else:
                 v = versus_published(c["r"], c["low"], c["high"], *pub)
             outcome, reason = v["outcome"], _difference_text(v)
-            if test["emid_reason"]:
+            if test["emid_reason"] and not c["low"] > 0:
                 outcome, reason = NOT_TESTABLE, f"{test['emid_reason']} ({reason})"
             rows.append(ledger_row(
                 "B-CORR", notebook=NOTEBOOK, scope=f"{grid} grid", model=model, data=data,
@@ -198,7 +206,7 @@ def grid_rows(tables: dict[str, pd.DataFrame], summary: pd.DataFrame, *, model: 
             j = j.iloc[0]
             outcome = decide(j["r"], j["low"], j["high"], margin=JUDGE_R)
             reason = ""
-            if test["judge_reason"]:
+            if test["judge_reason"] and not j["low"] > 0:
                 outcome, reason = NOT_TESTABLE, test["judge_reason"]
             rows.append(ledger_row(
                 "B-JUDGE", notebook=NOTEBOOK, scope=f"{grid} grid", model=model, data=data,

@@ -12,14 +12,14 @@ Every random draw is seeded from a ``seed`` argument. Accuracies and effects are
 
 from .intervals import (
     CORRELATION_METHODS, CORRELATION_VERSION, bootstrap_ci, bootstrap_diff_ci, bootstrap_paired_diff_ci,
-    difference_interval, paired_effect, is_format_failure, claim_verdict, agreement, percent_interval,
-    points_interval, interval_text, with_interval_column, number_text, correlation_ci, correlation_verdict,
+    difference_interval, paired_effect, agreement, percent_interval,
+    points_interval, interval_text, with_interval_column, number_text, correlation_ci,
 )
 from .resampling import cluster_bootstrap_ci, cluster_resamples
 from .rule import (
     CLAIM_OUTCOMES, ANSWER_OUTCOMES, OUTCOMES, MARGIN, DELTA_R, ALPHA, FORMAT_SHARE, CONSTANT_SHARE,
     RULE_TEXT, SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, PARSE_FAILURE, OFF_LIST, CONSTANT_ANSWER,
-    rule_text, decide, holm, sign_flip_p, decide_family, fisher_interval, correlation_vs_published,
+    rule_text, decide, holm, sign_flip_p, exact_p, decide_family, fisher_interval, correlation_vs_published,
     answer_outcome,
 )
 

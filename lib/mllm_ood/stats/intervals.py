@@ -1,7 +1,7 @@
 """Statistics shared by every notebook: bootstrap intervals of means and of differences (independent or
 paired), paired effects over queries, correlations with intervals (crossed designs included), how an
-interval is written, and the outcome rules the notebooks read intervals with (the margin, the format
-failure, a claim's verdict, a correlation's verdict).
+interval is written, and a descriptive agreement reading of a difference (whether two scoring modes agree;
+claims are decided by :mod:`.rule`, not here).
 
 All intervals are percentile bootstrap intervals (``scipy.stats.bootstrap`` or a seeded resampling loop),
 every random draw seeded from the ``seed`` argument. Accuracies and effects are fractions.
@@ -20,7 +20,7 @@ from scipy import stats
 from ..cache import cached_analysis, cached_table, exact_digest
 from ..seeding import derive_seed
 from ..validation import ParameterError, check_choice, check_positive_int
-from .rule import FORMAT_SHARE, MARGIN
+from .rule import MARGIN
 
 CORRELATION_METHODS = ("pearson", "spearman")
 # Part of the correlations' cache key (the value paper B's analyses always used): bump it when
@@ -128,33 +128,7 @@ def paired_effect(a: pd.DataFrame, b: pd.DataFrame, value: str = "correct", n_bo
 
 
 # --------------------------------------------------------------------------------------------------
-# outcome rules
-
-
-
-
-def is_format_failure(accuracy: float, parse_failure_rate: float, margin: float = MARGIN,
-                      share: float = FORMAT_SHARE) -> bool:
-    """Unparseable replies are more than ``margin`` of the answers and at least ``share`` of the errors: the
-    accuracy then measures whether the model keeps the reply format, not whether it knows the class."""
-    if parse_failure_rate is None or np.isnan(parse_failure_rate):
-        return False
-    return bool(parse_failure_rate > margin and parse_failure_rate >= share * (1 - accuracy))
-
-def claim_verdict(effect: dict, expected_sign: int = 1) -> str:
-    """Whether a paired effect (:func:`paired_effect`) reproduces a claim that it is positive
-    (``expected_sign`` = 1) or negative (-1): 'reproduced' when the 95 % interval excludes 0 on the claimed
-    side, 'not reproduced (opposite effect)' when it excludes 0 on the other side, else
-    'not reproduced (no clear effect)'."""
-    if expected_sign not in (1, -1):
-        raise ParameterError(f"expected_sign must be 1 or -1, got {expected_sign!r}")
-    lo, hi = expected_sign * effect["ci_low"], expected_sign * effect["ci_high"]
-    lo, hi = min(lo, hi), max(lo, hi)
-    if lo > 0:
-        return "reproduced"
-    if hi < 0:
-        return "not reproduced (opposite effect)"
-    return "not reproduced (no clear effect)"
+# agreement (descriptive; claims are decided by the rule module)
 
 
 def agreement(lo: float, hi: float, margin: float = MARGIN) -> str:
@@ -269,24 +243,4 @@ def _correlation_ci(a, b, *, method, n_boot, level, seed, rows, cols) -> dict:
         out["low"], out["high"] = (float(v) for v in np.quantile(rs, [alpha, 1 - alpha]))
     return out
 
-
-def correlation_verdict(c: dict, published_r: float | None = None) -> str:
-    """Plain words for a correlation with its interval, optionally against a published r."""
-    if math.isnan(c["r"]):
-        return "undefined (constant series or fewer than 3 scenarios)"
-    if math.isnan(c["low"]):
-        return "interval undefined"
-    if c["low"] > 0:
-        sign = "positive (interval excludes 0)"
-    elif c["high"] < 0:
-        sign = "NEGATIVE (interval excludes 0)"
-    else:
-        sign = "no clear relation (interval includes 0)"
-    if published_r is None:
-        return sign
-    if c["low"] > 0 and c["low"] <= published_r <= c["high"]:
-        return "reproduced: " + sign + f", published {published_r:.2f} inside the interval"
-    if c["low"] > 0:
-        return "partly: " + sign + f", but published {published_r:.2f} outside the interval"
-    return "not reproduced: " + sign + f" (published {published_r:.2f})"
 

@@ -138,6 +138,21 @@ def sign_flip_p(differences, *, direction: int = 1, n_resamples: int = 9999, see
     return float(res.pvalue)
 
 
+def exact_p(a, b, *, paired: bool, direction: int = 1, seed: int = 0) -> float:
+    """One-sided exact p-value that mean(a) - mean(b) is not on the ``direction`` side of 0 (a, b: 0/1
+    outcomes): the sign-flip (exact McNemar) test of the item pairs when ``paired``, else Fisher's exact
+    test of the two independent samples. NaN when a side is empty."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if not len(a) or not len(b):
+        return math.nan
+    if paired:
+        if len(a) != len(b):
+            raise ParameterError(f"paired outcomes need equal lengths, got {len(a)} and {len(b)}")
+        return sign_flip_p(a - b, direction=direction, seed=seed)
+    table = [[a.sum(), len(a) - a.sum()], [b.sum(), len(b) - b.sum()]]
+    return float(stats.fisher_exact(np.asarray(table, int), alternative="greater" if direction == 1 else "less")[1])
+
+
 def decide_family(table: pd.DataFrame, *, alpha: float = ALPHA) -> pd.DataFrame:
     """``table`` (one row per claim of one notebook's family) with ``p_holm`` and ``outcome`` added.
 
