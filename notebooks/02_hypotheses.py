@@ -49,7 +49,7 @@ from mllm_ood.claims import prose, write_claims
 from mllm_ood.data import catalog
 from mllm_ood.formats.prompts import class_descriptions, domain_context
 from mllm_ood.mllm import in_words, load_model
-from mllm_ood.paper_a import features, hypotheses, ledger_rows, zero_shot
+from mllm_ood.paper_a import features, hypotheses, ledger_rows, probe_protocol, zero_shot
 from mllm_ood.paper_a.evaluation import accuracy_table
 from mllm_ood.paper_a.features import ood_domains
 from mllm_ood.paper_a.outcomes import answer_table
@@ -73,6 +73,7 @@ MAX_NEW_TOKENS: int = 16  # cap on a generated reply (it runs until the model st
 TEMPERATURE: float = 0.0  # 0.0 means greedy, reproducible; paper A sampled at 0.2, seeded here by SEED
 SYSTEM_PROMPT: str = "none"  # "none" or "card" (the model card's / its authors' conversation template's system prompt)
 PROBE_FEATURES: str = "model"  # the vision probe's features: "model" (the MLLM's own tower) or "clip" (paper A: frozen CLIP ViT-B/16 image embeddings, openai/clip-vit-base-patch16; or a CLIP hub id / folder)
+PROBE_PROTOCOL: str = "project"  # the probe protocol: "project" (standardised, C cross-validated, every class) or "paper_a" (paper A: C 0.316, no scaling, its class pair where it names one, BGR / ImageNet preprocessing for CLIP)
 
 # %%
 # Every parameter checked by name before anything loads (one ParameterError naming it).
@@ -89,7 +90,8 @@ check_parameters(globals(), SMOKE=boolean(), MODEL=model_reference(),
                  BATCH_SIZE=integer(1, 4096), PROMPT_STYLE=text(choices=PROMPT_STYLES),
                  ID_REFERENCE=satisfies(lambda v: isinstance(v, dict), "a mapping dataset -> 'dataset/domain'"),
                  PROBE_FEATURES=features.check_probe_features, MAX_NEW_TOKENS=integer(1, 32768),
-                 TEMPERATURE=number(0, 5), SYSTEM_PROMPT=text(choices=SYSTEM_PROMPTS))
+                 TEMPERATURE=number(0, 5), SYSTEM_PROMPT=text(choices=SYSTEM_PROMPTS),
+                 PROBE_PROTOCOL=text(choices=probe_protocol.PROTOCOLS))
 with naming("ID_REFERENCE", "DATASETS"):
     zero_shot.validate_id_reference(ID_REFERENCE, DATASETS)
 require({"vision_features", "answer_state"} <= capabilities_of(MODEL), "MODEL", MODEL,
@@ -105,7 +107,8 @@ if len(curve) < len(LEARNING_CURVE):
           f"holds at most {PROBE_PER_CLASS // 2} examples per class (PROBE_PER_CLASS = {PROBE_PER_CLASS}, split "
           f"half/half)")
 zero_shot.validate(DATASETS, MODES, SAMPLES_PER_CLASS, "first", prompt_style=PROMPT_STYLE)
-model = features.with_probe_features(load_model(MODEL), PROBE_FEATURES)  # the vision probe reads CLIP for "clip"
+model = features.with_probe_features(load_model(MODEL), PROBE_FEATURES,  # the vision probe reads CLIP for "clip"
+                                     preprocess=probe_protocol.PREPROCESSING[PROBE_PROTOCOL])
 infos = {name: catalog.open_dataset(name, seed=SEED)[1] for name in DATASETS}
 ood = {name: ood_domains(infos[name], ID_REFERENCE.get(name)) for name in DATASETS}  # the domains tested per dataset
 # Each dataset's ID reference: ID_REFERENCE, else its own ID domain (none for the molecule sets).
@@ -114,6 +117,7 @@ references = {name: ID_REFERENCE.get(name) or f"{name}/{infos[name].id_domain}" 
 WORDS = in_words(model)  # how figures and the ledger name the model
 print(model, "|", model.fingerprint, "|", WORDS)
 print("ID references:", references, "| no reference:", [d for d in DATASETS if d not in references])
+print(probe_protocol.describe(PROBE_PROTOCOL, DATASETS, {name: infos[name].class_names for name in DATASETS}))
 
 # %% [markdown]
 # ## Hypothesis 1: richer prompts
@@ -217,7 +221,8 @@ largest.assign(plain=(100 * largest["plain"]).round(0), rich=(100 * largest["ric
 # %% [markdown]
 # ## Hypotheses 2 and 3: linear probes
 # Within each OOD domain, a fixed stratified split: half the samples train a logistic-regression probe
-# (its regularisation chosen by cross-validation on the training half only), the other half test it.
+# (its regularisation chosen by cross-validation on the training half only; with `PROBE_PROTOCOL: paper_a`,
+# paper A's fixed C without scaling, on its class pair where it names one: printed above), the other half test it.
 # Three feature sets on the same test items: the pooled vision-tower output (what the projector reads), the
 # language model's hidden state where the answer's first token is predicted (under the plain prompt), and
 # raw pixels. A fourth probe, for datasets with an ID reference: the vision probe **trained on the ID
@@ -246,9 +251,8 @@ largest.assign(plain=(100 * largest["plain"]).round(0), rich=(100 * largest["ric
 # %%
 probe_table, probe_items = hypotheses.probe_tables(model, DATASETS, ood, PROBE_PER_CLASS, references=references,
                                                    seed=SEED, batch_size=BATCH_SIZE, prompt_style=PROMPT_STYLE,
-                                                   n_boot=N_BOOT)
-short = probe_table[probe_table["n_train"] + probe_table["n_test"] < PROBE_PER_CLASS * probe_table["dataset"].map(
-    lambda d: len(infos[d].class_names))]
+                                                   n_boot=N_BOOT, protocol=PROBE_PROTOCOL)
+short = probe_table[probe_table["n_train"] + probe_table["n_test"] < PROBE_PER_CLASS * probe_table["classes"]]
 if len(short):
     print(f"Fewer than PROBE_PER_CLASS = {PROBE_PER_CLASS} samples per class in some domains (the probe uses all "
           f"there are):")
@@ -308,13 +312,15 @@ pooled.assign(mode=np.where(pooled["method"].str.startswith("probe"), "-", poole
 
 # %%
 curve_table = hypotheses.probe_curves(model, DATASETS, ood, PROBE_PER_CLASS, curve, seed=SEED, batch_size=BATCH_SIZE,
-                                      n_boot=N_BOOT)
+                                      n_boot=N_BOOT, protocol=PROBE_PROTOCOL)
 names = list(dict.fromkeys(curve_table["dataset"]))
 fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names) + 1, 3.6), sharey=True, squeeze=False)
 for ax, name in zip(axes[0], names):
     for j, (dom, grp) in enumerate(curve_table[curve_table["dataset"] == name].groupby("domain", sort=False)):
         ax.plot(grp["per_class"], grp["accuracy"] * 100, marker="os^vD<>p*h"[j % 10], ms=4, label=str(dom))
-    ax.axhline(100 * chance[name], color="grey", linestyle=":", label="chance")
+    # the probe's chance: 1 / the classes it separates (paper A's pair: 1/2)
+    ax.axhline(100 / probe_table.loc[probe_table["dataset"] == name, "classes"].iloc[0], color="grey", linestyle=":",
+               label="chance")
     ax.set_xscale("log", base=2)
     ax.set_xticks(curve, [str(k) for k in curve])
     ax.set_ylim(0, 100)

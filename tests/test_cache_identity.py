@@ -72,13 +72,15 @@ def test_each_argument_of_each_cached_analysis_changes_its_key(name):
 
 
 def test_the_probe_feature_source_is_part_of_the_probe_tables_key():
-    """The model, CLIP in front of it, another CLIP in front of it: three keys, for the tables and the curves."""
+    """The model, CLIP in front of it, another CLIP in front of it, CLIP under paper A's preprocessing: four keys,
+    for the tables and the curves."""
     mllm = Model()
-    sources = [mllm, ClipProbeFeatures(mllm, "openai/clip-vit-base-patch16"), ClipProbeFeatures(mllm, "nosuch/clip")]
+    sources = [mllm, ClipProbeFeatures(mllm, "openai/clip-vit-base-patch16"), ClipProbeFeatures(mllm, "nosuch/clip"),
+               ClipProbeFeatures(mllm, "openai/clip-vit-base-patch16", preprocess="paper_a")]
     for fn in (hypotheses.probe_tables, hypotheses.probe_curves):
         args = ([["d"], {"d": ["x"]}, 4] if fn is hypotheses.probe_tables else [["d"], {"d": ["x"]}, 4, [1, 2]])
         keys = {cache.cache_key("analysis", fn.key_params(source, *args)) for source in sources}
-        assert len(keys) == 3, f"{fn.__name__}: a feature source shares another's cached results"
+        assert len(keys) == 4, f"{fn.__name__}: a feature source shares another's cached results"
     # the MLLM's own identity still counts behind the wrapper
     other = ClipProbeFeatures(Model("double@000000000002"), "openai/clip-vit-base-patch16")
     assert cache.content_digest(other) != cache.content_digest(sources[1])
@@ -103,3 +105,8 @@ def test_each_input_of_the_cached_features_recomputes(fresh_cache):
         assert calls(model, **kw) == 1, f"{kw or 'another model'} was read from another input's cache entry"
     wrapped = with_probe_features(m, "model")
     assert wrapped is m
+    # CLIP's features under CLIP's processor and under paper A's preprocessing: two cached arrays
+    clip_own, paper = (ClipProbeFeatures(m, "nosuch/clip", preprocess=p) for p in ("clip", "paper_a"))
+    for wrapper in (clip_own, paper):
+        wrapper.vision_features = m.vision_features
+    assert calls(clip_own) == 1 and calls(paper) == 1 and calls(paper) == 0

@@ -21,6 +21,7 @@ from ..paper_b.embedders import load_image, load_image_model
 from ..paths import ROOT
 from ..progress import tqdm
 from ..validation import ParameterError, check_choice
+from .probe_protocol import PREPROCESSING, paper_a_pixels
 from .probes import pixel_features
 from .zero_shot import build_prompt
 
@@ -75,6 +76,7 @@ def ood_domains(info, reference: str | None = None) -> list[str]:
 # paper A's probe on frozen CLIP features
 
 PROBE_SOURCES = ("model", "clip")
+PREPROCESSINGS = tuple(dict.fromkeys(PREPROCESSING.values()))  # a CLIP probe source's image preprocessing
 # Paper A's code probes OpenAI CLIP ViT-B/16 (clip.load('ViT-B/16'), encode_image); its hub copy:
 CLIP_PROBE_MODEL = "openai/clip-vit-base-patch16"
 
@@ -96,15 +98,20 @@ def check_probe_features(value) -> None:
 class ClipProbeFeatures:
     """The MLLM ``model`` whose ``vision_features`` are a frozen CLIP image encoder's embeddings (paper A's
     hypothesis-2 probe): CLIP's projected pooled image output (``visual_projection`` of the vision
-    transformer's pooled output, what OpenAI CLIP's ``encode_image`` returns), through CLIP's own image
-    processor (resize + centre crop + CLIP normalisation; paper A's script resized to 224 x 224 with
-    ImageNet statistics instead). Everything else -- answers, answer states, :attr:`fingerprint` -- is the
-    MLLM's, so zero-shot results and answer-state features keep their cache entries."""
+    transformer's pooled output, what OpenAI CLIP's ``encode_image`` returns), through ``preprocess``: 'clip'
+    (CLIP's own image processor: resize + centre crop + CLIP normalisation) or 'paper_a' (paper A's script: BGR,
+    224 x 224 squash, ImageNet statistics; :func:`mllm_ood.paper_a.probe_protocol.paper_a_pixels`). Everything
+    else -- answers, answer states, :attr:`fingerprint` -- is the MLLM's, so zero-shot results and answer-state
+    features keep their cache entries."""
 
-    def __init__(self, model, clip_model: str):
+    def __init__(self, model, clip_model: str, preprocess: str = "clip"):
+        check_choice("CLIP probe preprocessing", preprocess, PREPROCESSINGS)
         self.mllm = model  # not 'model': that attribute stays the MLLM's own (its transformers model)
         self.clip_model = str(clip_model)
-        self.clip_identity = f"clip:{files_digest(self.clip_model)}"
+        self.preprocess = preprocess
+        # CLIP's weights and, when not CLIP's own processor, the preprocessing (CLIP's keeps its old entries)
+        how = "" if preprocess == "clip" else f"+{preprocess}"
+        self.clip_identity = f"clip:{files_digest(self.clip_model)}{how}"
 
     def __getattr__(self, name):  # answers, answer states, fingerprint, .model: the MLLM's
         if name == "mllm":  # not set yet (copy / unpickling)
@@ -112,7 +119,8 @@ class ClipProbeFeatures:
         return getattr(self.mllm, name)
 
     def __repr__(self) -> str:
-        return f"{self.mllm!r} (probe vision features: CLIP {self.clip_model})"
+        how = "" if self.preprocess == "clip" else f", {self.preprocess} preprocessing"
+        return f"{self.mllm!r} (probe vision features: CLIP {self.clip_model}{how})"
 
     def cache_identity(self) -> dict:
         """What keys an analysis of this wrapper (:func:`mllm_ood.cache.content_digest`): the MLLM's
@@ -134,19 +142,22 @@ class ClipProbeFeatures:
         with torch.inference_mode():
             for i in tqdm(range(0, len(images), batch_size), desc="CLIP vision", disable=not progress):
                 batch = [load_image(im) for im in images[i:i + batch_size]]
-                pixels = processor(images=batch, return_tensors="pt")["pixel_values"].to(net.device)
+                pixels = (paper_a_pixels(batch) if self.preprocess == "paper_a"
+                          else processor(images=batch, return_tensors="pt")["pixel_values"]).to(net.device, net.dtype)
                 pooled = net.vision_model(pixel_values=pixels).pooler_output
                 out.append(net.visual_projection(pooled).float().cpu().numpy())
         return np.concatenate(out)
 
 
-def with_probe_features(model, source: str):
+def with_probe_features(model, source: str, preprocess: str = "clip"):
     """``model`` itself for ``source`` 'model'; for 'clip' (paper A's CLIP ViT-B/16) or a CLIP checkpoint,
-    the model wrapped so that the probes read CLIP's frozen image embeddings (:class:`ClipProbeFeatures`)."""
+    the model wrapped so that the probes read CLIP's frozen image embeddings (:class:`ClipProbeFeatures`) of
+    images prepared by ``preprocess`` ('clip' or 'paper_a'; it does not concern the MLLM's own tower)."""
     check_probe_features(source)
+    check_choice("CLIP probe preprocessing", preprocess, PREPROCESSINGS)
     if source == "model":
         return model
     ref = CLIP_PROBE_MODEL if source == "clip" else source
     if not Path(ref).is_absolute() and (ROOT / ref).is_dir():
         ref = str(ROOT / ref)
-    return ClipProbeFeatures(model, ref)
+    return ClipProbeFeatures(model, ref, preprocess=preprocess)

@@ -45,12 +45,14 @@ import numpy as np
 import pandas as pd
 
 from ..cache import cached_analysis
+from ..data import catalog
 from ..stats import (CONTRADICTED, INCONCLUSIVE, MARGIN, NOT_TESTABLE, SUPPORTED, bootstrap_ci, decide,
                      difference_interval, points_interval)
 from .evaluation import pair_with_reference
 from .features import domain_features
 from ..stats import exact_p
 from .outcomes import answer_table, outcome_reason
+from .probe_protocol import probed_classes
 from .probes import learning_curve, probe_accuracy, transfer_accuracy
 
 RICHER_PROMPTS = ("descriptions", "domain_context")
@@ -331,51 +333,67 @@ def summarise(verdicts: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).fillna(0)
 
 
+def _probed(name: str, protocol: str, seed: int) -> list[int]:
+    return probed_classes(name, catalog.open_dataset(name, seed=seed)[1].class_names, protocol)
+
+
+def _rows(x, y, classes):
+    keep = np.isin(y, classes)
+    return x[keep], y[keep]
+
+
 @cached_analysis("analysis")
 def probe_tables(model, datasets, ood: dict, n_per_class: int, *, references: dict | None = None, seed: int = 0,
-                 batch_size: int = 64, prompt_style: str = "short", n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 batch_size: int = 64, prompt_style: str = "short", n_boot: int = 1000,
+                 protocol: str = "project") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Linear probes (H2, H3) per OOD domain and feature set (:data:`PROBE_LABELS`), each fitted on a fixed
     half of ``n_per_class`` samples per class and scored on the other half (cached fits, see
     :mod:`mllm_ood.paper_a.probes`), plus, for datasets with an ID reference (``references``: {dataset:
     'dataset/domain'}), the vision probe fitted on the reference's training half and scored on the same test
-    half (:data:`ID_PROBE`). ``ood``: {dataset: OOD domains}. Returns (one row per dataset, domain and
-    feature set: n_train, n_test, accuracy, ci_low, ci_high; the test items: dataset, domain, features,
-    item, correct, in the order that :func:`comparison` and :func:`domain_verdicts` use them)."""
+    half (:data:`ID_PROBE`). ``ood``: {dataset: OOD domains}. ``protocol`` (:mod:`mllm_ood.paper_a.probe_protocol`):
+    'paper_a' keeps only the images of paper A's class pair where it names one (every feature set alike, so the
+    test items stay shared) and fits paper A's classifier. Returns (one row per dataset, domain and feature set:
+    classes (how many the probe separates), n_train, n_test, accuracy, ci_low, ci_high; the test items: dataset,
+    domain, features, item, correct, in the order that :func:`comparison` and :func:`domain_verdicts` use them)."""
     rows, items = [], []
     references = references or {}
 
-    def add(name, dom, kind, r):
+    def add(name, dom, kind, classes, r):
         correct = r.pop("correct")
         items.append(pd.DataFrame({"dataset": name, "domain": dom, "features": kind, "item": np.arange(len(correct)),
                                    "correct": correct}))
-        rows.append({"dataset": name, "domain": dom, "features": kind, **r})
+        rows.append({"dataset": name, "domain": dom, "features": kind, "classes": len(classes), **r})
 
     for name in datasets:
+        classes = _probed(name, protocol, seed)
         ref = _reference(references.get(name))
         ref_x = None
         if ref is not None:
-            ref_x, ref_y, _ = domain_features(model, ref[0], ref[1], "vision", n_per_class, seed=seed,
-                                              batch_size=batch_size)
+            ref_x, ref_y = _rows(*domain_features(model, ref[0], ref[1], "vision", n_per_class, seed=seed,
+                                                  batch_size=batch_size)[:2], classes)
         for dom in ood[name]:
             for kind in PROBE_LABELS:
-                x, y, _ = domain_features(model, name, dom, kind, n_per_class, seed=seed, batch_size=batch_size,
-                                          prompt_style=prompt_style)
-                add(name, dom, kind, probe_accuracy(x, y, seed=seed, n_boot=n_boot))
+                x, y = _rows(*domain_features(model, name, dom, kind, n_per_class, seed=seed, batch_size=batch_size,
+                                              prompt_style=prompt_style)[:2], classes)
+                add(name, dom, kind, classes, probe_accuracy(x, y, seed=seed, n_boot=n_boot, protocol=protocol))
                 if kind == "vision" and ref_x is not None:
-                    add(name, dom, ID_PROBE, transfer_accuracy(ref_x, ref_y, x, y, seed=seed, n_boot=n_boot))
+                    add(name, dom, ID_PROBE, classes, transfer_accuracy(ref_x, ref_y, x, y, seed=seed, n_boot=n_boot,
+                                                                        protocol=protocol))
     return pd.DataFrame(rows), pd.concat(items, ignore_index=True)
 
 
 @cached_analysis("analysis")
 def probe_curves(model, datasets, ood: dict, n_per_class: int, per_class_list, *, seed: int = 0,
-                 batch_size: int = 64, n_boot: int = 1000) -> pd.DataFrame:
+                 batch_size: int = 64, n_boot: int = 1000, protocol: str = "project") -> pd.DataFrame:
     """The vision-feature probe's accuracy against labelled examples per class, one fit per point on the
-    same test half (:func:`mllm_ood.paper_a.probes.learning_curve` with one draw): columns dataset, domain,
-    per_class, accuracy."""
+    same test half (:func:`mllm_ood.paper_a.probes.learning_curve` with one draw; ``protocol`` as in
+    :func:`probe_tables`): columns dataset, domain, per_class, accuracy."""
     frames = []
     for name in datasets:
+        classes = _probed(name, protocol, seed)
         for dom in ood[name]:
-            x, y, _ = domain_features(model, name, dom, "vision", n_per_class, seed=seed, batch_size=batch_size)
-            frames.append(learning_curve(x, y, per_class_list, seed=seed, n_draws=1, n_boot=n_boot)
+            x, y = _rows(*domain_features(model, name, dom, "vision", n_per_class, seed=seed,
+                                          batch_size=batch_size)[:2], classes)
+            frames.append(learning_curve(x, y, per_class_list, seed=seed, n_draws=1, n_boot=n_boot, protocol=protocol)
                           .assign(dataset=name, domain=dom))
     return pd.concat(frames, ignore_index=True)[["dataset", "domain", "per_class", "accuracy"]]

@@ -1,7 +1,8 @@
 """Linear probes (paper A, hypothesis 2 and 3): multinomial logistic regression on frozen features.
 
 Hygiene: a probe is fitted and its regularisation chosen (cross-validation) on the training split only;
-the test split is touched once, to score the fitted probe. Splits are stratified and seeded.
+the test split is touched once, to score the fitted probe. Splits are stratified and seeded. ``protocol``
+'paper_a' fits paper A's classifier instead (:mod:`mllm_ood.paper_a.probe_protocol`: fixed C, no scaling).
 
 Every fit is cached (kind ``probes``): its test items' correctness, keyed by the features, the labels and
 the split settings, so a rerun of notebooks 02 and 03 refits nothing.
@@ -20,6 +21,7 @@ from ..cache import cached_table, exact_digest
 from ..seeding import derive_seed
 from ..stats import bootstrap_ci
 from ..validation import ParameterError, check_positive_int
+from .probe_protocol import check_protocol, paper_a_classifier
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 # Part of every probe's cache key: bump it when a change alters what a fitted probe predicts.
@@ -39,17 +41,22 @@ def split_indices(labels, test_fraction: float = 0.5, seed: int = 0) -> tuple[np
     return np.sort(tr), np.sort(te)
 
 
-def fit_probe(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0, max_folds: int = 5):
+def fit_probe(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0, max_folds: int = 5,
+              protocol: str = "project"):
     """Standardise + logistic regression, C chosen by stratified CV on (x_train, y_train) only.
 
-    With fewer than 2 examples in some class, CV is impossible and C = 1 is used.
-    Returns a fitted scikit-learn estimator.
+    With fewer than 2 examples in some class, CV is impossible and C = 1 is used. ``protocol`` 'paper_a':
+    paper A's logistic regression on the raw features instead (C = 0.316, max_iter 10000, random_state
+    ``seed``). Returns a fitted scikit-learn estimator.
     """
+    check_protocol(protocol)
     x_train, y_train = np.asarray(x_train, np.float64), np.asarray(y_train)
     if x_train.ndim != 2 or len(x_train) != len(y_train):
         raise ParameterError(f"fit_probe needs x (n, d) and y (n,), got {x_train.shape} and {y_train.shape}")
     if len(np.unique(y_train)) < 2:
         raise ParameterError("a probe needs at least two classes in its training split")
+    if protocol == "paper_a":
+        return paper_a_classifier(seed).fit(x_train, y_train)
     base = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     folds = min(max_folds, int(np.bincount(y_train)[np.unique(y_train)].min()))
     if folds < 2:
@@ -59,10 +66,17 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0, max_folds
     return search.fit(x_train, y_train).best_estimator_
 
 
+def _protocol_key(protocol: str) -> dict:
+    """The cache-key entry of a probe protocol (none for the project's own: its fits keep their entries)."""
+    check_protocol(protocol)
+    return {} if protocol == "project" else {"protocol": protocol}
+
+
 def probe_accuracy(features: np.ndarray, labels, seed: int = 0, test_fraction: float = 0.5,
-                   per_class: int | None = None, n_boot: int = 1000, draw: int = 0) -> dict:
+                   per_class: int | None = None, n_boot: int = 1000, draw: int = 0, protocol: str = "project") -> dict:
     """Fit on the fixed training split (optionally only ``per_class`` examples of each class, the
     ``draw``-th random choice of them), score on the fixed test split (cached, see the module docstring).
+    ``protocol``: which classifier is fitted (:func:`fit_probe`).
     Returns n_train, n_test, accuracy, ci_low, ci_high (fractions) and ``correct`` (bool array over the
     test split, for pooling)."""
     x, y = np.asarray(features), np.asarray(labels)
@@ -70,17 +84,19 @@ def probe_accuracy(features: np.ndarray, labels, seed: int = 0, test_fraction: f
         raise ParameterError(f"{len(x)} feature rows but {len(y)} labels")
     if per_class is not None:
         check_positive_int("labelled examples per class", per_class)
+    proto = _protocol_key(protocol)
 
     def build() -> pd.DataFrame:
         tr, te = split_indices(y, test_fraction, seed)
         if per_class is not None:
             r = np.random.default_rng(derive_seed(seed, "probe-per-class", per_class, *([draw] if draw else [])))
             tr = np.sort(np.concatenate([r.permutation(tr[y[tr] == c])[:per_class] for c in np.unique(y[tr])]))
-        clf = fit_probe(x[tr], y[tr], seed=seed)
+        clf = fit_probe(x[tr], y[tr], seed=seed, protocol=protocol)
         return pd.DataFrame({"n_train": len(tr), "correct": clf.predict(x[te]) == y[te]})
 
     params = {"x": exact_digest(x), "y": exact_digest(y), "seed": int(seed), "test_fraction": float(test_fraction),
-              "per_class": None if per_class is None else int(per_class), "draw": int(draw), "version": PROBE_VERSION}
+              "per_class": None if per_class is None else int(per_class), "draw": int(draw), "version": PROBE_VERSION,
+              **proto}
     items = cached_table("probes", params, build, file="test_items.csv")
     correct = items["correct"].to_numpy(bool)
     lo, hi = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
@@ -89,7 +105,7 @@ def probe_accuracy(features: np.ndarray, labels, seed: int = 0, test_fraction: f
 
 
 def transfer_accuracy(x_source: np.ndarray, y_source, x_target: np.ndarray, y_target, seed: int = 0,
-                      test_fraction: float = 0.5, n_boot: int = 1000) -> dict:
+                      test_fraction: float = 0.5, n_boot: int = 1000, protocol: str = "project") -> dict:
     """A probe fitted on the training split of one domain (``source``, e.g. the ID reference) and scored on
     the test split of another (``target``, a shifted domain: the same test items as
     :func:`probe_accuracy` on the target), cached like it. Labels must be the same class indices. Returns
@@ -98,15 +114,16 @@ def transfer_accuracy(x_source: np.ndarray, y_source, x_target: np.ndarray, y_ta
     if len(xs) != len(ys) or len(xt) != len(yt) or xs.shape[1:] != xt.shape[1:]:
         raise ParameterError(f"transfer_accuracy needs matching rows and feature widths, got {xs.shape}, {ys.shape}, "
                              f"{xt.shape}, {yt.shape}")
+    proto = _protocol_key(protocol)
 
     def build() -> pd.DataFrame:
         tr, _ = split_indices(ys, test_fraction, seed)
         _, te = split_indices(yt, test_fraction, seed)
-        clf = fit_probe(xs[tr], ys[tr], seed=seed)
+        clf = fit_probe(xs[tr], ys[tr], seed=seed, protocol=protocol)
         return pd.DataFrame({"n_train": len(tr), "correct": clf.predict(xt[te]) == yt[te]})
 
     params = {"x": exact_digest(xs), "y": exact_digest(ys), "x_target": exact_digest(xt), "y_target": exact_digest(yt),
-              "seed": int(seed), "test_fraction": float(test_fraction), "version": PROBE_VERSION}
+              "seed": int(seed), "test_fraction": float(test_fraction), "version": PROBE_VERSION, **proto}
     items = cached_table("probes", params, build, file="test_items.csv")
     correct = items["correct"].to_numpy(bool)
     lo, hi = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
@@ -115,7 +132,7 @@ def transfer_accuracy(x_source: np.ndarray, y_source, x_target: np.ndarray, y_ta
 
 
 def learning_curve(features: np.ndarray, labels, per_class_list, seed: int = 0, n_draws: int = 5,
-                   test_fraction: float = 0.5, n_boot: int = 1000, level: float = 0.95):
+                   test_fraction: float = 0.5, n_boot: int = 1000, level: float = 0.95, protocol: str = "project"):
     """Probe accuracy against labelled examples per class, with intervals that include the luck of the
     draw of those examples.
 
@@ -125,7 +142,7 @@ def learning_curve(features: np.ndarray, labels, per_class_list, seed: int = 0, 
     average; so it widens when the result depends on which examples were drawn (written out here:
     ``scipy.stats.bootstrap`` resamples one level, as :func:`mllm_ood.stats.bootstrap_ci` does).
     Returns a DataFrame: per_class, n_draws, n_test, accuracy (mean over draws), ci_low, ci_high,
-    draw_sd (sd of the per-draw accuracies); fractions.
+    draw_sd (sd of the per-draw accuracies); fractions. ``protocol``: the classifier (:func:`fit_probe`).
     """
     check_positive_int("number of draws", n_draws)
     check_positive_int("n_boot", n_boot)
@@ -134,7 +151,7 @@ def learning_curve(features: np.ndarray, labels, per_class_list, seed: int = 0, 
     for k in per_class_list:
         check_positive_int("labelled examples per class", k)
         runs = [probe_accuracy(x, y, seed=seed, test_fraction=test_fraction, per_class=int(k), n_boot=1,
-                               draw=d)["correct"] for d in range(n_draws)]
+                               draw=d, protocol=protocol)["correct"] for d in range(n_draws)]
         m = np.stack(runs).astype(float)  # (n_draws, n_test): one test split, draws differ in training examples
         r = np.random.default_rng(derive_seed(seed, "curve-bootstrap", int(k)))
         d_idx = r.integers(0, m.shape[0], (n_boot, m.shape[0]))
