@@ -72,10 +72,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown, display
 
 from mllm_ood.data.digits import DIGIT_NAMES
 from mllm_ood.data.world import DATASETS, load, sample_per_class
-from mllm_ood.mllm.embedded import DEFAULT_MODEL_DIR, check_model_dir, load_config, train_or_load
+from mllm_ood.mllm.embedded import DEFAULT_MODEL_DIR, check_model_dir, load_config, train_or_load, yes_no_table
 from mllm_ood.mllm import load_model
 from mllm_ood.paper_a import zero_shot
 from mllm_ood.paper_a.evaluation import accuracy_table
@@ -256,8 +257,24 @@ sample = id_eval.select([first_of[c] for c in sorted(first_of)[:N_GENERATIONS]])
 rows = []
 for im, y in zip(sample["image"], sample["label"]):
     out = model.generate([([im], q) for q in questions], max_new_tokens=16)
-    rows += [{"true digit": DIGIT_NAMES[y], "question": q[:40], "reply": r} for q, r in zip(questions, out)]
-display(pd.DataFrame(rows))
+    rows += [{"true digit": DIGIT_NAMES[y], "question": q, "reply": r} for q, r in zip(questions, out)]
+with pd.option_context("display.max_colwidth", None):
+    display(pd.DataFrame(rows))
+
+# %% [markdown]
+# **"Yes." to every yes/no question?** The replies above answer "Is this a seven?" with "Yes." whatever the
+# digit. Measured on the held-out digits below (each asked once about its own digit and once about another;
+# the model's training questions were half of each): if it answers "Yes" about other digits as often as
+# about its own, it has learned the *form* of a yes/no reply, not the comparison between the image and the
+# digit named in the question — a binding this small model never needed elsewhere in its training.
+
+# %%
+yes_no = yes_no_table(model, id_eval["image"], id_eval["label"], seed=SEED)
+display(yes_no.round(3))
+own, other = yes_no.set_index("asked about")["Yes"]
+display(Markdown(f"It answers **Yes** to {own:.0%} of the questions about the image's own digit and to {other:.0%} "
+                 f"about another digit ({len(id_eval)} held-out digits); yes/no accuracy "
+                 f"{yes_no['correct'].mean():.0%} against 50 % chance."))
 
 # %% [markdown]
 # ## A first look at OOD accuracy

@@ -271,3 +271,24 @@ def test_learning_rate_schedule_is_transformers_cosine_after_warm_up(steps):
     assert np.allclose(ours[warm:], theirs[warm:], rtol=0, atol=1e-12)
     assert np.allclose(ours[:warm - 1], theirs[1:warm], rtol=0, atol=1e-12) and theirs[0] == 0 and ours[warm - 1] == 1
     assert ours[-1] > 0.05 and theirs[-1] > 0.05  # decays towards, never below, 5 % of the rate
+
+
+def test_yes_no_table_counts_replies_per_question_kind():
+    """A model that says "Yes." to everything: every own-digit question right, every other-digit one wrong;
+    the other digit asked is never the image's own."""
+    from mllm_ood.mllm.embedded import yes_no_table
+
+    asked = []
+
+    class AlwaysYes:
+        def generate(self, convs, max_new_tokens=4):
+            asked.extend(q for _, q in convs)
+            return ["Yes." for _ in convs]
+
+    t = yes_no_table(AlwaysYes(), [None] * 20, [k % 10 for k in range(20)], seed=1).set_index("asked about")
+    assert t.loc["its own digit", "Yes"] == 1.0 and t.loc["its own digit", "correct"] == 1.0
+    assert t.loc["another digit", "correct"] == 0.0 and t["questions"].tolist() == [20, 20]
+    from mllm_ood.data.digits import DIGIT_NAMES
+    own, other = asked[:20], asked[20:]
+    assert all(f"a {DIGIT_NAMES[k % 10]}?" in q for k, q in enumerate(own))
+    assert not any(f"a {DIGIT_NAMES[k % 10]}?" in q for k, q in enumerate(other))

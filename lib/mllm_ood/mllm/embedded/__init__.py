@@ -39,7 +39,7 @@ Public entry points: :func:`load_config`, :func:`build_tokenizer`, :func:`build_
 """
 
 from .config import DEFAULT_CONFIG, DEFAULT_MODEL_DIR, RECORD, merge_config, code_version, config_hash, load_config
-from .diagnostics import HeldOutProbe, cross_class_cosine
+from .diagnostics import HeldOutProbe, cross_class_cosine, yes_no_table
 from .samples import (LABEL, TASKS, Encoder, Sample, TaskSampler, chat_sample, strip_eos, collate, data_hash,
                       load_id_data, pixel_values, shift_images)
 from .saving import check_model_dir, read_record, train_embedded_model, train_or_load

@@ -93,3 +93,24 @@ class HeldOutProbe:
             out[key] = round(float(np.mean(hits)), 4)
         model.train(was_training)
         return out
+
+
+def yes_no_table(model, images, labels, *, seed: int = 0, max_new_tokens: int = 4) -> "pd.DataFrame":
+    """How the model answers "Is this a <digit>? Answer yes or no." about held-out digits: each image is asked
+    once about its own digit and once about another digit drawn from ``seed`` (its training questions were
+    half of each). Returns one row per question asked (``asked`` 'its own digit' / 'another digit'), with the
+    share of replies starting 'Yes', 'No' or neither, and the share answered correctly (chance 50 %)."""
+    import pandas as pd
+
+    g = rng(seed, "yes-no")
+    labels = [int(y) for y in labels]
+    others = [int(g.choice([o for o in range(10) if o != y])) for y in labels]
+    rows = []
+    for asked, digits, truth in (("its own digit", labels, "Yes"), ("another digit", others, "No")):
+        replies = model.generate([([im], f"Is this a {DIGIT_NAMES[d]}? Answer yes or no.")
+                                  for im, d in zip(images, digits)], max_new_tokens=max_new_tokens)
+        first = pd.Series([r.strip().split(".")[0].split()[0] if r.strip() else "" for r in replies])
+        rows.append({"asked about": asked, "questions": len(replies), "Yes": (first == "Yes").mean(),
+                     "No": (first == "No").mean(), "neither": (~first.isin(["Yes", "No"])).mean(),
+                     "correct": (first == truth).mean()})
+    return pd.DataFrame(rows)
