@@ -202,7 +202,9 @@ for ax, fam in zip(axes[0], families):
     ax.set_title(fam)
     ax.set_xlabel("domain")
 axes[0][0].set_ylabel("accuracy (%)")
-axes[0][0].legend(fontsize=7)
+for k, (ax, fam) in enumerate(zip(axes[0], families)):  # a legend wherever the two modes are drawn apart
+    if k == 0 or set(view[view["family"] == fam]["shown"]) != {"both modes"}:
+        ax.legend(fontsize=7)
 fig.suptitle(f"ID vs OOD accuracy of the {WORDS}, with 95 % bootstrap intervals")
 fig.tight_layout()
 save_figure(fig, "01_id_vs_ood_gap", view.merge(gaps, on=["mode", "family", "dataset", "domain", "accuracy"], how="left"))
