@@ -86,7 +86,8 @@ colours = {"supported": "#1b9e77", "contradicted": "#d95f02", "inconclusive": "#
            "parse failure": "#7570b3", "off-list answer": "#e7298a", "constant answer": "#66a61e", "not run": "#ffffff"}
 fig, ax = plt.subplots(figsize=(8, 0.32 * len(per_claim) + 1.5))
 per_claim.iloc[::-1].plot.barh(stacked=True, ax=ax, color=[colours[o] for o in order], width=0.8, edgecolor="#555555")
-models = sorted({m.split(" (", 1)[0] if m.startswith("embedded") else m for m in ledger["model"].dropna()})
+models = sorted({m.split(" (", 1)[0] if m.startswith("embedded") else m
+                 for row in ledger["model"].dropna() for m in str(row).split(", ")})
 ax.set(title="Claims of paper A and paper B: outcome of each row (one rule)\nmodels: " + "; ".join(models),
        xlabel="rows (claim x scope)", ylabel="claim id")
 ax.legend(title="outcome", bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
