@@ -398,7 +398,7 @@ display(Markdown(f"Per task, A-ICL1 outcomes: " + ", ".join(
 # The pooled rows become notebook 03's rows of the study's claims ledger (`03_claims.csv`), in words:
 
 # %%
-ledger = write_claims(icl_claims.ledger_rows(family, model=f"{model_words}, {fingerprint}", data=(
+ledger = write_claims(icl_claims.ledger_rows(family, model=f"{model_words} ({fingerprint})", data=(
     f"{len(tasks)} ICL tasks, {QUERIES_PER_CLASS} queries per class (the same in every condition), {len(SEEDS)} "
     f"demonstration seed(s), scoring {SCORING}")), "03")
 counts = ledger["outcome"].value_counts()
