@@ -20,7 +20,7 @@ from scipy import stats
 from ..cache import cached_analysis, cached_table, exact_digest
 from ..seeding import derive_seed
 from ..validation import ParameterError, check_choice, check_positive_int
-from .rule import MARGIN
+from .rule import MARGIN, sign_flip_p
 
 CORRELATION_METHODS = ("pearson", "spearman")
 # Part of the correlations' cache key (the value paper B's analyses always used): bump it when
@@ -116,15 +116,19 @@ def difference_interval(kind: str, a, b, n_boot: int, seed: int) -> tuple[float,
 def paired_effect(a: pd.DataFrame, b: pd.DataFrame, value: str = "correct", n_boot: int = 1000,
                   seed: int = 0) -> dict:
     """mean(a) - mean(b) of ``value`` over the queries both tables share (unit = task x query, each
-    averaged over seeds), with a 95 % paired bootstrap interval; fractions."""
+    averaged over seeds), with a 95 % paired bootstrap interval; fractions. Also the means ``a`` and ``b``
+    over those shared queries, ``gains`` / ``losses`` (queries with a positive / negative difference) and
+    ``p``, the exact one-sided sign-flip p-value that the effect is not positive (:func:`.rule.sign_flip_p`)."""
     qa = a.groupby(["task", "query"])[value].mean()
     qb = b.groupby(["task", "query"])[value].mean()
-    d = (qa - qb).dropna().to_numpy(float)
+    shared = (qa - qb).dropna()
+    d = shared.to_numpy(float)
     if not len(d):
         raise ParameterError("the two conditions share no queries")
     lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=derive_seed(seed, "paired", len(d)))
     return {"effect": float(d.mean()), "ci_low": lo, "ci_high": hi, "n_queries": int(len(d)),
-            "a": float(qa.mean()), "b": float(qb.mean())}
+            "a": float(qa.loc[shared.index].mean()), "b": float(qb.loc[shared.index].mean()),
+            "gains": int((d > 0).sum()), "losses": int((d < 0).sum()), "p": sign_flip_p(d, seed=seed)}
 
 
 # --------------------------------------------------------------------------------------------------

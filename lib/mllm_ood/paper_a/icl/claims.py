@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 
 from ...claims import ledger_row
 from ...seeding import derive_seed
-from ...stats import (CONSTANT_SHARE, MARGIN, NOT_TESTABLE, bootstrap_ci, decide_family, percent_interval, rule_text,
-                      sign_flip_p)
+from ...stats import (CONSTANT_SHARE, MARGIN, NOT_TESTABLE, bootstrap_ci, decide_family, paired_effect,
+                      percent_interval, rule_text)
 from ...validation import ParameterError
 from .tasks import Task
 
@@ -42,7 +41,7 @@ FAMILY_COLUMNS = ["claim_id", "scope", "estimand", "level", "a", "b", "estimate"
 def effect(a: pd.DataFrame, b: pd.DataFrame, value: str = "correct", *, reference: str = "b",
            n_boot: int = 1000, seed: int = 0) -> dict:
     """The paired effect mean(a) - mean(b) over shared queries as fractions: ``estimate`` with its 95 %
-    bootstrap interval (``low``, ``high``; the same draws as :func:`mllm_ood.stats.paired_effect`), the
+    bootstrap interval (``low``, ``high``: :func:`mllm_ood.stats.paired_effect`), the
     means ``a`` and ``b``, ``n`` queries, ``gains`` / ``losses`` (queries with a positive / negative
     difference), the exact one-sided ``p`` that the effect is not positive, and ``room``: the largest
     effect the design allows. ``reference`` names the condition the claim holds fixed: 'b' (the claim is a
@@ -50,17 +49,10 @@ def effect(a: pd.DataFrame, b: pd.DataFrame, value: str = "correct", *, referenc
     (the claim is a loss of b against a: room mean(a))."""
     if reference not in ("a", "b"):
         raise ParameterError(f"reference must be 'a' or 'b', got {reference!r}")
-    qa = a.groupby(["task", "query"])[value].mean()
-    qb = b.groupby(["task", "query"])[value].mean()
-    d = (qa - qb).dropna()
-    if not len(d):
-        raise ParameterError("the two conditions share no queries")
-    x = d.to_numpy(float)
-    lo, hi = bootstrap_ci(x, n_boot=n_boot, seed=derive_seed(seed, "paired", len(x)))
-    ma, mb = float(qa.loc[d.index].mean()), float(qb.loc[d.index].mean())
-    return {"estimate": float(x.mean()), "low": lo, "high": hi, "a": ma, "b": mb, "n": int(len(x)),
-            "gains": int((x > 0).sum()), "losses": int((x < 0).sum()), "p": sign_flip_p(x, seed=seed),
-            "room": 1 - mb if reference == "b" else ma}
+    e = paired_effect(a, b, value, n_boot=n_boot, seed=seed)
+    return {"estimate": e["effect"], "low": e["ci_low"], "high": e["ci_high"], "a": e["a"], "b": e["b"],
+            "n": e["n_queries"], "gains": e["gains"], "losses": e["losses"], "p": e["p"],
+            "room": 1 - e["b"] if reference == "b" else e["a"]}
 
 
 def constant_note(a: pd.DataFrame, b: pd.DataFrame, share: float = CONSTANT_SHARE) -> str:
