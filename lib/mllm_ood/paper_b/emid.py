@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..seeding import derive_seed
-from ..stats import cluster_resamples
+from ..stats import cluster_members, cluster_resamples, draws_interval
 from ..validation import ParameterError, check_positive_int
 
 
@@ -74,15 +74,6 @@ def pairing(src: ScenarioLikelihoods, tgt: ScenarioLikelihoods) -> np.ndarray | 
     return np.array([pos[v] for v in a], dtype=int)
 
 
-def _interval(draws: np.ndarray, level: float) -> tuple[float, float]:
-    draws = draws[np.isfinite(draws)]
-    if not len(draws):
-        return np.nan, np.nan
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(draws, [alpha, 1 - alpha])
-    return float(lo), float(hi)
-
-
 def emid_draws(src: ScenarioLikelihoods, tgt: ScenarioLikelihoods, *, n_boot: int, seed: int,
                src_draws: np.ndarray | None = None, tgt_draws: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
     """Bootstrap draws of EMID = EMI(src) - EMI(tgt) and whether they are paired (:func:`pairing`)."""
@@ -106,13 +97,13 @@ def scenario_intervals(scenarios: dict[str, ScenarioLikelihoods], source: str, *
     draws = {s: st.draws(n_boot, derive_seed(seed, "emi-bootstrap", s)) for s, st in scenarios.items()}
     rows = []
     for s, st in scenarios.items():
-        lo, hi = _interval(draws[s], level)
+        lo, hi = draws_interval(draws[s], level)
         row = {"scenario": s, "n_clusters": len(set(st.clusters.tolist())), "emi_low": lo, "emi_high": hi,
                "emid_low": np.nan, "emid_high": np.nan, "emid_paired": False}
         if s != source:
             d, paired = emid_draws(scenarios[source], st, n_boot=n_boot, seed=derive_seed(seed, "emid", s),
                                    src_draws=draws[source], tgt_draws=draws[s])
-            row.update(zip(("emid_low", "emid_high"), _interval(d, level)), emid_paired=paired)
+            row.update(zip(("emid_low", "emid_high"), draws_interval(d, level)), emid_paired=paired)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -129,7 +120,7 @@ def resolution(src: ScenarioLikelihoods, tgt: ScenarioLikelihoods, sizes, *, n_s
     hand are extrapolated from the largest simulated one (width ~ 1/sqrt(n), the noise of a mean).
     Columns: n_clusters, median_width, q90_width, n_sim, how."""
     perm = pairing(src, tgt)
-    src_members, tgt_members = _members(src.clusters), _members(tgt.clusters)
+    src_members, tgt_members = cluster_members(src.clusters), cluster_members(tgt.clusters)
     g = np.random.default_rng(derive_seed(seed, "emid-resolution", len(src_members)))
     rows, measured = [], []
     for n in sorted({int(k) for k in sizes}):
@@ -152,20 +143,12 @@ def resolution(src: ScenarioLikelihoods, tgt: ScenarioLikelihoods, sizes, *, n_s
                 b = np.concatenate([tgt_members[i] for i in g.choice(len(tgt_members), m, replace=False)])
             d, _ = emid_draws(_subset(src, a), _subset(tgt, b), n_boot=n_boot,
                               seed=derive_seed(seed, "resolution", n, k))
-            lo, hi = _interval(d, level)
+            lo, hi = draws_interval(d, level)
             widths.append(hi - lo)
         measured.append((n, float(np.median(widths)), float(np.quantile(widths, 0.9))))
         rows.append({"n_clusters": n, "median_width": measured[-1][1], "q90_width": measured[-1][2], "n_sim": n_sim,
                      "how": "simulated (subsamples of the measured items)"})
     return pd.DataFrame(rows, columns=["n_clusters", "median_width", "q90_width", "n_sim", "how"])
-
-
-def _members(clusters: np.ndarray) -> list[np.ndarray]:
-    labels = clusters.tolist()
-    groups = {c: [] for c in dict.fromkeys(labels)}
-    for i, c in enumerate(labels):
-        groups[c].append(i)
-    return [np.asarray(v, dtype=int) for v in groups.values()]
 
 
 def _subset(st: ScenarioLikelihoods, rows: np.ndarray) -> ScenarioLikelihoods:

@@ -15,7 +15,7 @@ from .intervals import (
     difference_interval, paired_effect, agreement, percent_interval,
     points_interval, interval_text, with_interval_column, number_text, correlation_ci,
 )
-from .resampling import cluster_bootstrap_ci, cluster_resamples
+from .resampling import cluster_bootstrap_ci, cluster_members, cluster_resamples, draws_interval
 from .rule import (
     CLAIM_OUTCOMES, ANSWER_OUTCOMES, OUTCOMES, MARGIN, DELTA_R, ALPHA, FORMAT_SHARE, CONSTANT_SHARE,
     RULE_TEXT, SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, PARSE_FAILURE, OFF_LIST, CONSTANT_ANSWER,

@@ -12,21 +12,37 @@ from ..seeding import derive_seed
 from ..validation import ParameterError, check_positive_int
 
 
+def cluster_members(clusters) -> list[np.ndarray]:
+    """The item indices of each cluster (one label per item), clusters in order of first appearance."""
+    labels = np.asarray(clusters, dtype=object)
+    if labels.ndim != 1 or not len(labels):
+        raise ParameterError("cluster resampling needs a non-empty 1-D array of cluster labels")
+    members = {g: [] for g in dict.fromkeys(labels.tolist())}
+    for i, g in enumerate(labels.tolist()):
+        members[g].append(i)
+    return [np.asarray(v, dtype=int) for v in members.values()]
+
+
+def draws_interval(draws, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap ``draws`` (non-finite draws dropped; NaN, NaN
+    when none is left)."""
+    draws = np.asarray(draws, dtype=float)
+    draws = draws[np.isfinite(draws)]
+    if not len(draws):
+        return np.nan, np.nan
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(draws, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
 def cluster_resamples(clusters, n_boot: int, seed: int = 0):
     """Yield ``n_boot`` index arrays into ``clusters`` (one label per item), each drawing as many clusters
     as there are, with replacement, and keeping every item of a drawn cluster (the cluster bootstrap)."""
-    labels = np.asarray(clusters, dtype=object)
-    if labels.ndim != 1 or not len(labels):
-        raise ParameterError("cluster_resamples needs a non-empty 1-D array of cluster labels")
+    members = cluster_members(clusters)
     check_positive_int("n_boot", n_boot)
-    groups = list(dict.fromkeys(labels.tolist()))
-    members = {g: [] for g in groups}
-    for i, g in enumerate(labels.tolist()):
-        members[g].append(i)
-    members = [np.asarray(members[g], dtype=int) for g in groups]
-    rng = np.random.default_rng(derive_seed(seed, "cluster-bootstrap", len(labels), len(groups)))
+    rng = np.random.default_rng(derive_seed(seed, "cluster-bootstrap", len(clusters), len(members)))
     for _ in range(n_boot):
-        yield np.concatenate([members[k] for k in rng.integers(0, len(groups), len(groups))])
+        yield np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
 
 
 def cluster_bootstrap_ci(values, clusters, *, statistic: Callable[[np.ndarray], float] | None = None,
@@ -41,8 +57,5 @@ def cluster_bootstrap_ci(values, clusters, *, statistic: Callable[[np.ndarray], 
     if not 0 < level < 1:
         raise ParameterError(f"level must be in (0, 1), got {level}")
     stat = statistic or (lambda x: float(np.mean(x)))
-    draws = np.array([stat(v[i]) for i in cluster_resamples(clusters, n_boot, seed)], dtype=float)
-    draws = draws[np.isfinite(draws)]
-    alpha = (1 - level) / 2
-    lo, hi = (np.quantile(draws, [alpha, 1 - alpha]) if len(draws) else (np.nan, np.nan))
-    return float(stat(v)), float(lo), float(hi)
+    draws = [stat(v[i]) for i in cluster_resamples(clusters, n_boot, seed)]
+    return (float(stat(v)), *draws_interval(draws, level))
