@@ -140,3 +140,20 @@ def test_core_analyse_resamples_the_clusters_it_is_given():
     assert width(by_image, "emi") > width(by_item, "emi")
     with pytest.raises(ParameterError, match="clusters has 3 labels"):
         core.analyse(emb, labels, "a", clusters=images[:3], **kw)
+
+
+def test_club_u_from_counts_equals_the_u_statistic_over_the_resample():
+    """club_u_counts (sums from row counts) against the definition: positives = the resample's diagonal,
+    negatives = every entry of its submatrix whose two positions hold different original rows."""
+    g = np.random.default_rng(3)
+    L = g.standard_normal((12, 12))
+    resamples = [g.integers(0, 12, 12) for _ in range(30)] + [np.arange(12), np.full(5, 4), np.array([2, 2, 7])]
+
+    def brute(s):
+        sub = L[np.ix_(s, s)]
+        distinct = s[:, None] != s[None, :]
+        return np.mean(np.diag(sub)) - sub[distinct].mean() if distinct.any() else np.nan
+
+    got = emid.club_u_counts(L, emid.resample_counts(resamples, 12))
+    np.testing.assert_allclose(got, [brute(s) for s in resamples], rtol=1e-12, atol=1e-12)
+    assert np.isnan(got[-2]) and emid.club_u(L, np.full(5, 4)) != emid.club_u(L, np.full(5, 4))

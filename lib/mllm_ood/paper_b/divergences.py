@@ -124,7 +124,7 @@ def representation_jsd(zp, zq, *, weighting: str = "equal") -> float:
     A plug-in estimate: its finite-sample bias is positive, so compare with :func:`permutation_null`.
 
     Computed through Gram matrices when a set has fewer rows than columns (90 answers in 384-d: a 90 x 90
-    instead of a 384 x 384 eigenproblem); ``tests/test_information.py`` checks it against the
+    instead of a 384 x 384 eigenproblem); ``tests/test_divergences.py`` checks it against the
     covariance form.
     """
     check_choice("JSD weighting", weighting, JSD_WEIGHTINGS)
@@ -217,6 +217,7 @@ def permutation_null(divergence: Callable[[np.ndarray, np.ndarray], float], zp, 
     if paired and len(zp) != len(zq):
         raise ParameterError(f"a paired null needs sets of equal size, got {len(zp)} and {len(zq)}")
     value = float(divergence(zp, zq))
+    divergence = _resplit_statistic(divergence, zp, zq)
     g = rng(seed, "permutation_null", "paired" if paired else "pooled")
     null = np.empty(n_perm)
     if paired:
@@ -230,6 +231,28 @@ def permutation_null(divergence: Callable[[np.ndarray, np.ndarray], float], zp, 
             null[b] = divergence(pooled[order[: len(zp)]], pooled[order[len(zp):]])
     return NullTest(value=value, null_mean=float(null.mean()), null_high=float(np.quantile(null, level)),
                     p=float((1 + np.sum(null >= value - 1e-12)) / (1 + n_perm)), n_perm=n_perm, paired=paired)
+
+
+def _resplit_statistic(divergence: Callable[[np.ndarray, np.ndarray], float], zp: np.ndarray,
+                       zq: np.ndarray) -> Callable[[np.ndarray, np.ndarray], float]:
+    """What :func:`permutation_null` recomputes on each re-split: ``divergence`` itself, except for
+    :func:`representation_jsd` of two equal-size sets of equal-norm rows (unit embeddings, paired sets):
+    there every re-split has the *same* mixture, the pooled rows over one common trace, so its entropy (the
+    largest eigenproblem, 2n x 2n) is computed once and each re-split costs the two sets' entropies only.
+    Used when the squared norms agree to 1e-6 (float32 unit rows do): the re-splits' mixtures then differ by
+    round-off only (``tests/test_divergences.py`` checks the null against the recomputed one)."""
+    if divergence is not representation_jsd or len(zp) != len(zq):
+        return divergence
+    norms = np.einsum("ij,ij->i", np.concatenate([zp, zq]), np.concatenate([zp, zq]))
+    if not np.allclose(norms, norms[0], rtol=1e-6, atol=0):
+        return divergence
+    h_mix = _entropy_of_rows(np.concatenate([_unit_trace_rows("zp", zp), _unit_trace_rows("zq", zq)]) / math.sqrt(2.0))
+
+    def same_mixture_jsd(a: np.ndarray, b: np.ndarray) -> float:
+        h_sets = _entropy_of_rows(_unit_trace_rows("zp", a)) + _entropy_of_rows(_unit_trace_rows("zq", b))
+        return max(h_mix - 0.5 * h_sets, 0.0)
+
+    return same_mixture_jsd
 
 
 def jsd_estimate(zp, zq, *, seed: int = 0) -> DivergenceEstimate:

@@ -32,11 +32,27 @@ from ..validation import ParameterError, check_positive_int
 def club_u(L: np.ndarray, s: np.ndarray) -> float:
     """CLUB on the resample ``s`` of one scenario's rows with negatives over pairs of *different* original
     rows (a U-statistic): counting a copy of the positive pair as a negative would bias it down by ~CLUB / n."""
-    sub = L[np.ix_(s, s)]
-    distinct = s[:, None] != s[None, :]
-    if not distinct.any():  # one item drawn every time: no negatives
-        return float("nan")
-    return float(np.mean(np.diag(sub)) - sub[distinct].mean())
+    return float(club_u_counts(L, np.bincount(np.asarray(s, dtype=int), minlength=len(L))[None, :])[0])
+
+
+def club_u_counts(L: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """:func:`club_u` of many resamples at once, each given by how often it draws each row (``counts``:
+    (B, n) for L: (n, n)). With c the counts, the positives' mean is ``c . diag(L) / sum(c)`` and the
+    negatives' ``(c^T L c - sum_k c_k^2 L_kk) / (sum(c)^2 - sum_k c_k^2)``: the same sums as over the
+    resample's (sum(c), sum(c)) submatrix, in O(B n^2) without building it. NaN where a resample holds one
+    distinct row (no negatives)."""
+    c = np.asarray(counts, dtype=float)
+    d = np.diag(L)
+    n, same = c.sum(axis=1), (c * c).sum(axis=1)
+    negatives = n * n - same
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = c @ d / n - (((c @ L) * c).sum(axis=1) - (c * c) @ d) / negatives
+    return np.where(negatives > 0, u, np.nan)
+
+
+def resample_counts(resamples, n: int) -> np.ndarray:
+    """(B, n) counts of each of n rows in each resample (index arrays, e.g. from :func:`cluster_resamples`)."""
+    return np.stack([np.bincount(r, minlength=n) for r in resamples])
 
 
 @dataclass
@@ -56,10 +72,14 @@ class ScenarioLikelihoods:
 
     def draw(self, rows: np.ndarray) -> float:
         """EMI on the resample ``rows`` (positions in this scenario), centred on the full-sample EMI."""
-        return self.emi + club_u(self.lm, rows) - club_u(self.lr, rows) - self.u0
+        return float(self.draw_counts(resample_counts([rows], len(self.lm)))[0])
+
+    def draw_counts(self, counts: np.ndarray) -> np.ndarray:
+        """:meth:`draw` of many resamples given as (B, n) row counts (:func:`resample_counts`)."""
+        return self.emi + club_u_counts(self.lm, counts) - club_u_counts(self.lr, counts) - self.u0
 
     def draws(self, n_boot: int, seed: int) -> np.ndarray:
-        return np.array([self.draw(i) for i in cluster_resamples(self.clusters, n_boot, seed)])
+        return self.draw_counts(resample_counts(cluster_resamples(self.clusters, n_boot, seed), len(self.lm)))
 
 
 def pairing(src: ScenarioLikelihoods, tgt: ScenarioLikelihoods) -> np.ndarray | None:
@@ -82,8 +102,9 @@ def emid_draws(src: ScenarioLikelihoods, tgt: ScenarioLikelihoods, *, n_boot: in
         a = src_draws if src_draws is not None else src.draws(n_boot, derive_seed(seed, "emi"))
         b = tgt_draws if tgt_draws is not None else tgt.draws(n_boot, derive_seed(seed, "emi-target"))
         return a - b, False
-    out = [src.draw(i) - tgt.draw(perm[i]) for i in cluster_resamples(src.clusters, n_boot, derive_seed(seed, "emid"))]
-    return np.array(out), True
+    rows = list(cluster_resamples(src.clusters, n_boot, derive_seed(seed, "emid")))
+    src_counts, tgt_counts = (resample_counts(r, len(src.lm)) for r in (rows, [perm[i] for i in rows]))
+    return src.draw_counts(src_counts) - tgt.draw_counts(tgt_counts), True
 
 
 def scenario_intervals(scenarios: dict[str, ScenarioLikelihoods], source: str, *, n_boot: int = 1000,
