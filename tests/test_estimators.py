@@ -112,6 +112,26 @@ def test_club_save_load_roundtrip_and_determinism(tmp_path, club_estimates):
         CLUB.load(tmp_path / "missing")
 
 
+def test_club_min_delta_stops_once_gains_are_small_and_keeps_the_best_weights():
+    # min_delta 0 trains while any gain remains; a tolerance stops earlier, on the same trajectory (same seed),
+    # with the best held-out log-likelihood so far and weights that reproduce it
+    x, y = correlated_gaussians(600, D, 0.6, seed=3)
+    kw = {"hidden": 16, "seed": 4, "max_epochs": 300, "patience": 5, "progress": False}
+    full = train_club(x, y, **kw)
+    tol = train_club(x, y, min_delta=0.01, **kw)
+    n_full, n_tol = len(full.history["val_ll"]), len(tol.history["val_ll"])
+    assert n_tol < n_full
+    assert tol.history["val_ll"] == full.history["val_ll"][:n_tol]  # the same epochs, cut short
+    best = tol.history["best_epoch"]
+    assert tol.history["val_ll"][best] == max(tol.history["val_ll"])
+    assert max(full.history["val_ll"]) - max(tol.history["val_ll"]) < 0.05
+    # the last `patience` epochs together gained at most min_delta over the epoch before them
+    v = tol.history["val_ll"]
+    assert max(v[-5:]) <= v[-6] + 0.01 and n_tol > 6
+    with pytest.raises(ParameterError, match="min_delta"):
+        train_club(x, y, min_delta=-1.0, **kw)
+
+
 def test_infonce_below_truth_and_below_log_batch():
     ests = []
     for rho in (0.3, 0.6, 0.9):

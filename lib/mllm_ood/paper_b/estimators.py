@@ -209,6 +209,7 @@ def train_club(
     batch_size: int = 256,
     max_epochs: int = 300,
     patience: int = 20,
+    min_delta: float = 0.0,
     val_fraction: float = 0.2,
     seed: int = 0,
     device: str | torch.device | None = None,
@@ -218,7 +219,9 @@ def train_club(
 
     A seeded ``val_fraction`` of the pairs is held out; Adam on mini-batches of the rest minimises
     ``-log q(y|x)``; after every epoch the held-out mean log-likelihood (nats) is measured, the best
-    weights are kept, and training stops after ``patience`` epochs without improvement. The returned
+    weights are kept, and training stops once ``patience`` epochs in a row have not raised it by more than
+    ``min_delta`` nats above where the last such rise left it (together, not per epoch: a slow steady climb
+    goes on). The returned
     model (in eval mode) has ``history = {"train_ll": [...], "val_ll": [...], "best_epoch": int, ...}``.
     Initialisation, split and batch order all derive from ``seed``; the global torch RNG is untouched.
     """
@@ -227,6 +230,8 @@ def train_club(
         check_positive_int(what, v)
     check_positive_float("lr", lr)
     check_fraction("val_fraction", val_fraction)
+    if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
+        raise ParameterError(f"min_delta must be a number >= 0 (nats), got {min_delta!r}")
     config = CLUBConfig(x_dim=x.shape[1], y_dim=y.shape[1], hidden=hidden, logvar_bound=logvar_bound)
     device = torch.device(pick_device(device))
 
@@ -241,7 +246,7 @@ def train_club(
     order_rng = rng(seed, "club", "batches")
 
     history = {"train_ll": [], "val_ll": [], "best_epoch": -1, "n_fit": len(fit_idx), "n_val": len(val_idx)}
-    best_val, best_state, stale = -math.inf, None, 0
+    best_val, best_state, stale, progress_mark = -math.inf, None, 0, -math.inf
     for epoch in tqdm(range(max_epochs), desc="CLUB", disable=not progress, leave=False):
         club.train()
         order = fit_idx[order_rng.permutation(len(fit_idx))]
@@ -259,9 +264,11 @@ def train_club(
             val_ll = float(club.log_likelihood(x_val, y_val).mean())
         history["train_ll"].append(total / count)
         history["val_ll"].append(val_ll)
-        if val_ll > best_val:
-            best_val, stale, history["best_epoch"] = val_ll, 0, epoch
+        if val_ll > best_val:  # the best weights are kept whatever the gain ...
+            best_val, history["best_epoch"] = val_ll, epoch
             best_state = {k: v.detach().clone() for k, v in club.state_dict().items()}
+        if val_ll > progress_mark + min_delta:  # ... but patience restarts only on min_delta above its last start
+            progress_mark, stale = val_ll, 0
         else:
             stale += 1
             if stale >= patience:
