@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Bootstrap the pinned environment on first use, then run the test suite (pytest; arguments pass through).
-# Tests run in parallel, one pytest-xdist worker per core (-n auto), unless the arguments choose
-# (-n N, -n 0 for one process, or -p no:xdist).
+# By default every test but the `slow` ones (end-to-end notebook runs: smoke runs, the paper profile's dry runs
+# on stand-ins, notebooks against a local endpoint, concurrent runs; -m slow runs just those, -m "" all of
+# them; CI runs both). Tests run in parallel, one pytest-xdist worker per core (-n auto), unless the arguments
+# choose (-n N, -n 0 for one process, or -p no:xdist).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 workers=(-n auto --dist worksteal)
+select=(-m "not slow")
 for arg in "$@"; do
-  case "$arg" in -n|-n*|--numprocesses|--numprocesses=*|no:xdist) workers=() ;; esac
+  case "$arg" in
+    -n|-n*|--numprocesses|--numprocesses=*|no:xdist) workers=() ;;
+    -m|-m*) select=() ;;
+  esac
 done
-exec "$ROOT/.venv/bin/python" -m pytest "${workers[@]}" "$@"
+exec "$ROOT/.venv/bin/python" -m pytest "${workers[@]}" "${select[@]}" "$@"

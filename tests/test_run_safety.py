@@ -298,16 +298,20 @@ def test_the_model_notebook_runs_alone_only_when_it_may_train(tmp_path):
     assert not runner.runs_alone(NOTEBOOKS / "04_emi_bound.ipynb", {"RETRAIN": True})
 
 
-def test_the_longest_notebook_starts_right_after_the_model_notebook(study, capsys):
-    """04_emi_bound (the longest) starts before the notebooks numbered below it, so they run beside it instead
-    of it running alone at the end; the summary still lists the notebooks in order."""
-    _copy_tiny(study, "04_emi_bound", "TAG: longest\n")
-    _copy_tiny(study, "01_short", "TAG: short\n")
+def test_the_longest_notebooks_start_right_after_the_model_notebook_longest_first(study, capsys):
+    """04_emi_bound, 02_hypotheses and 03_in_context_learning (the longest, in that order) start before the
+    notebooks numbered below them, so the short ones fill the cores at the end instead of a long one running
+    alone there; the summary still lists the notebooks in order."""
+    for name in ("04_emi_bound", "03_in_context_learning", "02_hypotheses", "01_short"):
+        _copy_tiny(study, name, f"TAG: {name}\n")
     assert runner.run(jobs=1) == 0
     out = capsys.readouterr().out
-    assert out.index("==> 04_emi_bound.ipynb") < out.index("==> 01_short.ipynb") < out.index("==> 90_tiny.ipynb")
+    starts = [out.index(f"==> {n}.ipynb") for n in ("04_emi_bound", "02_hypotheses", "03_in_context_learning",
+                                                     "01_short", "90_tiny")]
+    assert starts == sorted(starts)
     summary = (study / "runs" / "embedded" / "summary.txt").read_text()
-    assert summary.index("01_short") < summary.index("04_emi_bound") < summary.index("90_tiny")
+    listed = [summary.index(n) for n in ("01_short", "02_hypotheses", "03_in_context_learning", "04_emi_bound", "90_tiny")]
+    assert listed == sorted(listed)
 
 
 def test_the_ledger_notebook_starts_after_every_other_notebook_finished(study, capsys):

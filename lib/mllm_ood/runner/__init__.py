@@ -17,7 +17,8 @@ into the same folder is refused with "another run is writing here". Notebooks ex
 a time, since each of its notebooks loads a hub MLLM onto the one GPU), except
 ``00_embedded_model``, which runs first, and alone when it may train the model the others load (with
 ``--retrain``, or when its MODEL_DIR holds no checkpoint; loading the committed one it runs beside them), and
-``04_emi_bound``, the longest, which starts next so that the others run beside it, and
+``04_emi_bound``, ``02_hypotheses`` and ``03_in_context_learning``, the longest, which start next, longest
+first, so that the short ones fill the cores at the end, and
 ``05_claims_ledger``, which starts last, once every other notebook has finished and published; after a
 failure nothing new starts, and Ctrl-C or SIGTERM stops every running notebook. Each notebook executes into
 ``<run>/running/<name>/`` (executed copy, log, figures); only when it succeeds are its figures moved into

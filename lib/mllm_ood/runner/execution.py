@@ -84,9 +84,11 @@ def summary_text(command: str, profile: str, smoke: bool, overrides: dict, rows,
 
 # Runs first, and alone when it may train the model every later notebook loads (:func:`runs_alone`).
 SOLO = ("00_embedded_model",)
-# Started next, before the others (which need no order among themselves): the longest notebook, so the
-# shorter ones fill the other cores beside it instead of it starting last and running alone.
-LONGEST_FIRST = ("04_emi_bound",)
+# Started next, longest first, before the others (which need no order among themselves), so the short ones
+# fill the cores at the end instead of a long one starting last and running alone. Measured in a first run
+# on 2 cores (README, "How long"): 04 the longest, then 02 and 03; 00_embedded_world and 01 take under a
+# minute each.
+LONGEST_FIRST = ("04_emi_bound", "02_hypotheses", "03_in_context_learning")
 # Started last, once every other notebook has finished and published: it reads what they published.
 LAST = ("05_claims_ledger",)
 
@@ -105,10 +107,12 @@ def runs_alone(nb: Path, params: dict) -> bool:
 
 def schedule(resolved: list) -> list:
     """``resolved`` ((notebook, params file, params) triples, in notebook order) in execution order: the
-    :data:`SOLO` notebooks, then the :data:`LONGEST_FIRST` ones, then the rest, then the :data:`LAST` ones,
-    each group in notebook order."""
-    return sorted(resolved, key=lambda item: (item[0].stem in LAST, item[0].stem not in SOLO,
-                                              item[0].stem not in LONGEST_FIRST))
+    :data:`SOLO` notebooks, then the :data:`LONGEST_FIRST` ones in its order, then the rest, then the
+    :data:`LAST` ones, each group in notebook order."""
+    def rank(stem: str) -> int:
+        return LONGEST_FIRST.index(stem) if stem in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    return sorted(resolved, key=lambda item: (item[0].stem in LAST, item[0].stem not in SOLO, rank(item[0].stem)))
 
 
 def _all_published(published: dict) -> bool:
