@@ -67,7 +67,7 @@ TEXT_EMBEDDER: str = "minilm"  # digits part: "minilm" (embedded, 384-d), "e5", 
 IMAGE_EMBEDDER: str = "model"  # digits part: "model" (the vision tower of MODEL, a local model only), "clip" (paper B), or a folder / hub id
 JUDGE: str = "reference"  # digits part: "reference" (deterministic, offline) or an endpoint model for paper B's GPT-4 review, e.g. "openai:gpt-4-0314"
 WASSERSTEIN: str = "exact"  # W2 estimator for the digits' W bound: "exact" (ot.emd2), "sliced", "gaussian"
-CLUB_MAX_EPOCHS: int = 300  # CLUB training epochs at most (it stops once 20 epochs gained <= 0.001 nats of held-out likelihood together)
+CLUB_MAX_EPOCHS: int = 300  # CLUB training epochs at most (it stops once 20 epochs gained at most 0.001 nats of held-out likelihood together)
 ESTIMATOR_CHECKS: bool = True  # run the teaching section: estimators vs closed forms
 HUB_DATASETS: list = []  # paper profile (UNTESTED ONLINE): paper B's shifted sets "hub:llavabench_shift_synthetic", "hub:llavabench_shift_natural", answered by MODEL
 HUB_QUESTIONS: int = 0  # questions per hub split, 0 for all of them
