@@ -243,7 +243,8 @@ def _resplit_statistic(divergence: Callable[[np.ndarray, np.ndarray], float], zp
     round-off only (``tests/test_divergences.py`` checks the null against the recomputed one)."""
     if divergence is not representation_jsd or len(zp) != len(zq):
         return divergence
-    norms = np.einsum("ij,ij->i", np.concatenate([zp, zq]), np.concatenate([zp, zq]))
+    pooled = np.concatenate([zp, zq])
+    norms = np.einsum("ij,ij->i", pooled, pooled)
     if not np.allclose(norms, norms[0], rtol=1e-6, atol=0):
         return divergence
     h_mix = _entropy_of_rows(np.concatenate([_unit_trace_rows("zp", zp), _unit_trace_rows("zq", zq)]) / math.sqrt(2.0))

@@ -32,7 +32,7 @@ from ..validation import ParameterError, check_positive_int
 def club_u(L: np.ndarray, s: np.ndarray) -> float:
     """CLUB on the resample ``s`` of one scenario's rows with negatives over pairs of *different* original
     rows (a U-statistic): counting a copy of the positive pair as a negative would bias it down by ~CLUB / n."""
-    return float(club_u_counts(L, np.bincount(np.asarray(s, dtype=int), minlength=len(L))[None, :])[0])
+    return float(club_u_counts(L, resample_counts([s], len(L)))[0])
 
 
 def club_u_counts(L: np.ndarray, counts: np.ndarray) -> np.ndarray:
