@@ -292,3 +292,15 @@ def test_yes_no_table_counts_replies_per_question_kind():
     own, other = asked[:20], asked[20:]
     assert all(f"a {DIGIT_NAMES[k % 10]}?" in q for k, q in enumerate(own))
     assert not any(f"a {DIGIT_NAMES[k % 10]}?" in q for k, q in enumerate(other))
+
+
+def test_yes_no_table_reads_replies_without_a_word_as_neither():
+    """Replies with no word before the first full stop ('', '.', '. Yes') count as neither Yes nor No."""
+    from mllm_ood.mllm.embedded import yes_no_table
+
+    class Odd:
+        def generate(self, convs, max_new_tokens=4):
+            return ["", ".", ". Yes", "No."][: len(convs)]
+
+    t = yes_no_table(Odd(), [None] * 4, [1, 2, 3, 4], seed=0).set_index("asked about")
+    assert t.loc["its own digit", "neither"] == 0.75 and t.loc["its own digit", "No"] == 0.25

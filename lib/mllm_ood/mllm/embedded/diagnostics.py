@@ -109,7 +109,7 @@ def yes_no_table(model, images, labels, *, seed: int = 0, max_new_tokens: int = 
     for asked, digits, truth in (("its own digit", labels, "Yes"), ("another digit", others, "No")):
         replies = model.generate([([im], f"Is this a {DIGIT_NAMES[d]}? Answer yes or no.")
                                   for im, d in zip(images, digits)], max_new_tokens=max_new_tokens)
-        first = pd.Series([r.strip().split(".")[0].split()[0] if r.strip() else "" for r in replies])
+        first = pd.Series([next(iter(r.strip().split(".")[0].split()), "") for r in replies])  # "" if no word
         rows.append({"asked about": asked, "questions": len(replies), "Yes": (first == "Yes").mean(),
                      "No": (first == "No").mean(), "neither": (~first.isin(["Yes", "No"])).mean(),
                      "correct": (first == truth).mean()})
